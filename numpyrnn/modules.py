@@ -1,0 +1,316 @@
+"""``NumpyGRU``, ``NumpyLSTM`` and ``NumpyRNN``: the torch modules plus numpy constructors.
+
+They subclass ``torch.nn.GRU``/``LSTM``/``RNN`` and change nothing about them:
+same constructor, same ``forward``, same ``state_dict`` keys and shapes. What
+they add are class methods that build a module from foreign weights and methods
+that load or export in place. Every one of them picks a layout and calls the
+engine; none copies weights by hand.
+
+Shape symbols: ``G`` gates (GRU 3, LSTM 4, RNN 1), ``D`` directions, ``H``
+hidden, ``I`` input, ``L`` layers, ``P`` projection, ``R`` = ``P`` or ``H``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import engine
+from .layouts.blocks import BLOCKS
+from .spec import RNNSpec
+
+__all__ = ["NumpyGRU", "NumpyLSTM", "NumpyRNN", "load_numpy", "to_numpy"]
+
+ArrayLike = Any
+
+
+def load_numpy(
+    rnn: nn.RNNBase,
+    w0: ArrayLike,
+    w: ArrayLike | None = None,
+    *,
+    b0: ArrayLike | None = None,
+    b: ArrayLike | None = None,
+    proj: ArrayLike | None = None,
+    gates: str | None = None,
+    rowwise: bool = False,
+) -> nn.RNNBase:
+    """Load block-layout arrays into any ``nn.GRU``/``nn.LSTM``/``nn.RNN``, in place.
+
+    The arrays must match the module's configuration. Every array is validated
+    before the first write, so a failure leaves every parameter bit-identical.
+    The parameters keep their identity: optimizers built earlier keep working,
+    and on CUDA the weights stay in cuDNN's flat buffer.
+
+    Args:
+        rnn: the module to load into (a plain torch module or a numpyrnn one).
+        w0: ``(D, H, G*I + G*R)``: layer 0's input and recurrent weights.
+        w: ``(L-1, D, H, G*D*R + G*R)``: layers above 0; ``None`` for one layer.
+        b0: ``(D, H, 2*G)``: layer 0's input-side then recurrent-side biases.
+            Required when the module has biases.
+        b: ``(L-1, D, H, 2*G)``: biases of the layers above 0.
+        proj: ``(L, D, P, H)``: LSTM projections (``weight_hr``).
+        gates: gate order used in the arrays, e.g. ``"zrn"``; ``None`` is torch's
+            (GRU ``rzn``, LSTM ``ifgo``).
+        rowwise: read each ``(H, G*width)`` block as a plain row-major reshape to
+            ``(G*H, width)``, as the original row-by-row loop did.
+
+    Returns:
+        ``rnn`` itself.
+
+    Raises:
+        LayoutError: an array has the wrong shape, holds NaN/Inf, or does not fit
+            the module (biases given to a bias-free module, and so on).
+        TypeError: an array is missing or is not floating point.
+    """
+    source = dict(w0=w0, w=w, b0=b0, b=b, proj=proj)
+    return engine.load_layout(rnn, BLOCKS, source, options=dict(gates=gates, rowwise=rowwise, biases=True))
+
+
+def to_numpy(rnn: nn.RNNBase, *, gates: str | None = None, rowwise: bool = False) -> dict[str, np.ndarray | None]:
+    """Export any ``nn.GRU``/``nn.LSTM``/``nn.RNN`` to the block layout.
+
+    The exact inverse of :func:`load_numpy`: a round trip is bit-exact.
+
+    Args:
+        rnn: the module to export.
+        gates: gate order for the arrays; ``None`` is torch's.
+        rowwise: write blocks the way the original row loop read them.
+
+    Returns:
+        A dict with keys ``w0``, ``w``, ``b0``, ``b`` and ``proj``, fresh arrays in
+        the module's dtype. A key is ``None`` where it does not apply (``w`` for
+        one layer, ``b0``/``b`` without bias, ``proj`` without projection).
+
+    Raises:
+        TypeError: the module is bfloat16, which numpy cannot hold.
+    """
+    return engine.export_layout(rnn, BLOCKS, options=dict(gates=gates, rowwise=rowwise, biases=True))
+
+
+class _NumpyMixin:
+    """Methods shared by the three numpyrnn modules. Adds no state and no ``forward``."""
+
+    @classmethod
+    def _from_blocks(cls, mode: str, arrays: dict, *, num_layers, gates, rowwise, bias,
+                     batch_first, dropout, device, dtype, freeze):
+        return engine.import_layout(
+            cls, BLOCKS, arrays, mode=mode,
+            infer=dict(num_layers=num_layers, bias=bias),
+            options=dict(gates=gates, rowwise=rowwise, biases=arrays.get("b0") is not None),
+            batch_first=batch_first, dropout=dropout, device=device, dtype=dtype, freeze=freeze,
+        )
+
+    def load_numpy(
+        self,
+        w0: ArrayLike,
+        w: ArrayLike | None = None,
+        *,
+        b0: ArrayLike | None = None,
+        b: ArrayLike | None = None,
+        proj: ArrayLike | None = None,
+        gates: str | None = None,
+        rowwise: bool = False,
+    ):
+        """Load block-layout arrays in place and return the module.
+
+        See :func:`numpyrnn.load_numpy` for the arguments; the arrays must match
+        this module's configuration, and a failure changes nothing.
+        """
+        return load_numpy(self, w0, w, b0=b0, b=b, proj=proj, gates=gates, rowwise=rowwise)  # type: ignore[arg-type]
+
+    def to_numpy(self, *, gates: str | None = None, rowwise: bool = False) -> dict[str, np.ndarray | None]:
+        """Export to the block layout: the exact inverse of :meth:`load_numpy`.
+
+        See :func:`numpyrnn.to_numpy`.
+        """
+        return to_numpy(self, gates=gates, rowwise=rowwise)  # type: ignore[arg-type]
+
+    @property
+    def spec(self) -> RNNSpec:
+        """The module's configuration as an :class:`~numpyrnn.spec.RNNSpec`."""
+        return RNNSpec.of(self)  # type: ignore[arg-type]
+
+
+class NumpyGRU(_NumpyMixin, nn.GRU):
+    r"""``torch.nn.GRU`` with numpy constructors; identical in every other respect.
+
+    Gates in torch order ``r, z, n``: ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``
+    and ``h' = (1 - z) * n + z * h``. ``b_hn`` sits inside the reset product, so
+    input-side and recurrent-side biases of the ``n`` gate cannot be merged.
+
+    Example:
+        >>> import numpy as np
+        >>> from numpyrnn import NumpyGRU
+        >>> rng = np.random.default_rng(0)
+        >>> w0 = rng.standard_normal((2, 4, 3 * (5 + 4)), dtype=np.float32)
+        >>> gru = NumpyGRU.from_numpy(w0)
+        >>> gru
+        NumpyGRU(5, 4, bias=False, bidirectional=True)
+    """
+
+    @classmethod
+    def from_numpy(
+        cls,
+        w0: ArrayLike,
+        w: ArrayLike | None = None,
+        *,
+        b0: ArrayLike | None = None,
+        b: ArrayLike | None = None,
+        num_layers: int | None = None,
+        gates: str | None = None,
+        rowwise: bool = False,
+        bias: bool | None = None,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+        freeze: bool = False,
+    ) -> "NumpyGRU":
+        """Build a GRU from block-layout arrays.
+
+        ``D``, ``H`` and ``I`` are inferred from ``w0``'s shape and ``L`` from
+        ``num_layers``, else ``1 + len(w)``.
+
+        Args:
+            w0: ``(D, H, 3*I + 3*H)``.
+            w: ``(L-1, D, H, 3*D*H + 3*H)``, or ``None`` for one layer.
+            b0: ``(D, H, 6)``: input-side biases of ``r, z, n``, then recurrent-side.
+            b: ``(L-1, D, H, 6)``.
+            num_layers: checked against ``w`` when given.
+            gates: gate order used in the arrays (a permutation of ``"rzn"``).
+            rowwise: read blocks as the original row loop did.
+            bias: ``None``: biases exist exactly when ``b0`` is given; ``True``
+                without ``b0``: zero biases; ``False`` with ``b0``: an error.
+            batch_first: as in ``nn.GRU``.
+            dropout: as in ``nn.GRU``.
+            device: build directly on this device (no CPU detour for the module).
+            dtype: parameter dtype; ``torch.get_default_dtype()`` when ``None``,
+                whatever the numpy dtype.
+            freeze: turn ``requires_grad`` off.
+
+        Returns:
+            A new ``NumpyGRU``.
+
+        Raises:
+            LayoutError: shapes do not fit together, or values are not finite.
+            TypeError: an array is not floating point.
+        """
+        return cls._from_blocks("GRU", dict(w0=w0, w=w, b0=b0, b=b), num_layers=num_layers, gates=gates,
+                                rowwise=rowwise, bias=bias, batch_first=batch_first, dropout=dropout,
+                                device=device, dtype=dtype, freeze=freeze)
+
+
+class NumpyLSTM(_NumpyMixin, nn.LSTM):
+    r"""``torch.nn.LSTM`` with numpy constructors; identical in every other respect.
+
+    Gates in torch order ``i, f, g, o``; with ``proj_size = P > 0`` the hidden
+    state is ``h = W_hr (o * tanh(c))`` and the recurrent width ``R`` is ``P``.
+    """
+
+    @classmethod
+    def from_numpy(
+        cls,
+        w0: ArrayLike,
+        w: ArrayLike | None = None,
+        *,
+        b0: ArrayLike | None = None,
+        b: ArrayLike | None = None,
+        proj: ArrayLike | None = None,
+        num_layers: int | None = None,
+        gates: str | None = None,
+        rowwise: bool = False,
+        bias: bool | None = None,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+        freeze: bool = False,
+    ) -> "NumpyLSTM":
+        """Build an LSTM from block-layout arrays.
+
+        Args:
+            w0: ``(D, H, 4*I + 4*R)``.
+            w: ``(L-1, D, H, 4*D*R + 4*R)``, or ``None`` for one layer.
+            b0: ``(D, H, 8)``: input-side biases of ``i, f, g, o``, then recurrent-side.
+            b: ``(L-1, D, H, 8)``.
+            proj: ``(L, D, P, H)``: ``weight_hr`` per layer and direction; gives
+                ``proj_size = P``.
+            num_layers, gates, rowwise, bias, batch_first, dropout, device, dtype, freeze:
+                as in :meth:`NumpyGRU.from_numpy`.
+
+        Returns:
+            A new ``NumpyLSTM``.
+
+        Raises:
+            LayoutError: shapes do not fit together, or values are not finite.
+            TypeError: an array is not floating point.
+        """
+        return cls._from_blocks("LSTM", dict(w0=w0, w=w, b0=b0, b=b, proj=proj), num_layers=num_layers,
+                                gates=gates, rowwise=rowwise, bias=bias, batch_first=batch_first,
+                                dropout=dropout, device=device, dtype=dtype, freeze=freeze)
+
+
+class NumpyRNN(_NumpyMixin, nn.RNN):
+    r"""``torch.nn.RNN`` with numpy constructors; identical in every other respect.
+
+    One gate: ``h' = act(W_ih x + b_ih + W_hh h + b_hh)`` with ``act`` tanh or relu.
+    """
+
+    @classmethod
+    def from_numpy(
+        cls,
+        w0: ArrayLike,
+        w: ArrayLike | None = None,
+        *,
+        b0: ArrayLike | None = None,
+        b: ArrayLike | None = None,
+        num_layers: int | None = None,
+        gates: str | None = None,
+        rowwise: bool = False,
+        bias: bool | None = None,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+        freeze: bool = False,
+        nonlinearity: str = "tanh",
+    ) -> "NumpyRNN":
+        """Build an Elman RNN from block-layout arrays.
+
+        Args:
+            w0: ``(D, H, I + H)``.
+            w: ``(L-1, D, H, D*H + H)``, or ``None`` for one layer.
+            b0: ``(D, H, 2)``: input-side then recurrent-side bias.
+            b: ``(L-1, D, H, 2)``.
+            nonlinearity: ``"tanh"`` or ``"relu"``.
+            num_layers, gates, rowwise, bias, batch_first, dropout, device, dtype, freeze:
+                as in :meth:`NumpyGRU.from_numpy`.
+
+        Returns:
+            A new ``NumpyRNN``.
+
+        Raises:
+            LayoutError: shapes do not fit together, or values are not finite.
+            TypeError: an array is not floating point.
+            ValueError: unknown ``nonlinearity``.
+        """
+        mode = _rnn_mode(nonlinearity)
+        return cls._from_blocks(mode, dict(w0=w0, w=w, b0=b0, b=b), num_layers=num_layers, gates=gates,
+                                rowwise=rowwise, bias=bias, batch_first=batch_first, dropout=dropout,
+                                device=device, dtype=dtype, freeze=freeze)
+
+
+def _rnn_mode(nonlinearity: str) -> str:
+    if nonlinearity == "tanh":
+        return "RNN_TANH"
+    if nonlinearity == "relu":
+        return "RNN_RELU"
+    raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+
+
+#: Twin of each torch class, for :func:`numpyrnn.convert` and the layouts.
+TWINS: dict[type, type] = {nn.GRU: NumpyGRU, nn.LSTM: NumpyLSTM, nn.RNN: NumpyRNN}

@@ -1,0 +1,212 @@
+r"""Recurrent forward passes in plain numpy, written from the block-layout formulas.
+
+This is the oracle numpyrnn is tested against, and a torch-free way to run the
+same weights. It reads the arrays directly with the formulas of the block
+layout and never goes through the converter:
+
+* ``w0[d, h, g*I + i]``: input feature ``i`` into gate ``g`` of unit ``h``;
+* ``w0[d, h, G*I + g*R + j]``: recurrent feature ``j`` into that gate;
+* ``b0[d, h, g]`` / ``b0[d, h, G + g]``: input-side / recurrent-side bias;
+* ``w[k-1]``/``b[k-1]``: the same for layer ``k > 0``, whose input is ``D*R`` wide;
+* ``proj[k, d]``: the ``(P, H)`` LSTM projection.
+
+Equations (torch's; ``σ`` is the logistic sigmoid, ``*`` elementwise):
+
+* GRU: ``r = σ(W_ir x + b_ir + W_hr h + b_hr)``, ``z = σ(W_iz x + b_iz + W_hz h + b_hz)``,
+  ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``, ``h' = (1 - z) * n + z * h``.
+* LSTM: ``i, f, o = σ(·)``, ``g = tanh(·)``, ``c' = f * c + i * g``,
+  ``h' = o * tanh(c')``, then ``h' = W_hr h'`` with a projection.
+* RNN: ``h' = act(W_ih x + b_ih + W_hh h + b_hh)``, ``act`` tanh or relu.
+
+Shapes follow torch: ``x`` is ``(T, N, I)`` (``(N, T, I)`` with
+``batch_first``, or ``(T, I)`` unbatched); ``h0`` is ``(L*D, N, R)``;
+the result is ``y`` of ``(T, N, D*R)`` and ``h_n`` of ``(L*D, N, R)``
+(LSTM: ``(h_n, c_n)`` with ``c_n`` of ``(L*D, N, H)``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["gru", "lstm", "rnn"]
+
+_ORDER = {"gru": "rzn", "lstm": "ifgo", "rnn": "h"}
+_ALIAS = {"gru": {"h": "n", "u": "z", "c": "n"}, "lstm": {"c": "g", "j": "g"}, "rnn": {}}
+
+
+def _sigmoid(a: np.ndarray) -> np.ndarray:
+    # numerically stable for large |a|
+    out = np.empty_like(a)
+    pos = a >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-a[pos]))
+    e = np.exp(a[~pos])
+    out[~pos] = e / (1.0 + e)
+    return out
+
+
+class _Unit:
+    """Weights of one layer and direction, read straight from a block."""
+
+    def __init__(self, block, bias, proj, G, n_in, R, positions, dtype):
+        self.W_i = [block[:, p * n_in:(p + 1) * n_in].astype(dtype) for p in positions]          # (H, in)
+        self.W_h = [block[:, G * n_in + p * R:G * n_in + (p + 1) * R].astype(dtype) for p in positions]  # (H, R)
+        H = block.shape[0]
+        zeros = np.zeros(H, dtype=dtype)
+        self.b_i = [bias[:, p].astype(dtype) if bias is not None else zeros for p in positions]
+        self.b_h = [bias[:, G + p].astype(dtype) if bias is not None else zeros for p in positions]
+        self.proj = None if proj is None else proj.astype(dtype)  # (P, H)
+
+    def x(self, g: int, x: np.ndarray) -> np.ndarray:
+        return x @ self.W_i[g].T + self.b_i[g]
+
+    def h(self, g: int, h: np.ndarray) -> np.ndarray:
+        return h @ self.W_h[g].T + self.b_h[g]
+
+
+def _positions(cell: str, gates: str | None) -> list[int]:
+    order = _ORDER[cell]
+    if gates is None:
+        return list(range(len(order)))
+    norm = "".join(_ALIAS[cell].get(c, c) for c in gates.lower())
+    if sorted(norm) != sorted(order):
+        raise ValueError(f"gates={gates!r} is not a permutation of {order!r}")
+    return [norm.index(c) for c in order]
+
+
+def _run(cell, x, w0, w, b0, b, proj, h0, c0, batch_first, gates, step: Callable):
+    G = len(_ORDER[cell])
+    w0 = np.asarray(w0)
+    D, H = w0.shape[0], w0.shape[1]
+    P = 0 if proj is None else np.asarray(proj).shape[2]
+    R = P or H
+    I = w0.shape[2] // G - R
+    L = 1 + (0 if w is None else len(w))
+    x = np.asarray(x)
+    dtype = np.result_type(x.dtype, w0.dtype, np.float32)
+    unbatched = x.ndim == 2
+    if unbatched:
+        x = x[:, None, :]
+    elif batch_first:
+        x = x.transpose(1, 0, 2)
+    if x.shape[-1] != I:
+        raise ValueError(f"x: last axis is {x.shape[-1]}, the weights expect input size {I}")
+    T, N = x.shape[0], x.shape[1]
+    pos = _positions(cell, gates)
+
+    def state(s, width, name):
+        if s is None:
+            return np.zeros((L * D, N, width), dtype=dtype)
+        s = np.asarray(s, dtype=dtype)
+        return s[:, None, :] if unbatched else s
+
+    h0 = state(h0, R, "h0")
+    c0 = state(c0, H, "c0") if cell == "lstm" else None
+    layer_in = x.astype(dtype)
+    h_n, c_n = [], []
+    for k in range(L):
+        outs = []
+        for d in range(D):
+            block = w0[d] if k == 0 else np.asarray(w)[k - 1, d]
+            bias = None if b0 is None else (np.asarray(b0)[d] if k == 0 else np.asarray(b)[k - 1, d])
+            pj = None if proj is None else np.asarray(proj)[k, d]
+            n_in = I if k == 0 else D * R
+            unit = _Unit(block, bias, pj, G, n_in, R, pos, dtype)
+            h = h0[k * D + d]
+            c = None if c0 is None else c0[k * D + d]
+            y = np.zeros((T, N, R), dtype=dtype)
+            times = range(T) if d == 0 else range(T - 1, -1, -1)
+            for t in times:
+                h, c = step(unit, layer_in[t], h, c)
+                y[t] = h
+            outs.append(y)
+            h_n.append(h)
+            c_n.append(c)
+        layer_in = np.concatenate(outs, axis=-1)
+    y = layer_in
+    hn = np.stack(h_n)
+    cn = np.stack(c_n) if cell == "lstm" else None
+    if unbatched:
+        y, hn = y[:, 0], hn[:, 0]
+        cn = cn[:, 0] if cn is not None else None
+    elif batch_first:
+        y = y.transpose(1, 0, 2)
+    return y, hn, cn
+
+
+def _gru_step(u: _Unit, x, h, c):
+    r = _sigmoid(u.x(0, x) + u.h(0, h))
+    z = _sigmoid(u.x(1, x) + u.h(1, h))
+    n = np.tanh(u.x(2, x) + r * u.h(2, h))
+    return (1 - z) * n + z * h, None
+
+
+def _lstm_step(u: _Unit, x, h, c):
+    i = _sigmoid(u.x(0, x) + u.h(0, h))
+    f = _sigmoid(u.x(1, x) + u.h(1, h))
+    g = np.tanh(u.x(2, x) + u.h(2, h))
+    o = _sigmoid(u.x(3, x) + u.h(3, h))
+    c = f * c + i * g
+    h = o * np.tanh(c)
+    if u.proj is not None:
+        h = h @ u.proj.T
+    return h, c
+
+
+def gru(x, w0, w=None, *, b0=None, b=None, h0=None, batch_first=False, gates=None):
+    """GRU forward pass over block-layout arrays.
+
+    Args:
+        x: ``(T, N, I)``, ``(N, T, I)`` with ``batch_first``, or ``(T, I)``.
+        w0, w, b0, b: block-layout arrays, as in :meth:`numpyrnn.NumpyGRU.from_numpy`.
+        h0: initial state ``(L*D, N, H)``; zeros when ``None``.
+        batch_first: ``x`` and ``y`` are batch-major.
+        gates: gate order of the arrays; ``None`` is ``"rzn"``.
+
+    Returns:
+        ``(y, h_n)`` with torch's shapes.
+    """
+    y, hn, _ = _run("gru", x, w0, w, b0, b, None, h0, None, batch_first, gates, _gru_step)
+    return y, hn
+
+
+def lstm(x, w0, w=None, *, b0=None, b=None, proj=None, h0=None, c0=None, batch_first=False, gates=None):
+    """LSTM forward pass over block-layout arrays, with optional projection.
+
+    Args:
+        x: ``(T, N, I)``, ``(N, T, I)`` with ``batch_first``, or ``(T, I)``.
+        w0, w, b0, b, proj: block-layout arrays, as in :meth:`numpyrnn.NumpyLSTM.from_numpy`.
+        h0: ``(L*D, N, R)``; c0: ``(L*D, N, H)``; zeros when ``None``.
+        batch_first: ``x`` and ``y`` are batch-major.
+        gates: gate order of the arrays; ``None`` is ``"ifgo"``.
+
+    Returns:
+        ``(y, (h_n, c_n))`` with torch's shapes.
+    """
+    y, hn, cn = _run("lstm", x, w0, w, b0, b, proj, h0, c0, batch_first, gates, _lstm_step)
+    return y, (hn, cn)
+
+
+def rnn(x, w0, w=None, *, b0=None, b=None, h0=None, batch_first=False, nonlinearity="tanh"):
+    """Elman RNN forward pass over block-layout arrays.
+
+    Args:
+        x: ``(T, N, I)``, ``(N, T, I)`` with ``batch_first``, or ``(T, I)``.
+        w0, w, b0, b: block-layout arrays, as in :meth:`numpyrnn.NumpyRNN.from_numpy`.
+        h0: ``(L*D, N, H)``; zeros when ``None``.
+        batch_first: ``x`` and ``y`` are batch-major.
+        nonlinearity: ``"tanh"`` or ``"relu"``.
+
+    Returns:
+        ``(y, h_n)`` with torch's shapes.
+    """
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    act = np.tanh if nonlinearity == "tanh" else (lambda a: np.maximum(a, 0))
+
+    def step(u: _Unit, x, h, c):
+        return act(u.x(0, x) + u.h(0, h)), None
+
+    y, hn, _ = _run("rnn", x, w0, w, b0, b, None, h0, None, batch_first, None, step)
+    return y, hn

@@ -1,0 +1,50 @@
+"""Shared fixtures: random block-layout arrays for any configuration."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from numpyrnn.spec import RNNSpec
+
+GATES = {"GRU": 3, "LSTM": 4, "RNN_TANH": 1, "RNN_RELU": 1}
+
+# Keep the CPU tests on the two cores the machine has, and deterministic.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def make_blocks(spec: RNNSpec, *, dtype=np.float32, seed: int = 0, scale: float = 0.4, bias: bool | None = None):
+    """Random block-layout arrays (w0, w, b0, b, proj) for ``spec``; ``None`` where absent."""
+    rng = np.random.default_rng(seed)
+    G, D, H, R, L = spec.gates, spec.directions, spec.hidden_size, spec.rec, spec.num_layers
+
+    def r(*shape):
+        return (scale * rng.standard_normal(shape)).astype(dtype)
+
+    bias = spec.bias if bias is None else bias
+    return dict(
+        w0=r(D, H, G * (spec.input_size + R)),
+        w=r(L - 1, D, H, G * (D * R + R)) if L > 1 else None,
+        b0=r(D, H, 2 * G) if bias else None,
+        b=r(L - 1, D, H, 2 * G) if bias and L > 1 else None,
+        proj=r(L, D, spec.proj_size, H) if spec.proj_size else None,
+    )
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A deep copy of a module's state_dict, for bit-identical comparisons."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def assert_state_equal(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} changed"
