@@ -94,6 +94,10 @@ def to_numpy(rnn: nn.RNNBase, *, gates: str | None = None, rowwise: bool = False
 class _NumpyMixin:
     """Methods shared by the three numpyrnn modules. Adds no state and no ``forward``."""
 
+    _mode: str = ""
+    # TorchScript compiles properties unless told not to; ``spec`` is Python-only.
+    __jit_unused_properties__ = ["spec"]
+
     @classmethod
     def _from_blocks(cls, mode: str, arrays: dict, *, num_layers, gates, rowwise, bias,
                      batch_first, dropout, device, dtype, freeze):
@@ -129,10 +133,124 @@ class _NumpyMixin:
         """
         return to_numpy(self, gates=gates, rowwise=rowwise)  # type: ignore[arg-type]
 
+    # -- foreign layouts: each picks its layout module and calls the engine ------------
+    @classmethod
+    def _from_layout(cls, layout_name: str, source: Any, *, options: dict, batch_first: bool,
+                     dropout: float, device: Any, dtype: torch.dtype | None, freeze: bool):
+        layout = _layout(layout_name)
+        return engine.import_layout(cls, layout, source, mode=cls._mode, options=options,
+                                    batch_first=batch_first, dropout=dropout, device=device,
+                                    dtype=dtype, freeze=freeze)
+
+    @classmethod
+    def from_keras(cls, source: Any, *, batch_first: bool = True, dropout: float = 0.0, device: Any = None,
+                   dtype: torch.dtype | None = None, freeze: bool = False):
+        """Build from Keras 3 weights: layers, ``Bidirectional`` wrappers, or ``get_weights()`` lists.
+
+        See the Keras page of the documentation for the mapping and what is refused.
+
+        Args:
+            source: a ``keras.layers.GRU``/``LSTM``/``SimpleRNN`` (or a ``Bidirectional``
+                wrapping one, merge mode ``concat``), a list of those bottom first, or the
+                raw ``layer.get_weights()`` arrays (3, 6 for bidirectional, or a list of
+                such lists for a stack).
+            batch_first: defaults to ``True`` like Keras.
+            dropout, device, dtype, freeze: as in ``from_numpy``.
+
+        Raises:
+            LayoutError: the layer computes something torch cannot (``reset_after=False``,
+                other activations, ``go_backwards``, other merge modes), or bad shapes.
+        """
+        return cls._from_layout("keras", source, options={}, batch_first=batch_first, dropout=dropout,
+                                device=device, dtype=dtype, freeze=freeze)
+
+    def to_keras(self) -> list:
+        """One entry per layer, bottom first: the list that ``layer.set_weights`` takes."""
+        return engine.export_layout(self, _layout("keras"))  # type: ignore[arg-type]
+
+    @classmethod
+    def from_onnx(cls, source: Any, *, linear_before_reset: int | None = None, batch_first: bool = False,
+                  dropout: float = 0.0, device: Any = None, dtype: torch.dtype | None = None, freeze: bool = False):
+        """Build from ONNX ``GRU``/``LSTM``/``RNN`` weights.
+
+        Args:
+            source: a mapping with ``W``, ``R`` and optional ``B`` in ONNX shapes, a list
+                of such mappings for a stack, or an ``onnx.ModelProto`` whose recurrent
+                nodes take their weights from initializers.
+            linear_before_reset: for a GRU given as arrays it must be stated, and must be 1
+                (ONNX's default 0 is a GRU that torch cannot represent).
+            batch_first, dropout, device, dtype, freeze: as in ``from_numpy``.
+
+        Raises:
+            LayoutError: ``linear_before_reset`` 0 or missing, peepholes, ``clip``,
+                ``input_forget``, non-default activations, ``direction="reverse"``, or bad shapes.
+        """
+        return cls._from_layout("onnx", source, options=dict(linear_before_reset=linear_before_reset),
+                                batch_first=batch_first, dropout=dropout, device=device, dtype=dtype, freeze=freeze)
+
+    def to_onnx(self) -> list:
+        """One ``{"W", "R", "B"}`` dict per layer, bottom first, runnable in onnxruntime as is."""
+        return engine.export_layout(self, _layout("onnx"))  # type: ignore[arg-type]
+
+    @classmethod
+    def from_flax(cls, params: Any, *, batch_first: bool = True, dropout: float = 0.0, device: Any = None,
+                  dtype: torch.dtype | None = None, freeze: bool = False):
+        """Build from Flax linen cell, ``nn.RNN`` or ``nn.Bidirectional`` params (or a list of them).
+
+        Arrays may be jax arrays; jax is imported only when they are.
+
+        Args:
+            params: a ``GRUCell``/``LSTMCell``/``OptimizedLSTMCell``/``SimpleCell`` param dict,
+                ``{"cell": ...}`` from ``nn.RNN``, ``{"forward_rnn": ..., "backward_rnn": ...}``
+                from ``nn.Bidirectional``, or a list of those, bottom first.
+            batch_first: defaults to ``True`` like Flax.
+            dropout, device, dtype, freeze: as in ``from_numpy``.
+
+        Raises:
+            LayoutError: missing, extra or wrongly nested keys (the message names the key path).
+        """
+        return cls._from_layout("flax", params, options={}, batch_first=batch_first, dropout=dropout,
+                                device=device, dtype=dtype, freeze=freeze)
+
+    def to_flax(self) -> list:
+        """One ``nn.RNN`` (``{"cell": ...}``) or ``nn.Bidirectional`` param tree per layer, bottom first."""
+        return engine.export_layout(self, _layout("flax"))  # type: ignore[arg-type]
+
+    @classmethod
+    def from_tf1(cls, source: Any, *, forget_bias: float = 1.0, batch_first: bool = False, dropout: float = 0.0,
+                 device: Any = None, dtype: torch.dtype | None = None, freeze: bool = False):
+        """Build from TF1 ``LSTMCell``/``BasicLSTMCell`` variables.
+
+        Args:
+            source: a mapping with ``kernel`` ``[I+R, 4H]`` (gates ``i, j, f, o``), ``bias``
+                ``[4H]`` and optionally ``projection/kernel`` ``[H, P]``; a list of those for a
+                stack; ``{"fw": ..., "bw": ...}`` for bidirectional.
+            forget_bias: TF1 adds it at run time and does not store it; it is folded into
+                the forget-gate bias. Use 0 for ``CudnnLSTM``-compatible checkpoints.
+            batch_first, dropout, device, dtype, freeze: as in ``from_numpy``.
+
+        Raises:
+            LayoutError: a GRU (TF1's ``GRUCell`` resets before the matmul), or bad shapes.
+        """
+        return cls._from_layout("tf1", source, options=dict(forget_bias=forget_bias), batch_first=batch_first,
+                                dropout=dropout, device=device, dtype=dtype, freeze=freeze)
+
+    def to_tf1(self, forget_bias: float = 1.0) -> list:
+        """One TF1 variable mapping per layer (``{"fw", "bw"}`` when bidirectional), bottom
+        first, with ``forget_bias`` subtracted from the forget-gate bias again."""
+        return engine.export_layout(self, _layout("tf1"), options=dict(forget_bias=forget_bias))  # type: ignore[arg-type]
+
     @property
     def spec(self) -> RNNSpec:
         """The module's configuration as an :class:`~numpyrnn.spec.RNNSpec`."""
         return RNNSpec.of(self)  # type: ignore[arg-type]
+
+
+def _layout(name: str):
+    """The layout object of a foreign format, imported on first use."""
+    from importlib import import_module
+
+    return getattr(import_module(f".layouts.{name}", __package__), name.upper())
 
 
 class NumpyGRU(_NumpyMixin, nn.GRU):
@@ -151,6 +269,8 @@ class NumpyGRU(_NumpyMixin, nn.GRU):
         >>> gru
         NumpyGRU(5, 4, bias=False, bidirectional=True)
     """
+
+    _mode = "GRU"
 
     @classmethod
     def from_numpy(
@@ -211,6 +331,8 @@ class NumpyLSTM(_NumpyMixin, nn.LSTM):
     state is ``h = W_hr (o * tanh(c))`` and the recurrent width ``R`` is ``P``.
     """
 
+    _mode = "LSTM"
+
     @classmethod
     def from_numpy(
         cls,
@@ -258,7 +380,10 @@ class NumpyRNN(_NumpyMixin, nn.RNN):
     r"""``torch.nn.RNN`` with numpy constructors; identical in every other respect.
 
     One gate: ``h' = act(W_ih x + b_ih + W_hh h + b_hh)`` with ``act`` tanh or relu.
+    A foreign source may pick ``relu`` (Keras ``activation="relu"``); ``tanh`` is the default.
     """
+
+    _mode = "RNN_TANH"
 
     @classmethod
     def from_numpy(
