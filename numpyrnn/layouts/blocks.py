@@ -36,7 +36,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..errors import LayoutError
-from ..spec import RNNSpec, TORCH_GATES, gate_order
+from ..spec import TORCH_GATES, RNNSpec, gate_order
 from .base import Axis, Layout, Piece
 
 __all__ = ["BlockLayout", "BLOCKS"]
@@ -84,7 +84,7 @@ class BlockLayout(Layout):
             s = spec.suffix(layer, d)
             w, b, at = ("w0", "b0", (d,)) if layer == 0 else ("w", "b", (layer - 1, d))
             cut = G * spec.layer_input(layer)
-            common = dict(sizes={"g": G}, gates=order, interleaved=rowwise)
+            common: dict[str, Any] = dict(sizes={"g": G}, gates=order, interleaved=rowwise)
             out.append(Piece("weight_ih" + s, w, at + (slice(None), slice(0, cut)), "h (g x) -> g h x", **common))
             out.append(Piece("weight_hh" + s, w, at + (slice(None), slice(cut, cut + G * R)), "h (g x) -> g h x", **common))
             if spec.bias and biases:
