@@ -101,8 +101,8 @@ class _NumpyMixin:
     @classmethod
     def _from_blocks(cls, mode: str, arrays: dict, *, num_layers, gates, rowwise, bias,
                      batch_first, dropout, device, dtype, freeze):
-        return engine.import_layout(  # type: ignore[arg-type]
-            cls, BLOCKS, arrays, mode=mode,
+        return engine.import_layout(
+            cls, BLOCKS, arrays, mode=mode,  # type: ignore[arg-type]
             infer=dict(num_layers=num_layers, bias=bias),
             options=dict(gates=gates, rowwise=rowwise, biases=arrays.get("b0") is not None),
             batch_first=batch_first, dropout=dropout, device=device, dtype=dtype, freeze=freeze,

@@ -33,7 +33,8 @@ that loop; it is not what the formulas above say.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..errors import LayoutError
 from ..spec import TORCH_GATES, RNNSpec, gate_order
@@ -56,12 +57,12 @@ class BlockLayout(Layout):
     refuses = {}
 
     # -- declarations ---------------------------------------------------------------
-    def shapes(self, spec: RNNSpec, *, biases: bool = True, **_: Any) -> dict[str, tuple[Axis, ...]]:
+    def shapes(self, spec: RNNSpec, *, biases: bool = True, **_: Any) -> dict[str, Sequence[Axis]]:
         G, D, H, R, L = spec.gates, spec.directions, spec.hidden_size, spec.rec, spec.num_layers
         g = _g(spec)
         rec = "proj" if spec.proj_size else "hidden"
         dirs = Axis("directions", D)
-        shapes: dict[str, tuple[Axis, ...]] = {
+        shapes: dict[str, Sequence[Axis]] = {
             "w0": (dirs, Axis("hidden", H), Axis(f"{g}(input+{rec})", G * (spec.input_size + R))),
         }
         if L > 1:
