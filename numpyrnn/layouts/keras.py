@@ -38,6 +38,7 @@ attributes (``cell``, ``forward_layer``, ``get_weights`` ...), and raw
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -210,10 +211,15 @@ def _from_arrays(path: str, weights: Sequence[Any]) -> _Layer:
 
 
 def _activation_name(fn: Any) -> str:
-    """``"tanh"`` for Keras's (or ``keras.ops``') tanh; otherwise a name that no rule accepts."""
+    """``"tanh"`` for Keras's (or ``keras.ops``') tanh; otherwise a name that no rule accepts.
+
+    A function counts as Keras's own when the Keras module it names holds it
+    under that name, so a user function that happens to be called ``tanh`` is
+    not mistaken for it.
+    """
     name = getattr(fn, "__name__", None) or type(fn).__name__
     module = getattr(fn, "__module__", "") or ""
-    if "keras" in module:
+    if module.split(".")[0] in ("keras", "tf_keras") and getattr(sys.modules.get(module), name, None) is fn:
         return name
     return f"{name} (from {module or 'an unknown module'}, not a Keras activation)"
 
@@ -301,8 +307,11 @@ def _from_layer(path: str, layer: Any, mode: str) -> _Layer:
     return _Layer(path, arrays, paths, cell=cell, activation=activation if cell == "RNN" else None)
 
 
-def _gate_count(mode: str, unit: list[Any], paths: list[str]) -> None:
-    """Tell arrays of another cell apart by the recurrent kernel's ``(H, G*H)`` shape."""
+def _check_unit(mode: str, unit: list[Any], paths: list[str], units: int | None) -> int:
+    """Tell arrays of another cell apart by the recurrent kernel's ``(H, G*H)`` shape.
+
+    Also checks that ``H`` is the same as layer 0's (``units``); returns ``H``.
+    """
     G = len(TORCH_GATES[mode])
     want = "RNN" if mode.startswith("RNN") else mode
     rk = to_array(unit[1], paths[1])
@@ -321,11 +330,18 @@ def _gate_count(mode: str, unit: list[Any], paths: list[str]) -> None:
             f"Keras {LAYER_NAMES[found]}, but {CLASSES[want]}.from_keras builds a {want} ({G}*units); "
             f"use {CLASSES[found]}.from_keras"
         )
+    if units is not None and H != units:
+        raise LayoutError(
+            f"{paths[1]} (recurrent_kernel): shape {tuple(rk.shape)} is a layer of {H} units, but layer 0 has "
+            f"{units}: every layer and direction of a torch module has the same hidden size; build one module "
+            f"per layer instead"
+        )
     if want == "GRU" and len(unit) == 3:
         bias = to_array(unit[2], paths[2])
         if bias.ndim == 1 and int(bias.shape[0]) == 3 * H:
             raise _refuse(paths[2], f"a GRU bias of shape (3*units,) = {tuple(bias.shape)}, which means reset_after=False,",
                           REFUSES["reset_after=False"])
+    return H
 
 
 # --------------------------------------------------------------------------------------
@@ -352,6 +368,7 @@ class KerasLayout(Layout):
         ]
         first = layers[0]
         D, bias = len(first.arrays), len(first.arrays[0]) == 3
+        units: int | None = None
         for lay in layers:
             if len(lay.arrays) != D:
                 raise LayoutError(
@@ -366,7 +383,7 @@ class KerasLayout(Layout):
                     f"or in none (pass zeros of the bias's shape for a layer without one)"
                 )
             for unit, paths in zip(lay.arrays, lay.paths):
-                _gate_count(mode, unit, paths)
+                units = _check_unit(mode, unit, paths, units)
         if mode.startswith("RNN"):
             acts = {lay.activation for lay in layers if lay.activation is not None}
             if len(acts) > 1:
@@ -379,8 +396,7 @@ class KerasLayout(Layout):
         kernel = to_array(first.arrays[0][0], first.paths[0][0])
         if kernel.ndim != 2:
             raise LayoutError(f"{first.paths[0][0]} (kernel): expected 2 axes (input, G*units), got shape {tuple(kernel.shape)}")
-        H = int(to_array(first.arrays[0][1], first.paths[0][1]).shape[0])
-        spec = RNNSpec(mode=mode, input_size=int(kernel.shape[0]), hidden_size=H, num_layers=len(layers),
+        spec = RNNSpec(mode=mode, input_size=int(kernel.shape[0]), hidden_size=int(units or 0), num_layers=len(layers),
                        bidirectional=D == 2, bias=bias)
         leaves = {
             key(spec, k, d, NAMES[j]): array
@@ -439,9 +455,6 @@ class KerasLayout(Layout):
         H, D = spec.hidden_size, spec.directions
 
         def hint(name: str, got: tuple) -> str:
-            if "recurrent_kernel" in name and len(got) == 2 and got[0] != H:
-                return (f"this layer has {got[0]} units, layer 0 has {H}: every layer and direction of a torch "
-                        f"module has the same hidden size; build one module per layer instead")
             if "kernel" in name and "recurrent" not in name and "layer 0" not in name and len(got) == 2:
                 if got[0] == H and D == 2:
                     return "the layer below is bidirectional and outputs 2*units features; is this layer's input from a unidirectional layer?"
