@@ -76,7 +76,7 @@ NAMES = ("kernel", "recurrent_kernel", "bias")
 PATTERNS = {"kernel": "i (g h) -> g h i", "recurrent_kernel": "j (g h) -> g h j"}
 
 #: Activations torch computes, per cell and activation attribute.
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "GRU": {"activation": ("tanh",), "recurrent_activation": ("sigmoid",)},
     "LSTM": {"activation": ("tanh",), "recurrent_activation": ("sigmoid",)},
     "RNN": {"activation": ("tanh", "relu")},
@@ -414,11 +414,11 @@ class KerasLayout(Layout):
                 f"cannot be written as Keras weights"
             )
 
-    def shapes(self, spec: RNNSpec, **_: Any) -> dict[str, tuple[Axis, ...]]:
+    def shapes(self, spec: RNNSpec, **_: Any) -> dict[str, Sequence[Axis]]:
         self._no_projection(spec)
         G, H, D = spec.gates, spec.hidden_size, spec.directions
         g = f"{G}*" if G > 1 else ""
-        out: dict[str, tuple[Axis, ...]] = {}
+        out: dict[str, Sequence[Axis]] = {}
         for layer, d in spec.units():
             width = "input" if layer == 0 else ("2*units" if D == 2 else "units")
             out[key(spec, layer, d, "kernel")] = (Axis(width, spec.layer_input(layer)), Axis(f"{g}units", G * H))
@@ -434,7 +434,7 @@ class KerasLayout(Layout):
         self._no_projection(spec)
         G = spec.gates
         order = GATES[spec.cell]
-        common = dict(sizes={"g": G}, gates=order)
+        common: dict[str, Any] = dict(sizes={"g": G}, gates=order)
         out: list[Piece] = []
         for layer, d in spec.units():
             s = spec.suffix(layer, d)
