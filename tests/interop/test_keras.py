@@ -414,3 +414,12 @@ def test_non_finite_weights_named(rng):
     w[4][1, 2] = np.nan
     with pytest.raises(LayoutError, match=r"source\[4\] \(layer 0, backward recurrent_kernel\): holds nan at index \[1, 2\]"):
         NumpyGRU.from_keras(w)
+
+
+def test_docs_example_runs(keras):
+    """The example on the Keras documentation page runs and its assertion holds."""
+    import re
+
+    page = (ROOT / "docs" / "frameworks" / "keras.md").read_text()
+    code = re.search(r"```python\n(.*?)```", page, re.S).group(1)
+    exec(compile(code, "docs/frameworks/keras.md", "exec"), {})

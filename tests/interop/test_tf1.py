@@ -303,3 +303,13 @@ def test_no_framework_import():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=str(root)), timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_docs_example_runs():
+    """The example on the TF1 documentation page runs and its assertions hold."""
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "frameworks" / "tf1.md").read_text()
+    code = re.search(r"```python\n(.*?)```", page, re.S).group(1)
+    exec(compile(code, "docs/frameworks/tf1.md", "exec"), {})
