@@ -234,10 +234,11 @@ def _check_plain(path: str, layer: Any, mode: str, *, backward: bool = False) ->
     cell_name = type(cell_obj).__name__
     if cell_obj is None or cell_name not in CELLS:
         what = f"a Keras {type(layer).__name__}" + (f" over {cell_name}" if cell_obj is not None else "")
+        model = "; for a model, pass the list of its recurrent layers, e.g. model.layers" if hasattr(layer, "layers") else ""
         raise LayoutError(
             f"{path}: {what} is not a layer numpyrnn can load: from_keras takes GRU, LSTM and SimpleRNN "
             f"layers (or keras.layers.RNN over GRUCell/LSTMCell/SimpleRNNCell) and Bidirectional wrappers of "
-            f"them; pass a stack of cells as one layer per cell"
+            f"them; pass a stack of cells as one layer per cell{model}"
         )
     cell = CELLS[cell_name]
     want = "RNN" if mode.startswith("RNN") else mode
@@ -460,8 +461,9 @@ class KerasLayout(Layout):
                     return "the layer below is bidirectional and outputs 2*units features; is this layer's input from a unidirectional layer?"
                 if got[0] == 2 * H and D == 1:
                     return "2*units features is the output of a bidirectional layer; wrap the layers in Bidirectional"
-            if name.endswith("bias)") and spec.mode == "GRU" and got == (3 * H,):
-                return "a (3*units,) bias is a GRU with reset_after=False, which torch cannot compute"
+            if name.endswith("bias)") and spec.mode == "GRU" and got == (6 * H,):
+                return ("a flat (2*3*units,) bias is how Keras 2's CuDNNGRU stored it; if it holds the input-side "
+                        "then the recurrent-side biases, pass bias.reshape(2, -1)")
             return ""
 
         return hint

@@ -310,6 +310,9 @@ def test_refuses_non_recurrent_layers(keras):
     dense = built(keras, keras.layers.Dense(H))
     with pytest.raises(LayoutError, match=r"source: a Keras Dense is not a layer numpyrnn can load"):
         NumpyGRU.from_keras(dense)
+    model = keras.Sequential([keras.Input((None, I)), keras.layers.GRU(H)])
+    with pytest.raises(LayoutError, match=r"source: a Keras Sequential is not .*pass the list of its recurrent layers"):
+        NumpyGRU.from_keras(model)
     stacked = keras.layers.RNN(keras.layers.StackedRNNCells([keras.layers.GRUCell(H), keras.layers.GRUCell(H)]))
     with pytest.raises(LayoutError, match=r"RNN over StackedRNNCells.*one layer per cell"):
         NumpyGRU.from_keras(built(keras, stacked))
@@ -383,6 +386,8 @@ def test_single_bias_goes_to_bias_ih(rng):
     (lambda w: [w[0][:, :9], w[1], w[2]], LayoutError,
      r"source\[0\] \(layer 0, kernel\) \(keras layout\): expected \(input=3, 3\*units=12\), got \(3, 9\)"),
     (lambda w: [w[0], w[1], w[2][:1]], LayoutError, r"source\[2\] \(layer 0, bias\).*expected \(input/recurrent=2, 3\*units=12\)"),
+    (lambda w: [w[0], w[1], w[2].reshape(-1)], LayoutError,
+     r"source\[2\] \(layer 0, bias\).*got 1 axes \(24,\); a flat \(2\*3\*units,\) bias is how Keras 2's CuDNNGRU"),
     (lambda w: [w[0], w[1], w[2].astype(np.int32)], TypeError, r"source\[2\] \(layer 0, bias\): dtype int32"),
 ])
 def test_bad_structures(rng, make, error, match):
