@@ -72,8 +72,19 @@ GATES = {"GRU": "zrn", "LSTM": "ifgo", "RNN": "h"}
 #: The arrays of one direction, in ``get_weights()`` order.
 NAMES = ("kernel", "recurrent_kernel", "bias")
 
-#: Keras orientation -> torch ``(g, h, width)``.
-PATTERNS = {"kernel": "i (g h) -> g h i", "recurrent_kernel": "j (g h) -> g h j"}
+#: Where each torch parameter comes from: (parameter, Keras array, index, einops pattern to torch's
+#: ``(g, h[, width])``, fold). ``fold`` marks a single bias: all of it goes to ``bias_ih``, ``bias_hh``
+#: is zero, and export sums ``bias_hh`` back in. The GRU's two-row bias maps row by row.
+_KERNELS = [
+    ("weight_ih", "kernel", (), "i (g h) -> g h i", False),
+    ("weight_hh", "recurrent_kernel", (), "j (g h) -> g h j", False),
+]
+PIECES: dict[str, list[tuple[str, str, tuple, str, bool]]] = {
+    "GRU": _KERNELS + [("bias_ih", "bias", (0,), "(g h) -> g h", False),
+                       ("bias_hh", "bias", (1,), "(g h) -> g h", False)],
+    "LSTM": _KERNELS + [("bias_ih", "bias", (), "(g h) -> g h", True)],
+    "RNN": _KERNELS + [("bias_ih", "bias", (), "(g h) -> g h", True)],
+}
 
 #: Activations torch computes, per cell and activation attribute.
 ACTIVATIONS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -433,24 +444,15 @@ class KerasLayout(Layout):
 
     def pieces(self, spec: RNNSpec, **_: Any) -> list[Piece]:
         self._no_projection(spec)
-        G = spec.gates
-        order = GATES[spec.cell]
-        common: dict[str, Any] = dict(sizes={"g": G}, gates=order)
-        out: list[Piece] = []
-        for layer, d in spec.units():
-            s = spec.suffix(layer, d)
-            out.append(Piece("weight_ih" + s, key(spec, layer, d, "kernel"), (), PATTERNS["kernel"], **common))
-            out.append(Piece("weight_hh" + s, key(spec, layer, d, "recurrent_kernel"), (),
-                             PATTERNS["recurrent_kernel"], **common))
-            if not spec.bias:
-                continue
-            bias = key(spec, layer, d, "bias")
-            if spec.mode == "GRU":  # two rows: input side, recurrent side
-                out.append(Piece("bias_ih" + s, bias, (0,), "(g h) -> g h", **common))
-                out.append(Piece("bias_hh" + s, bias, (1,), "(g h) -> g h", **common))
-            else:  # one bias: all of it in bias_ih, bias_hh summed in on export
-                out.append(Piece("bias_ih" + s, bias, (), "(g h) -> g h", fold="bias_hh" + s, **common))
-        return out
+        gates = GATES[spec.cell]
+        return [
+            Piece(param + s, key(spec, layer, d, array), index, pattern, {"g": spec.gates}, gates,
+                  fold=("bias_hh" + s) if fold else None)
+            for layer, d in spec.units()
+            for s in [spec.suffix(layer, d)]
+            for param, array, index, pattern, fold in PIECES[spec.cell]
+            if spec.bias or not param.startswith("bias")
+        ]
 
     def hint(self, spec: RNNSpec, **_: Any) -> Callable[[str, tuple], str]:
         H, D = spec.hidden_size, spec.directions

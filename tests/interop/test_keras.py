@@ -123,6 +123,7 @@ def test_import_matches_keras(case):
     assert module.mode == case["mode"]
     assert module.num_layers == case["L"] and module.bidirectional == case["bidirectional"]
     assert module.bias == case["bias"] and module.batch_first
+    assert all(p.is_contiguous() for p in module.parameters())  # copied, never a transposed view
     assert_matches(module, case["x"], case["out"], case["states"], case["bidirectional"])
 
 
