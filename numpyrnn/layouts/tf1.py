@@ -149,9 +149,8 @@ def _shape(spec: RNNSpec, layer: int, name: str) -> tuple[Axis, ...]:
     """The TF1 shape of one variable, in named axes."""
     H, R, G = spec.hidden_size, spec.rec, spec.gates
     x = spec.layer_input(layer)
-    below = "proj" if spec.proj_size else "units"
-    inp = "input" if layer == 0 else (f"2*{below}" if spec.bidirectional else below)
     rec = "proj" if spec.proj_size else "units"
+    inp = "input" if layer == 0 else (f"2*{rec}" if spec.bidirectional else rec)
     table = {
         "kernel": (Axis(f"{inp}+{rec}", x + R), Axis(f"{G}*units" if G > 1 else "units", G * H)),
         "bias": (Axis(f"{G}*units" if G > 1 else "units", G * H),),
