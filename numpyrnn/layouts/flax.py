@@ -205,7 +205,7 @@ class FlaxLayout(Layout):
         keys = frozenset(m)
         if keys in OTHER_CELLS:
             raise LayoutError(f"{path}: these are the params of a Flax {OTHER_CELLS[keys]}")
-        for other, names in DENSES.items():
+        for other in DENSES:
             if other != cell and keys == frozenset(_names(other)):
                 raise LayoutError(f"{path}: these are the params of a Flax {CELL_NAMES[other]}; "
                                   f"use Numpy{other}.from_flax")

@@ -258,7 +258,7 @@ class OnnxLayout(Layout):
         for n in recurrent:
             where = _where(n)
             attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
-            attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
+            attrs = {k: _text(v) for k, v in attrs.items()}
             mode = self._check_attributes(where, cell, attrs, linear_before_reset)
             inputs = dict(zip(INPUTS, n.input))
             if inputs.get("P"):
@@ -338,6 +338,15 @@ def _check_lbr(layout: OnnxLayout, cell: str, value: Any, *, given_by: str, arra
     if value == 0:
         raise LayoutError(f"{given_by}=0{' (the ONNX default)' if default else ''}: "
                           f"{layout.refuses['linear_before_reset']}")
+
+
+def _text(value: Any) -> Any:
+    """ONNX string attributes come back as bytes, lists of them as lists of bytes."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, list):
+        return [_text(v) for v in value]
+    return value
 
 
 def _is_model(source: Any) -> bool:
