@@ -151,10 +151,15 @@ class FlaxLayout(Layout):
         layers = [self._read_layer(path, value, cell) for path, value in _layer_items(source)]
         first = layers[0][0]
         i_name, h_name = DENSES[cell][self.gates[cell][0]]
-        kernel, path = first[i_name]["kernel"], at(at(first["@path"], i_name), "kernel")
-        if kernel.ndim != 2:
-            raise LayoutError(f"{path}: expected 2 axes (input, hidden), got {kernel.ndim} axes {tuple(kernel.shape)}")
-        I, H = (int(n) for n in kernel.shape)
+        for name, axes in ((h_name, "(hidden, hidden)"), (i_name, "(input, hidden)")):
+            kernel, path = first[name]["kernel"], at(at(first["@path"], name), "kernel")
+            if kernel.ndim != 2:
+                raise LayoutError(f"{path}: expected 2 axes {axes}, got {kernel.ndim} axes {tuple(kernel.shape)}")
+        H = int(first[h_name]["kernel"].shape[1])  # square: transposing it cannot mislead
+        I = int(first[i_name]["kernel"].shape[0])
+        if first[i_name]["kernel"].shape[1] != H and first[i_name]["kernel"].shape[0] == H:
+            raise LayoutError(f"{path} (Flax layout): expected (input, hidden={H}), got {tuple(kernel.shape)}; "
+                              "Flax kernels are (in, hidden), the transpose of torch's weights")
         D = len(layers[0])
         for k, layer in enumerate(layers):
             if len(layer) != D:
