@@ -35,7 +35,7 @@ outside ``nn.Bidirectional``, and a ``merge_fn`` other than concatenation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import LayoutError
@@ -46,14 +46,14 @@ from .base import Axis, Layout, Piece
 __all__ = ["FlaxLayout", "FLAX"]
 
 #: Per cell: torch gate letter -> (input-side Dense, hidden-side Dense).
-DENSES = {
+DENSES: dict[str, dict[str, tuple[str, str]]] = {
     "GRU": {"r": ("ir", "hr"), "z": ("iz", "hz"), "n": ("in", "hn")},
     "LSTM": {"i": ("ii", "hi"), "f": ("if", "hf"), "g": ("ig", "hg"), "o": ("io", "ho")},
     "RNN": {"h": ("i", "h")},
 }
 
 #: Per cell: Dense with a bias -> (torch bias it is, torch bias summed into it on export and zeroed on import).
-BIASES = {
+BIASES: dict[str, dict[str, tuple[str, str | None]]] = {
     "GRU": {"ir": ("bias_ih", "bias_hh"), "iz": ("bias_ih", "bias_hh"), "in": ("bias_ih", None), "hn": ("bias_hh", None)},
     "LSTM": {"hi": ("bias_ih", "bias_hh"), "hf": ("bias_ih", "bias_hh"), "hg": ("bias_ih", "bias_hh"),
              "ho": ("bias_ih", "bias_hh")},
@@ -91,11 +91,11 @@ class FlaxLayout(Layout):
     }
 
     # -- declarations ---------------------------------------------------------------
-    def shapes(self, spec: RNNSpec, **_: Any) -> dict[str, tuple[Axis, ...]]:
+    def shapes(self, spec: RNNSpec, **_: Any) -> dict[str, Sequence[Axis]]:
         self._representable(spec)
         H, D = spec.hidden_size, spec.directions
         hidden = Axis("hidden", H)
-        shapes: dict[str, tuple[Axis, ...]] = {}
+        shapes: dict[str, Sequence[Axis]] = {}
         for layer, d in spec.units():
             cell = _cell_key(layer, d, D)
             width = Axis("input" if layer == 0 else f"{D}*hidden" if D > 1 else "hidden", spec.layer_input(layer))

@@ -29,7 +29,7 @@ and, on export, LSTM projections.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +49,7 @@ MAPPING = (
 )
 
 #: Per-direction ``activations`` torch can compute, lower case, -> torch mode.
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, dict[tuple[str, ...], str]] = {
     "GRU": {("sigmoid", "tanh"): "GRU"},
     "LSTM": {("sigmoid", "tanh", "tanh"): "LSTM"},
     "RNN": {("tanh",): "RNN_TANH", ("relu",): "RNN_RELU"},
@@ -106,11 +106,11 @@ class OnnxLayout(Layout):
     }
 
     # -- declarations ---------------------------------------------------------------
-    def shapes(self, spec: RNNSpec, **_: Any) -> dict[str, tuple[Axis, ...]]:
+    def shapes(self, spec: RNNSpec, **_: Any) -> dict[str, Sequence[Axis]]:
         self._representable(spec)
         G, D, H = spec.gates, spec.directions, spec.hidden_size
         dirs, gh = Axis("directions", D), Axis(f"{G}*hidden" if G > 1 else "hidden", G * H)
-        shapes: dict[str, tuple[Axis, ...]] = {}
+        shapes: dict[str, Sequence[Axis]] = {}
         for k in range(spec.num_layers):
             width = Axis("input" if k == 0 else f"{D}*hidden" if D > 1 else "hidden", spec.layer_input(k))
             shapes[_key(k, "W")] = (dirs, gh, width)
@@ -312,8 +312,8 @@ class OnnxLayout(Layout):
             raise LayoutError(f"{where}: activations={attrs['activations']} should name {per_direction} per direction "
                               f"({per_direction * D} in all)")
         chunks = [tuple(acts[i:i + per_direction]) for i in range(0, len(acts), per_direction)]
-        modes = {allowed.get(c) for c in chunks}
-        if None in modes or len(modes) > 1:
+        modes = {allowed.get(c, "") for c in chunks}
+        if "" in modes or len(modes) > 1:
             options = " or ".join(str(list(a)) for a in allowed)
             raise LayoutError(
                 f"{where}: activations={attrs['activations']}: {self.refuses['activations']}: an ONNX {cell} "
