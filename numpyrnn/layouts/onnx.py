@@ -246,7 +246,8 @@ class OnnxLayout(Layout):
         recurrent = [n for n in graph.node if n.op_type in self.gates and n.domain in ("", "ai.onnx")]
         if not recurrent:
             ops = sorted({n.op_type for n in graph.node})
-            raise LayoutError(f"source: the model has no GRU, LSTM or RNN node (it has {', '.join(ops) or 'no nodes'})")
+            unrolled = "; its recurrence may be unrolled into MatMul ops (torch.onnx's dynamo exporter does this for nn.RNN), which numpyrnn does not read: export with dynamo=False, or pass the weights as arrays" if "MatMul" in ops else ""
+            raise LayoutError(f"source: the model has no GRU, LSTM or RNN node (it has {', '.join(ops) or 'no nodes'}){unrolled}")
         for n in recurrent:
             if n.op_type != cell:
                 raise LayoutError(f"{_where(n)}: an ONNX {n.op_type}; Numpy{cell}.from_onnx reads {cell} nodes"
@@ -362,35 +363,53 @@ def _where(node: Any) -> str:
 def _check_chain(graph: Any, recurrent: list) -> None:
     """Every recurrent node reads the previous one's ``Y`` through reshaping ops only.
 
+    A bidirectional ``Y`` of ``layout=0`` is ``[T, D, N, H]``; it has to pass a
+    ``Transpose(perm=[0, 2, 1, 3])`` before it is flattened to ``[T, N, D*H]``, or the
+    directions would be interleaved with the batch.
+
     Raises:
         LayoutError: the recurrent nodes are not one stack (parallel branches, or some other
             computation between layers that a torch module would not do).
     """
-    consumers: dict[str, list] = {}
-    for n in graph.node:
+    nodes = list(graph.node)
+    consumers: dict[str, list[tuple[int, int]]] = {}
+    for j, n in enumerate(nodes):
         for i, name in enumerate(n.input):
             if name:
-                consumers.setdefault(name, []).append((n, i))
+                consumers.setdefault(name, []).append((j, i))
+    position = {id(n): j for j, n in enumerate(nodes)}
     for below, above in zip(recurrent, recurrent[1:]):
-        frontier = [below.output[0]] if below.output and below.output[0] else []
-        seen: set[str] = set()
-        found = False
-        while frontier and not found:
-            tensor = frontier.pop()
-            if tensor in seen:
+        attrs = {a.name: a for a in below.attribute}
+        bidirectional = "direction" in attrs and attrs["direction"].s == b"bidirectional"
+        needs_swap = bidirectional and not ("layout" in attrs and attrs["layout"].i == 1)
+        target = position[id(above)]
+        frontier = [(below.output[0], False)] if below.output and below.output[0] else []
+        seen: set[tuple[str, bool]] = set()
+        reached: set[bool] = set()
+        while frontier:
+            tensor, swapped = frontier.pop()
+            if (tensor, swapped) in seen:
                 continue
-            seen.add(tensor)
-            for n, i in consumers.get(tensor, ()):
-                if n is above and i == 0:
-                    found = True
-                    break
-                if n.op_type in RESHAPING and i == 0:
-                    frontier.extend(o for o in n.output if o)
-        if not found:
+            seen.add((tensor, swapped))
+            for j, i in consumers.get(tensor, ()):
+                n = nodes[j]
+                if j == target and i == 0:
+                    reached.add(swapped)
+                elif n.op_type in RESHAPING and i == 0:
+                    perm = [list(a.ints) for a in n.attribute if a.name == "perm"]
+                    swaps = n.op_type == "Transpose" and perm == [[0, 2, 1, 3]]
+                    frontier.extend((o, swapped or swaps) for o in n.output if o)
+        if not reached:
             raise LayoutError(
                 f"{_where(above)}: does not read {_where(below)}'s output Y through reshaping ops only "
                 f"({', '.join(sorted(RESHAPING))}), so the recurrent nodes are not one stacked module; "
                 "pass each node's W, R, B as arrays to build separate modules"
+            )
+        if needs_swap and True not in reached:
+            raise LayoutError(
+                f"{_where(above)}: reads {_where(below)}'s bidirectional Y [T, D, N, H] without a "
+                "Transpose(perm=[0, 2, 1, 3]) before flattening, so its input interleaves directions and batch; "
+                "a stacked torch module reads [T, N, D*H]: pass each node's W, R, B as arrays to build separate modules"
             )
 
 

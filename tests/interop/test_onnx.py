@@ -259,8 +259,12 @@ def test_model_without_recurrent_nodes_is_refused():
     graph = helper.make_graph([helper.make_node("Relu", ["X"], ["Y"])], "g",
                               [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1])],
                               [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1])])
-    with pytest.raises(LayoutError, match=r"the model has no GRU, LSTM or RNN node \(it has Relu\)"):
+    with pytest.raises(LayoutError, match=r"the model has no GRU, LSTM or RNN node \(it has Relu\)$"):
         NumpyLSTM.from_onnx(helper.make_model(graph))
+    graph.node[0].op_type = "MatMul"
+    graph.node[0].input.append("X")
+    with pytest.raises(LayoutError, match=r"its recurrence may be unrolled into MatMul ops"):
+        NumpyRNN.from_onnx(helper.make_model(graph))
 
 
 def test_weights_must_be_initializers():
@@ -285,6 +289,25 @@ def test_other_computation_between_layers_is_refused():
     del transpose.attribute[:]
     with pytest.raises(LayoutError, match=r"not one stacked module"):
         NumpyLSTM.from_onnx(model)
+
+
+def test_bidirectional_output_flattened_without_transpose_is_refused():
+    model = make_model("GRU", random_layers("GRU", 2, 2))
+    transpose = next(n for n in model.graph.node if n.op_type == "Transpose")
+    transpose.op_type = "Identity"  # Y [T, D, N, H] reshaped straight to [T, N, D*H]
+    del transpose.attribute[:]
+    with pytest.raises(LayoutError, match=r"without a Transpose\(perm=\[0, 2, 1, 3\]\) before flattening"):
+        NumpyGRU.from_onnx(model)
+
+
+def test_time_major_bidirectional_chain_needs_no_transpose(x):
+    layers = random_layers("LSTM", 2, 2)
+    model = make_model("LSTM", layers, attrs=dict(hidden_size=H, direction="bidirectional", layout=1))
+    for n in [n for n in model.graph.node if n.op_type == "Transpose"]:
+        n.op_type = "Identity"  # Y is [N, T, D, H]: reshaping it to [N, T, D*H] is correct
+        del n.attribute[:]
+    module = NumpyLSTM.from_onnx(model)
+    assert module.num_layers == 2 and module.bidirectional
 
 
 @pytest.mark.parametrize("edit,match", [
