@@ -197,6 +197,13 @@ class FlaxLayout(Layout):
             check_keys(m, path, required=("cell",), what="an nn.RNN param tree")
             cells, sources = [at(path, "cell")], [m["cell"]]
         else:
+            if m and not set(m) & set(_names(cell)) and all(isinstance(v, Mapping) for v in m.values()):
+                first = next(iter(m))
+                raise LayoutError(
+                    f"{path}: keys {', '.join(map(repr, m))} are not an nn.RNN, nn.Bidirectional or "
+                    f"{CELL_NAMES[cell]} param tree; for a stack of layers pass a list, bottom first, "
+                    f"e.g. [{at(path, first)}, ...]"
+                )
             cells, sources = [path], [m]
         out = []
         for cell_path, cell_params in zip(cells, sources):

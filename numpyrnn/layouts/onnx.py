@@ -30,7 +30,7 @@ and, on export, LSTM projections.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import LayoutError
@@ -72,7 +72,6 @@ class _Node:
     where: str
     hidden_size: int | None = None
     directions: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _key(layer: int, name: str) -> str:
@@ -179,6 +178,14 @@ class OnnxLayout(Layout):
         H = int(first.arrays["R"].shape[2])
         if D not in (1, 2):
             raise LayoutError(f"{first.paths['W']}: axis 0 (directions) must be 1 or 2, got {D}")
+        G, rows = len(self.gates[cell]), int(first.arrays["R"].shape[1])
+        if rows == first.arrays["W"].shape[1] and rows != G * H:
+            fits = {3: "GRU", 4: "LSTM", 1: "RNN"}.get(rows // H) if rows % H == 0 else None
+            raise LayoutError(
+                f"{first.paths['R']}: axis 1 ({G}*hidden) is {rows}, but axis 2 (hidden) is {H}; "
+                + (f"{rows} = {rows // H}*hidden fits an ONNX {fits}: use Numpy{fits}.from_onnx" if fits else
+                   "the recurrent width must be the hidden size (ONNX's recurrent ops have no projection)")
+            )
         if H < 1 or I < 1:
             raise LayoutError(f"{first.paths['W']}: empty weights of shape {tuple(first.arrays['W'].shape)}")
         has_b = ["B" in n.arrays for n in nodes]

@@ -209,6 +209,13 @@ def test_transposed_kernel_gets_a_hint():
         NumpyLSTM.from_flax(params)
 
 
+def test_named_layers_of_a_user_module_suggest_a_list():
+    params = {"params": {"RNN_0": numpy_tree("GRUCell", False)[0], "RNN_1": numpy_tree("GRUCell", False)[0]}}
+    with pytest.raises(LayoutError, match=r'params\["params"\]: keys \'RNN_0\', \'RNN_1\' are not .* pass a list, bottom first, '
+                                          r'e.g. \[params\["params"\]\["RNN_0"\], ...\]'):
+        NumpyGRU.from_flax(params)
+
+
 def test_wrapped_params_path():
     params = {"params": numpy_tree("SimpleCell", False)}
     params["params"][0]["cell"]["h"]["extra"] = np.zeros(1, np.float32)

@@ -331,6 +331,12 @@ def test_gru_arrays_given_to_lstm_get_a_hint():
         NumpyLSTM.from_onnx(random_layers("GRU", 1, 1))
 
 
+def test_recurrent_width_other_than_hidden_is_refused():
+    layer = random_layers("LSTM", 1, 1)[0]  # H=4; a projected LSTM would have R of width 2
+    with pytest.raises(LayoutError, match=r'source\["R"\]: axis 1 \(4\*hidden\) is 16, but axis 2 \(hidden\) is 2; .*no projection'):
+        NumpyLSTM.from_onnx(dict(layer, R=layer["R"][:, :, :2]))
+
+
 def test_wrong_source_type():
     with pytest.raises(TypeError, match=r"source: expected a mapping with 'W', 'R' and optionally 'B'"):
         NumpyLSTM.from_onnx("model.onnx")
