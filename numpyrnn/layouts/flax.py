@@ -36,6 +36,7 @@ outside ``nn.Bidirectional``, and a ``merge_fn`` other than concatenation.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import LayoutError
@@ -70,6 +71,15 @@ CELL_NAMES = {"GRU": "GRUCell", "LSTM": "LSTMCell/OptimizedLSTMCell", "RNN": "Si
 OTHER_CELLS = {frozenset({"if", "in", "hf", "hn"}): "MGUCell (minimal gated unit), which has no torch module"}
 
 DIRECTIONS = ("forward_rnn", "backward_rnn")
+
+
+@dataclass
+class _Cell:
+    """One direction of one layer as found in the source: its Dense leaves and key paths."""
+
+    dense: dict[str, dict[str, Any]]
+    path: str
+    layer_path: str
 
 
 def _cell_key(layer: int, direction: int, directions: int) -> str:
@@ -152,37 +162,37 @@ class FlaxLayout(Layout):
         first = layers[0][0]
         i_name, h_name = DENSES[cell][self.gates[cell][0]]
         for name, axes in ((h_name, "(hidden, hidden)"), (i_name, "(input, hidden)")):
-            kernel, path = first[name]["kernel"], at(at(first["@path"], name), "kernel")
+            kernel, path = first.dense[name]["kernel"], at(at(first.path, name), "kernel")
             if kernel.ndim != 2:
                 raise LayoutError(f"{path}: expected 2 axes {axes}, got {kernel.ndim} axes {tuple(kernel.shape)}")
-        H = int(first[h_name]["kernel"].shape[1])  # square: transposing it cannot mislead
-        I = int(first[i_name]["kernel"].shape[0])
-        if first[i_name]["kernel"].shape[1] != H and first[i_name]["kernel"].shape[0] == H:
+        H = int(first.dense[h_name]["kernel"].shape[1])  # square: transposing it cannot mislead
+        I = int(kernel.shape[0])
+        if kernel.shape[1] != H and kernel.shape[0] == H:
             raise LayoutError(f"{path} (Flax layout): expected (input, hidden={H}), got {tuple(kernel.shape)}; "
                               "Flax kernels are (in, hidden), the transpose of torch's weights")
         D = len(layers[0])
         for k, layer in enumerate(layers):
             if len(layer) != D:
                 kind = ("an nn.Bidirectional", "an nn.RNN or a cell")
-                raise LayoutError(f"{layer[0]['@layer']}: layer {k} is {kind[len(layer) == 1]} but layer 0 is "
+                raise LayoutError(f"{layer[0].layer_path}: layer {k} is {kind[len(layer) == 1]} but layer 0 is "
                                   f"{kind[D == 1]}; a torch module is bidirectional in every layer or in none")
         spec = RNNSpec(mode="RNN_TANH" if cell == "RNN" else cell, input_size=I, hidden_size=H,
                        num_layers=len(layers), bidirectional=D == 2, bias=True)
         shapes = self.shapes(spec)
         leaves = {}
         for k, layer in enumerate(layers):
-            for d, dense in enumerate(layer):
+            for d, found in enumerate(layer):
                 canon = _cell_key(k, d, D)
                 for name in _names(cell):
-                    for leaf_name, arr in dense[name].items():
+                    for leaf_name, arr in found.dense[name].items():
                         key = at(at(canon, name), leaf_name)
-                        check_shape(at(at(dense["@path"], name), leaf_name), arr, shapes[key], layout=self.name,
+                        check_shape(at(at(found.path, name), leaf_name), arr, shapes[key], layout=self.name,
                                     hint=_hint(leaf_name, arr, k, D, H))
                         leaves[key] = arr
         return spec, leaves
 
-    def _read_layer(self, path: str, value: Any, cell: str) -> list[dict[str, Any]]:
-        """One layer: per direction, the cell's Dense leaves as arrays (plus its key path)."""
+    def _read_layer(self, path: str, value: Any, cell: str) -> list[_Cell]:
+        """One layer: per direction, the cell's Dense leaves as arrays, with their key paths."""
         what = "an nn.RNN ({'cell': ...}), nn.Bidirectional ({'forward_rnn', 'backward_rnn'}) or cell param dict"
         m = as_mapping(value, path, what)
         if "forward_rnn" in m or "backward_rnn" in m:
@@ -205,14 +215,9 @@ class FlaxLayout(Layout):
                     f"e.g. [{at(path, first)}, ...]"
                 )
             cells, sources = [path], [m]
-        out = []
-        for cell_path, cell_params in zip(cells, sources):
-            dense = self._read_cell(cell_path, cell_params, cell)
-            dense["@path"], dense["@layer"] = cell_path, path
-            out.append(dense)
-        return out
+        return [_Cell(self._read_cell(p, params, cell), p, path) for p, params in zip(cells, sources)]
 
-    def _read_cell(self, path: str, value: Any, cell: str) -> dict[str, Any]:
+    def _read_cell(self, path: str, value: Any, cell: str) -> dict[str, dict[str, Any]]:
         m = as_mapping(value, path, f"a Flax {CELL_NAMES[cell]} param dict")
         keys = frozenset(m)
         if keys in OTHER_CELLS:
