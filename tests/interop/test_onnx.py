@@ -139,6 +139,7 @@ def test_bias_free_module_exports_without_B(mode, x):
     np.testing.assert_allclose(run_onnx(make_model(mode, [exported]), x), run_torch(module, x), atol=1e-5, rtol=0)
 
 
+@pytest.mark.filterwarnings("ignore")  # the exporter's own tracer and deprecation warnings
 def test_torch_module_exported_to_onnx_and_back_is_exact(x):
     torch.manual_seed(0)
     for source in (torch.nn.GRU(I, H, num_layers=2, bidirectional=True), torch.nn.LSTM(I, H, num_layers=2)):
