@@ -515,14 +515,23 @@ def import_layout(
     device: Any = None,
     dtype: torch.dtype | None = None,
     freeze: bool = False,
+    strict_mode: bool = False,
 ) -> nn.RNNBase:
     """A new module of ``cls`` holding the weights of ``source`` in ``layout``.
 
     Validates everything, then builds the module without random initialisation
-    (``meta`` + ``to_empty``) and writes each parameter once.
+    (``meta`` + ``to_empty``) and writes each parameter once. ``mode`` is what
+    the layout assumes where the source records nothing (an RNN's activation in
+    raw arrays); with ``strict_mode`` a source that records another is refused.
     """
     options = dict(options or {})
     spec, leaves = layout.infer(source, mode=mode, **dict(infer or {}), **options)
+    if strict_mode and spec.mode != mode:
+        raise LayoutError(
+            f"source ({layout.name} layout): the source computes {spec.describe()}, but "
+            f"nonlinearity={'relu' if mode == 'RNN_RELU' else 'tanh'!r} was asked for; drop nonlinearity= "
+            f"to take the source's activation"
+        )
     checked = check_leaves(leaves, layout.shapes(spec, **options), layout=layout.name,
                            hint=layout.hint(spec, **options))
     pieces = layout.pieces(spec, **options)

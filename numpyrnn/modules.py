@@ -136,15 +136,22 @@ class _NumpyMixin:
     # -- foreign layouts: each picks its layout module and calls the engine ------------
     @classmethod
     def _from_layout(cls, layout_name: str, source: Any, *, options: dict, batch_first: bool,
-                     dropout: float, device: Any, dtype: torch.dtype | None, freeze: bool):
+                     dropout: float, device: Any, dtype: torch.dtype | None, freeze: bool,
+                     nonlinearity: str | None = None):
+        mode = cls._mode
+        if nonlinearity is not None:
+            if not mode.startswith("RNN"):
+                raise TypeError(f"nonlinearity= applies to NumpyRNN only; {cls.__name__} has fixed activations")
+            mode = _rnn_mode(nonlinearity)
         layout = _layout(layout_name)
-        return engine.import_layout(cls, layout, source, mode=cls._mode, options=options,  # type: ignore[arg-type]
+        return engine.import_layout(cls, layout, source, mode=mode, options=options,  # type: ignore[arg-type]
                                     batch_first=batch_first, dropout=dropout, device=device,
-                                    dtype=dtype, freeze=freeze)
+                                    dtype=dtype, freeze=freeze, strict_mode=nonlinearity is not None)
 
     @classmethod
     def from_keras(cls, source: Any, *, batch_first: bool = True, dropout: float = 0.0, device: Any = None,
-                   dtype: torch.dtype | None = None, freeze: bool = False):
+                   dtype: torch.dtype | None = None, freeze: bool = False,
+                   nonlinearity: str | None = None):
         """Build from Keras 3 weights: layers, ``Bidirectional`` wrappers, or ``get_weights()`` lists.
 
         See the Keras page of the documentation for the mapping and what is refused.
@@ -156,13 +163,16 @@ class _NumpyMixin:
                 such lists for a stack).
             batch_first: defaults to ``True`` like Keras.
             dropout, device, dtype, freeze: as in ``from_numpy``.
+            nonlinearity: ``NumpyRNN`` only: ``"tanh"`` or ``"relu"``, for sources that do not
+                record their activation (raw ``get_weights()`` lists); a source that records another is refused.
+                ``None`` takes the source's, else tanh.
 
         Raises:
             LayoutError: the layer computes something torch cannot (``reset_after=False``,
                 other activations, ``go_backwards``, other merge modes), or bad shapes.
         """
         return cls._from_layout("keras", source, options={}, batch_first=batch_first, dropout=dropout,
-                                device=device, dtype=dtype, freeze=freeze)
+                                device=device, dtype=dtype, freeze=freeze, nonlinearity=nonlinearity)
 
     def to_keras(self) -> list:
         """One entry per layer, bottom first: the list that ``layer.set_weights`` takes."""
@@ -170,7 +180,8 @@ class _NumpyMixin:
 
     @classmethod
     def from_onnx(cls, source: Any, *, linear_before_reset: int | None = None, batch_first: bool = False,
-                  dropout: float = 0.0, device: Any = None, dtype: torch.dtype | None = None, freeze: bool = False):
+                  dropout: float = 0.0, device: Any = None, dtype: torch.dtype | None = None, freeze: bool = False,
+                  nonlinearity: str | None = None):
         """Build from ONNX ``GRU``/``LSTM``/``RNN`` weights.
 
         Args:
@@ -180,13 +191,16 @@ class _NumpyMixin:
             linear_before_reset: for a GRU given as arrays it must be stated, and must be 1
                 (ONNX's default 0 is a GRU that torch cannot represent).
             batch_first, dropout, device, dtype, freeze: as in ``from_numpy``.
+            nonlinearity: ``NumpyRNN`` only: ``"tanh"`` or ``"relu"``, for sources that do not
+                record their activation (arrays); a source that records another is refused.
+                ``None`` takes the source's, else tanh.
 
         Raises:
             LayoutError: ``linear_before_reset`` 0 or missing, peepholes, ``clip``,
                 ``input_forget``, non-default activations, ``direction="reverse"``, or bad shapes.
         """
         return cls._from_layout("onnx", source, options=dict(linear_before_reset=linear_before_reset),
-                                batch_first=batch_first, dropout=dropout, device=device, dtype=dtype, freeze=freeze)
+                                batch_first=batch_first, dropout=dropout, device=device, dtype=dtype, freeze=freeze, nonlinearity=nonlinearity)
 
     def to_onnx(self) -> list:
         """One ``{"W", "R", "B"}`` dict per layer, bottom first, runnable in onnxruntime as is."""
@@ -194,7 +208,8 @@ class _NumpyMixin:
 
     @classmethod
     def from_flax(cls, params: Any, *, batch_first: bool = True, dropout: float = 0.0, device: Any = None,
-                  dtype: torch.dtype | None = None, freeze: bool = False):
+                  dtype: torch.dtype | None = None, freeze: bool = False,
+                  nonlinearity: str | None = None):
         """Build from Flax linen cell, ``nn.RNN`` or ``nn.Bidirectional`` params (or a list of them).
 
         Arrays may be jax arrays; jax is imported only when they are.
@@ -205,12 +220,15 @@ class _NumpyMixin:
                 from ``nn.Bidirectional``, or a list of those, bottom first.
             batch_first: defaults to ``True`` like Flax.
             dropout, device, dtype, freeze: as in ``from_numpy``.
+            nonlinearity: ``NumpyRNN`` only: ``"tanh"`` or ``"relu"``, for sources that do not
+                record their activation (Flax params never do); a source that records another is refused.
+                ``None`` takes the source's, else tanh.
 
         Raises:
             LayoutError: missing, extra or wrongly nested keys (the message names the key path).
         """
         return cls._from_layout("flax", params, options={}, batch_first=batch_first, dropout=dropout,
-                                device=device, dtype=dtype, freeze=freeze)
+                                device=device, dtype=dtype, freeze=freeze, nonlinearity=nonlinearity)
 
     def to_flax(self) -> list:
         """One ``nn.RNN`` (``{"cell": ...}``) or ``nn.Bidirectional`` param tree per layer, bottom first."""
@@ -218,7 +236,8 @@ class _NumpyMixin:
 
     @classmethod
     def from_tf1(cls, source: Any, *, forget_bias: float = 1.0, batch_first: bool = False, dropout: float = 0.0,
-                 device: Any = None, dtype: torch.dtype | None = None, freeze: bool = False):
+                 device: Any = None, dtype: torch.dtype | None = None, freeze: bool = False,
+                 nonlinearity: str | None = None):
         """Build from TF1 ``LSTMCell``/``BasicLSTMCell`` variables.
 
         Args:
@@ -228,12 +247,15 @@ class _NumpyMixin:
             forget_bias: TF1 adds it at run time and does not store it; it is folded into
                 the forget-gate bias. Use 0 for ``CudnnLSTM``-compatible checkpoints.
             batch_first, dropout, device, dtype, freeze: as in ``from_numpy``.
+            nonlinearity: ``NumpyRNN`` only: ``"tanh"`` or ``"relu"``, for sources that do not
+                record their activation (TF1 variables never do); a source that records another is refused.
+                ``None`` takes the source's, else tanh.
 
         Raises:
             LayoutError: a GRU (TF1's ``GRUCell`` resets before the matmul), or bad shapes.
         """
         return cls._from_layout("tf1", source, options=dict(forget_bias=forget_bias), batch_first=batch_first,
-                                dropout=dropout, device=device, dtype=dtype, freeze=freeze)
+                                dropout=dropout, device=device, dtype=dtype, freeze=freeze, nonlinearity=nonlinearity)
 
     def to_tf1(self, forget_bias: float = 1.0) -> list:
         """One TF1 variable mapping per layer (``{"fw", "bw"}`` when bidirectional), bottom

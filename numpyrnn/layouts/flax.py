@@ -176,7 +176,9 @@ class FlaxLayout(Layout):
                 kind = ("an nn.Bidirectional", "an nn.RNN or a cell")
                 raise LayoutError(f"{layer[0].layer_path}: layer {k} is {kind[len(layer) == 1]} but layer 0 is "
                                   f"{kind[D == 1]}; a torch module is bidirectional in every layer or in none")
-        spec = RNNSpec(mode="RNN_TANH" if cell == "RNN" else cell, input_size=I, hidden_size=H,
+        # Flax keeps activation_fn out of the params: the caller's mode (tanh unless NumpyRNN was
+        # asked for relu) is the only source of truth.
+        spec = RNNSpec(mode=mode, input_size=I, hidden_size=H,
                        num_layers=len(layers), bidirectional=D == 2, bias=True)
         shapes = self.shapes(spec)
         leaves = {}

@@ -154,7 +154,7 @@ class OnnxLayout(Layout):
         if _is_model(source):
             nodes = self._read_model(source, cell, linear_before_reset)
         else:
-            nodes = self._read_arrays(source, cell, linear_before_reset)
+            nodes = self._read_arrays(source, cell, linear_before_reset, mode)
         spec = self._spec(nodes, cell)
         shapes = self.shapes(spec)
         leaves = {}
@@ -222,7 +222,7 @@ class OnnxLayout(Layout):
             return "axis 2 is the layer's input width: the layer below's directions*hidden for a stacked layer"
         return ""
 
-    def _read_arrays(self, source: Any, cell: str, linear_before_reset: int | None) -> list[_Node]:
+    def _read_arrays(self, source: Any, cell: str, linear_before_reset: int | None, mode: str) -> list[_Node]:
         if isinstance(source, Mapping):
             items = [("source", source)]
         elif is_sequence(source):
@@ -243,7 +243,7 @@ class OnnxLayout(Layout):
                        refused={"P": self.refuses["P"]})
             arrays = {k: leaf(v, at(path, k)) for k, v in m.items()}
             nodes.append(_Node(arrays, {k: at(path, k) for k in ("W", "R", "B")},
-                               mode="RNN_TANH" if cell == "RNN" else cell, where=path))
+                               mode=mode, where=path))  # arrays record no activation: the caller's
         return nodes
 
     def _read_model(self, model: Any, cell: str, linear_before_reset: int | None) -> list[_Node]:
