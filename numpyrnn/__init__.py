@@ -1,8 +1,8 @@
 """numpyrnn: foreign recurrent weights as exact, fast, trainable torch modules."""
 
+from . import reference
 from .errors import LayoutError
 from .modules import NumpyGRU, NumpyLSTM, NumpyRNN, load_numpy, to_numpy
-from . import reference
 
 __version__ = "0.1.0"
 

@@ -102,7 +102,7 @@ class _NumpyMixin:
     def _from_blocks(cls, mode: str, arrays: dict, *, num_layers, gates, rowwise, bias,
                      batch_first, dropout, device, dtype, freeze):
         return engine.import_layout(
-            cls, BLOCKS, arrays, mode=mode,
+            cls, BLOCKS, arrays, mode=mode,  # type: ignore[arg-type]
             infer=dict(num_layers=num_layers, bias=bias),
             options=dict(gates=gates, rowwise=rowwise, biases=arrays.get("b0") is not None),
             batch_first=batch_first, dropout=dropout, device=device, dtype=dtype, freeze=freeze,
@@ -138,7 +138,7 @@ class _NumpyMixin:
     def _from_layout(cls, layout_name: str, source: Any, *, options: dict, batch_first: bool,
                      dropout: float, device: Any, dtype: torch.dtype | None, freeze: bool):
         layout = _layout(layout_name)
-        return engine.import_layout(cls, layout, source, mode=cls._mode, options=options,
+        return engine.import_layout(cls, layout, source, mode=cls._mode, options=options,  # type: ignore[arg-type]
                                     batch_first=batch_first, dropout=dropout, device=device,
                                     dtype=dtype, freeze=freeze)
 
@@ -289,7 +289,7 @@ class NumpyGRU(_NumpyMixin, nn.GRU):
         device: Any = None,
         dtype: torch.dtype | None = None,
         freeze: bool = False,
-    ) -> "NumpyGRU":
+    ) -> NumpyGRU:
         """Build a GRU from block-layout arrays.
 
         ``D``, ``H`` and ``I`` are inferred from ``w0``'s shape and ``L`` from
@@ -351,7 +351,7 @@ class NumpyLSTM(_NumpyMixin, nn.LSTM):
         device: Any = None,
         dtype: torch.dtype | None = None,
         freeze: bool = False,
-    ) -> "NumpyLSTM":
+    ) -> NumpyLSTM:
         """Build an LSTM from block-layout arrays.
 
         Args:
@@ -403,7 +403,7 @@ class NumpyRNN(_NumpyMixin, nn.RNN):
         dtype: torch.dtype | None = None,
         freeze: bool = False,
         nonlinearity: str = "tanh",
-    ) -> "NumpyRNN":
+    ) -> NumpyRNN:
         """Build an Elman RNN from block-layout arrays.
 
         Args:

@@ -126,7 +126,7 @@ def _run(cell, x, w0, w, b0, b, proj, h0, c0, batch_first, gates, step: Callable
         layer_in = np.concatenate(outs, axis=-1)
     y = layer_in
     hn = np.stack(h_n)
-    cn = np.stack(c_n) if cell == "lstm" else None
+    cn = np.stack([c for c in c_n if c is not None]) if cell == "lstm" else None
     if unbatched:
         y, hn = y[:, 0], hn[:, 0]
         cn = cn[:, 0] if cn is not None else None

@@ -12,8 +12,9 @@ Shape symbols used throughout numpyrnn (the same as ``torch.nn.GRU``'s docs):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Iterator
+from typing import Any
 
 from torch import nn
 
@@ -133,7 +134,7 @@ class RNNSpec:
 
     def module_kwargs(self) -> dict:
         """Keyword arguments for the torch constructor (without ``mode``)."""
-        kw = dict(
+        kw: dict[str, Any] = dict(
             input_size=self.input_size,
             hidden_size=self.hidden_size,
             num_layers=self.num_layers,
@@ -146,13 +147,13 @@ class RNNSpec:
             kw["nonlinearity"] = self.nonlinearity
         return kw
 
-    def replace(self, **changes) -> "RNNSpec":
+    def replace(self, **changes) -> RNNSpec:
         """A copy with some fields changed."""
         return replace(self, **changes)
 
     # --- construction ------------------------------------------------------------------
     @classmethod
-    def of(cls, module: nn.Module) -> "RNNSpec":
+    def of(cls, module: nn.Module) -> RNNSpec:
         """The spec of an existing ``nn.GRU``/``nn.LSTM``/``nn.RNN`` (or subclass).
 
         Raises:

@@ -33,10 +33,11 @@ that loop; it is not what the formulas above say.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..errors import LayoutError
-from ..spec import RNNSpec, TORCH_GATES, gate_order
+from ..spec import TORCH_GATES, RNNSpec, gate_order
 from .base import Axis, Layout, Piece
 
 __all__ = ["BlockLayout", "BLOCKS"]
@@ -56,12 +57,12 @@ class BlockLayout(Layout):
     refuses = {}
 
     # -- declarations ---------------------------------------------------------------
-    def shapes(self, spec: RNNSpec, *, biases: bool = True, **_: Any) -> dict[str, tuple[Axis, ...]]:
+    def shapes(self, spec: RNNSpec, *, biases: bool = True, **_: Any) -> dict[str, Sequence[Axis]]:
         G, D, H, R, L = spec.gates, spec.directions, spec.hidden_size, spec.rec, spec.num_layers
         g = _g(spec)
         rec = "proj" if spec.proj_size else "hidden"
         dirs = Axis("directions", D)
-        shapes: dict[str, tuple[Axis, ...]] = {
+        shapes: dict[str, Sequence[Axis]] = {
             "w0": (dirs, Axis("hidden", H), Axis(f"{g}(input+{rec})", G * (spec.input_size + R))),
         }
         if L > 1:
@@ -84,7 +85,7 @@ class BlockLayout(Layout):
             s = spec.suffix(layer, d)
             w, b, at = ("w0", "b0", (d,)) if layer == 0 else ("w", "b", (layer - 1, d))
             cut = G * spec.layer_input(layer)
-            common = dict(sizes={"g": G}, gates=order, interleaved=rowwise)
+            common: dict[str, Any] = dict(sizes={"g": G}, gates=order, interleaved=rowwise)
             out.append(Piece("weight_ih" + s, w, at + (slice(None), slice(0, cut)), "h (g x) -> g h x", **common))
             out.append(Piece("weight_hh" + s, w, at + (slice(None), slice(cut, cut + G * R)), "h (g x) -> g h x", **common))
             if spec.bias and biases:
