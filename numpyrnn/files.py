@@ -274,10 +274,12 @@ def _torch_load_plain(path: Path) -> Any:
 
 def _pickle_refusal(exc: Exception) -> str:
     text = str(exc)
-    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text) or re.search(r"Unsupported operand[^\n]*", text)
-    what = f" ({m.group(0)})" if m else ""
-    return ("refused: loading it would run pickled code" + what +
-            "; numpyrnn loads tensors only (torch.load with weights_only=True): save model.state_dict() instead")
+    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if m:
+        return (f"refused: loading it would run pickled code ({m.group(0)}); numpyrnn loads tensors only "
+                f"(torch.load with weights_only=True): save model.state_dict() instead")
+    m = re.search(r"Unsupported operand[^\n]*", text)
+    return f"not a readable torch file (corrupted or not a state_dict: {m.group(0) if m else _one_line(exc)})"
 
 
 def _strip_prefix(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
