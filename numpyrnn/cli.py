@@ -253,15 +253,15 @@ def infer_state_spec(sd: dict, mode: str) -> Any:
     rows = int(w_hh.shape[0])
     cell = "RNN" if mode.startswith("RNN") else mode
     if rows % G:
-        raise LayoutError(f"weight_hh_l0 has {rows} rows, not a multiple of {G} gates: this is not a {cell} "
+        raise LayoutError(f"weight_hh_l0 has {rows} rows, not a multiple of {G} gates: not --cell {cell.lower()} "
                           f"(is --cell right?)")
     H = rows // G
     proj = int(sd["weight_hr_l0"].shape[0]) if "weight_hr_l0" in sd and sd["weight_hr_l0"].dim() == 2 else 0
     if "weight_hr_l0" in sd and mode != "LSTM":
         raise LayoutError(f"weight_hr_l0 is an LSTM projection, but --cell is {cell.lower()}")
     if not proj and int(w_hh.shape[1]) != H:
-        raise LayoutError(f"weight_hh_l0 is {tuple(w_hh.shape)}; a {cell} with {G} gates of hidden={H} has "
-                          f"({G * H}, {H}): is --cell right?")
+        raise LayoutError(f"weight_hh_l0 is {tuple(w_hh.shape)}; for --cell {cell.lower()} ({G} gates, hidden={H}) "
+                          f"it would be ({G * H}, {H}): is --cell right?")
     return RNNSpec(mode=mode, input_size=int(w_ih.shape[1]), hidden_size=H, num_layers=layers,
                    bidirectional="weight_ih_l0_reverse" in sd, bias="bias_ih_l0" in sd, proj_size=proj)
 
