@@ -317,7 +317,7 @@ def _export(args: argparse.Namespace) -> int:
         nbytes = files.write_msgpack(out, module.to_flax())
     else:
         fb = 1.0 if args.forget_bias is None else args.forget_bias
-        nbytes = files.write_npz(out, files.tf1_arrays(module.to_tf1(forget_bias=fb)))
+        nbytes = files.write_npz(out, files.tf1_arrays(module.to_tf1(forget_bias=fb), mode=spec.mode))
     _summary("wrote", out, spec, nbytes, time.perf_counter() - t0, f" as {target}")
     return 0
 
@@ -334,7 +334,7 @@ def _guess_cells(fmt: str, tree: Any, info: dict) -> list[str]:
     if fmt == "blocks" and "proj" in tree:
         return ["lstm"]
     if fmt == "tf1":
-        return ["lstm"]
+        return ["gru"] if any("gates/kernel" in k for k in tree) else ["lstm", "rnn"]
     if fmt == "onnx":
         ops = {op.lower() for op in info.get("ops", []) if op in ("GRU", "LSTM", "RNN")}
         return sorted(ops) or list(CELLS)

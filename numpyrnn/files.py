@@ -467,30 +467,57 @@ def _keras_from_h5(path: Path, f: Any, config: dict | None, size: int) -> tuple[
     activation = None
     if config is not None:
         entries = [e for e in config.get("config", {}).get("layers", []) if isinstance(e, dict)]
-        rnn = [e for e in entries if e.get("class_name") in _KERAS_RNN | {"Bidirectional"}]
-        names = [e["config"]["name"] for e in rnn]
-        acts = {_keras_check(path, e) for e in rnn}
+        groups = _keras_group_names(entries)
+        rnn = [(e, g) for e, g in zip(entries, groups) if e.get("class_name") in _KERAS_RNN | {"Bidirectional"}]
+        names = [e.get("config", {}).get("name", g) for e, g in rnn]
+        groups = [g for _, g in rnn]
+        acts = {_keras_check(path, e) for e, _ in rnn}
         if len(acts) > 1:
             raise _fail(path, f"the recurrent layers mix activations {sorted(acts)}; nn.RNN has one nonlinearity")
         activation = acts.pop() if acts else None
     else:
-        names = [n for n in layers_group if _is_rnn_group(layers_group[n])]
-        if len(names) > 1:
-            raise _fail(path, f"holds {len(names)} recurrent layers ({', '.join(names)}) and a .weights.h5 file does "
-                              f"not record their order; convert the .keras file of the model instead")
+        found = [n for n in layers_group if _is_rnn_group(layers_group[n])]
+        kinds = sorted({re.sub(r"_\d+$", "", n) for n in found})
+        if len(kinds) > 1:
+            raise _fail(path, f"holds recurrent layers of {len(kinds)} kinds ({', '.join(sorted(found))}) and a "
+                              f".weights.h5 file does not record their order; convert the .keras file of the model instead")
+        # Keras names the groups gru, gru_1, gru_2, ... in the order of model.layers
+        names = groups = sorted(found, key=lambda n: int(m.group(1)) if (m := re.search(r"_(\d+)$", n)) else 0)
     if not names:
         raise _fail(path, "holds no GRU, LSTM, SimpleRNN or Bidirectional layer")
     layers = []
-    for name in names:
-        g = layers_group.get(name)
+    for name, group in zip(names, groups):
+        g = layers_group.get(group)
         if g is None:
-            raise _fail(path, f"layer {name!r} of config.json has no weights in model.weights.h5")
+            raise _fail(path, f"layer {name!r} of config.json has no weights (group layers/{group}) in model.weights.h5")
         if "forward_layer" in g:
-            layers.append(_h5_vars(path, g["forward_layer"], f"layers/{name}/forward_layer", size)
-                          + _h5_vars(path, g["backward_layer"], f"layers/{name}/backward_layer", size))
+            layers.append(_h5_vars(path, g["forward_layer"], f"layers/{group}/forward_layer", size)
+                          + _h5_vars(path, g["backward_layer"], f"layers/{group}/backward_layer", size))
         else:
-            layers.append(_h5_vars(path, g, f"layers/{name}", size))
+            layers.append(_h5_vars(path, g, f"layers/{group}", size))
     return layers, {"names": names, "activation": activation}
+
+
+def _keras_group_names(entries: list[dict]) -> list[str]:
+    """The h5 group of each layer: Keras names them by class, not by layer name.
+
+    ``keras.saving`` stores layer ``k`` of ``model.layers`` under the snake-case
+    class name, numbered from the second of a class on (``gru``, ``gru_1``, ...).
+    """
+    used: dict[str, int] = {}
+    out = []
+    for e in entries:
+        name = str(e.get("class_name", ""))
+        name = re.sub(r"\W+", "", name)
+        name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+        name = re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+        if name in used:
+            used[name] += 1
+            name = f"{name}_{used[name]}"
+        else:
+            used[name] = 0
+        out.append(name)
+    return out
 
 
 def _keras_check(path: Path, entry: dict) -> str:
@@ -760,12 +787,25 @@ def write_msgpack(path: str | os.PathLike, tree: Any) -> int:
 # TF1 variable names
 # --------------------------------------------------------------------------------------
 
-_TF1_LEAVES = ("projection/kernel", "kernel", "bias")
-_TF1_PEEPHOLES = ("w_f_diag", "w_i_diag", "w_o_diag")
+#: Variable names inside a TF1 cell's scope, longest first (so "gates/kernel" wins over "kernel").
+_TF1_LEAVES = tuple(sorted((
+    "kernel", "bias", "projection/kernel", "w_i_diag", "w_f_diag", "w_o_diag",
+    "gates/kernel", "gates/bias", "candidate/kernel", "candidate/bias",
+    "candidate/input_projection/kernel", "candidate/input_projection/bias",
+    "candidate/hidden_projection/kernel", "candidate/hidden_projection/bias",
+), key=len, reverse=True))
+
+#: The cell scope ``numpyrnn export --to tf1`` writes for each mode.
+_TF1_SCOPES = {"LSTM": "lstm_cell", "GRU": "cudnn_compatible_gru_cell", "RNN_TANH": "basic_rnn_cell",
+               "RNN_RELU": "basic_rnn_cell"}
 
 
 def tf1_structure(arrays: Mapping[str, np.ndarray], *, where: str = "tf1") -> tuple[Any, list[str]]:
     """Group TF1 variables (``.../cell_0/lstm_cell/kernel``) into what ``from_tf1`` takes.
+
+    Variables are grouped by the cell scope their names share; what a cell
+    may hold (and what is refused, such as peepholes) is the TF1 layout's to
+    judge.
 
     The layer is the ``cell_<k>`` path component (else the order of the names),
     the direction a ``fw``/``bw`` component. Other variables (optimizer slots,
@@ -777,15 +817,11 @@ def tf1_structure(arrays: Mapping[str, np.ndarray], *, where: str = "tf1") -> tu
         ``{"fw": ..., "bw": ...}``; and the names that were ignored.
 
     Raises:
-        LayoutError: peepholes (``nn.LSTM`` has none), or no LSTM variables.
+        LayoutError: no TF1 cell variables, or two groups for one layer.
     """
     groups: dict[str, dict[str, np.ndarray]] = {}
     ignored = []
     for name, arr in arrays.items():
-        parts = name.split("/")
-        if parts[-1] in _TF1_PEEPHOLES:
-            raise LayoutError(f"{where}: {name!r} is a peephole weight; nn.LSTM has no peepholes, so this cell "
-                              f"cannot be converted exactly")
         for leaf in _TF1_LEAVES:
             if name == leaf or name.endswith("/" + leaf):
                 groups.setdefault(name[: len(name) - len(leaf)].rstrip("/"), {})[leaf] = arr
@@ -793,7 +829,7 @@ def tf1_structure(arrays: Mapping[str, np.ndarray], *, where: str = "tf1") -> tu
         else:
             ignored.append(name)
     if not groups:
-        raise LayoutError(f"{where}: no TF1 LSTM variables (names ending in /kernel and /bias) among "
+        raise LayoutError(f"{where}: no TF1 cell variables (names ending in /kernel and /bias) among "
                           f"{', '.join(list(arrays)[:6]) or 'no arrays'}")
     layers: dict[int, dict[str, dict]] = {}
     counters: dict[str, int] = {}
@@ -825,21 +861,23 @@ def tf1_structure(arrays: Mapping[str, np.ndarray], *, where: str = "tf1") -> tu
     return (out[0] if len(out) == 1 else out), ignored
 
 
-def tf1_arrays(layers: list) -> dict[str, np.ndarray]:
+def tf1_arrays(layers: list, mode: str = "LSTM") -> dict[str, np.ndarray]:
     """``to_tf1()``'s per-layer mappings as TF1 variable names.
 
-    One unidirectional layer: ``rnn/lstm_cell/kernel``; a stack:
-    ``rnn/multi_rnn_cell/cell_<k>/lstm_cell/...``; bidirectional:
-    ``stack_bidirectional_rnn/cell_<k>/bidirectional_rnn/{fw,bw}/lstm_cell/...``.
+    One unidirectional layer: ``rnn/<cell>/kernel``; a stack:
+    ``rnn/multi_rnn_cell/cell_<k>/<cell>/...``; bidirectional:
+    ``stack_bidirectional_rnn/cell_<k>/bidirectional_rnn/{fw,bw}/<cell>/...``, where
+    ``<cell>`` is ``lstm_cell``, ``cudnn_compatible_gru_cell`` or ``basic_rnn_cell``.
     """
+    scope = _TF1_SCOPES[mode]
     out: dict[str, np.ndarray] = {}
     for k, layer in enumerate(layers):
         if "fw" in layer:
             for d in ("fw", "bw"):
                 for leaf, arr in layer[d].items():
-                    out[f"stack_bidirectional_rnn/cell_{k}/bidirectional_rnn/{d}/lstm_cell/{leaf}"] = np.asarray(arr)
+                    out[f"stack_bidirectional_rnn/cell_{k}/bidirectional_rnn/{d}/{scope}/{leaf}"] = np.asarray(arr)
         else:
-            base = "rnn/lstm_cell" if len(layers) == 1 else f"rnn/multi_rnn_cell/cell_{k}/lstm_cell"
+            base = f"rnn/{scope}" if len(layers) == 1 else f"rnn/multi_rnn_cell/cell_{k}/{scope}"
             for leaf, arr in layer.items():
                 out[f"{base}/{leaf}"] = np.asarray(arr)
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import pathlib
@@ -214,14 +215,32 @@ def test_tf1_structure_groups_layers_and_directions():
     assert set(written) == {k for k in arrays if k not in ignored}
 
 
-def test_tf1_single_cell_projection_and_peepholes():
+def test_tf1_single_cell_projection_and_gru_scopes():
     single = {"rnn/lstm_cell/kernel": np.zeros((5, 12)), "rnn/lstm_cell/bias": np.zeros(12),
               "rnn/lstm_cell/projection/kernel": np.zeros((3, 2))}
     source, _ = files.tf1_structure(single)
     assert sorted(source) == ["bias", "kernel", "projection/kernel"]
     assert files.tf1_arrays([source]) == single
-    with pytest.raises(LayoutError, match=r"'rnn/lstm_cell/w_f_diag' is a peephole weight; nn.LSTM has no peepholes"):
-        files.tf1_structure({**single, "rnn/lstm_cell/w_f_diag": np.zeros(3)})
+    scope = "rnn/multi_rnn_cell/cell_{}/cudnn_compatible_gru_cell/"
+    leaves = ["gates/kernel", "gates/bias", "candidate/input_projection/kernel", "candidate/input_projection/bias",
+              "candidate/hidden_projection/kernel", "candidate/hidden_projection/bias"]
+    gru = {scope.format(k) + leaf: np.full(1, k) for k in (1, 0) for leaf in leaves}
+    source, ignored = files.tf1_structure(gru)
+    assert ignored == [] and [sorted(layer) for layer in source] == [sorted(leaves)] * 2
+    assert [int(layer["gates/kernel"][0]) for layer in source] == [0, 1]
+    assert files.tf1_arrays(source, mode="GRU") == gru
+
+
+@pytest.mark.skipif(importlib.util.find_spec("numpyrnn.layouts.tf1") is None, reason="no TF1 layout in this checkout")
+def test_tf1_peepholes_reach_the_layout_and_are_refused():
+    from numpyrnn import NumpyLSTM
+
+    cell = {"rnn/lstm_cell/kernel": np.zeros((5, 12)), "rnn/lstm_cell/bias": np.zeros(12),
+            "rnn/lstm_cell/w_f_diag": np.zeros(3)}
+    source, _ = files.tf1_structure(cell)
+    assert "w_f_diag" in source
+    with pytest.raises(LayoutError, match=r"\['w_f_diag'\] cannot be loaded into torch"):
+        NumpyLSTM.from_tf1(source)
 
 
 def test_flax_layers_finds_nested_layers_in_order():
@@ -294,8 +313,24 @@ def test_keras_files_read_with_h5py(tmp_path, keras):
     for a, b in zip(got, single.layers[0].get_weights()):
         np.testing.assert_array_equal(a, b)
     model.save_weights(tmp_path / "two.weights.h5")
-    with pytest.raises(LayoutError, match=r"holds 2 recurrent layers .* does not record their order; convert the \.keras"):
+    with pytest.raises(LayoutError, match=r"holds recurrent layers of 2 kinds \(bidirectional, lstm\) and a \.weights\.h5 "
+                                          r"file does not record their order; convert the \.keras"):
         files.read_keras(tmp_path / "two.weights.h5")
+
+
+def test_keras_groups_follow_class_names_not_layer_names(tmp_path, keras):
+    """Keras stores layers under gru, gru_1, ... whatever their names: read them in model order."""
+    layers = [keras.layers.GRU(n, return_sequences=True, name=f"custom_{9 - n}") for n in range(2, 14)]
+    model = keras.Sequential([keras.Input((4, 3)), *layers])
+    model.save(tmp_path / "m.keras")
+    model.save_weights(tmp_path / "m.weights.h5")
+    for name in ("m.keras", "m.weights.h5"):
+        got, info = files.read_keras(tmp_path / name)
+        assert [w[1].shape[0] for w in got] == list(range(2, 14))
+        for ws, layer in zip(got, layers):
+            for a, b in zip(ws, layer.get_weights()):
+                np.testing.assert_array_equal(a, b)
+    assert files.read_keras(tmp_path / "m.keras")[1]["names"][:2] == ["custom_7", "custom_6"]
 
 
 @pytest.mark.parametrize(
