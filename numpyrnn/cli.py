@@ -114,7 +114,7 @@ def _check_output(path: Path, allowed: Sequence[str], what: str) -> None:
         raise UsageError(f"{what} must end in {' or '.join(allowed)}, got {str(path)!r}")
 
 
-def _read_source(path: Path, fmt: str) -> tuple[Any, list, dict]:
+def _read_source(path: Path, fmt: str) -> tuple[Any, Any, dict]:
     """``(source for from_<fmt>, tree for the listing, extra info)``."""
     from . import files
 
@@ -281,7 +281,7 @@ def module_from_state_dict(sd: dict, mode: str) -> Any:
     spec = infer_state_spec(sd, mode)
     expected = {k: tuple(Axis(f"{k}[{i}]", n) for i, n in enumerate(shape)) for k, shape in spec.param_shapes().items()}
     checked = engine.check_leaves(sd, expected, layout="state_dict")
-    dtype = next(iter(checked.values())).dtype
+    dtype: Any = next(iter(checked.values())).dtype
     module = engine.build(_class(mode), spec, batch_first=False, dropout=0.0, device="cpu", dtype=dtype)
     with torch.no_grad():
         for name, t in checked.items():
@@ -367,6 +367,7 @@ def _inspect(args: argparse.Namespace) -> int:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     suffix = path.suffix.lower()
+    fmt: str | None
     if suffix in (".pt", ".pth", ".bin", ".safetensors"):
         fmt = "torch"
         sd = files.read_state_dict(path)

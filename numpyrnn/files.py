@@ -357,9 +357,14 @@ def write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> int:
     Returns:
         The number of bytes written.
     """
+    payload = {k: np.asarray(v) for k, v in arrays.items() if v is not None}
+    bad = [k for k, v in payload.items() if v.dtype.hasobject]
+    if bad:
+        raise TypeError(f"{bad[0]}: object arrays are not written (they would need pickle to read back)")
+
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
-            np.savez(f, **{k: np.asarray(v) for k, v in arrays.items() if v is not None})
+            np.savez(f, **payload)  # type: ignore[arg-type]
 
     return atomic_write(path, write)
 
