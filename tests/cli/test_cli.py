@@ -6,8 +6,11 @@ for the same weights.
 
 from __future__ import annotations
 
+import os
 import pathlib
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -18,7 +21,7 @@ from numpyrnn import NumpyGRU, NumpyLSTM, NumpyRNN, reference
 from numpyrnn.spec import RNNSpec
 
 from ..conftest import make_blocks
-from .conftest import needs_layout, run_cli
+from .conftest import ROOT, needs_layout, run_cli
 
 
 def _load_pt(path) -> dict:
@@ -420,3 +423,39 @@ def test_flax_checkpoint_from_flax_serialization(tmp_path, capsys):
     params = variables["params"]
     want = NumpyLSTM.from_flax([params["layers_0"], params["layers_1"]]).state_dict()
     _assert_same_state(_load_pt(tmp_path / "m.pt"), want)
+
+
+@needs_layout("keras")
+@needs_layout("flax")
+def test_foreign_files_read_without_their_frameworks(tmp_path):
+    """.keras via h5py and .msgpack via msgpack: with keras, jax, flax and tensorflow unimportable."""
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("msgpack")
+    from numpyrnn import files
+
+    keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(4)]).save(tmp_path / "m.keras")
+    torch.manual_seed(0)
+    lstm = nn.LSTM(3, 4)
+    files.write_msgpack(tmp_path / "m.msgpack",
+                        [{"cell": {**{f"i{g}": {"kernel": lstm.weight_ih_l0[k * 4:(k + 1) * 4].T.detach().numpy()}
+                                      for k, g in enumerate("ifgo")},
+                                   **{f"h{g}": {"kernel": lstm.weight_hh_l0[k * 4:(k + 1) * 4].T.detach().numpy(),
+                                                "bias": np.zeros(4, np.float32)} for k, g in enumerate("ifgo")}}}])
+    script = f"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("keras", "jax", "flax", "tensorflow"):
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Block())
+from numpyrnn.cli import main
+codes = [main(["convert", {str(tmp_path / "m.keras")!r}, "-o", {str(tmp_path / "k.pt")!r}, "--cell", "lstm"]),
+         main(["convert", {str(tmp_path / "m.msgpack")!r}, "-o", {str(tmp_path / "f.pt")!r}, "--cell", "lstm"])]
+print("codes", codes, sorted(m for m in sys.modules if m.split(".")[0] in ("keras", "jax", "flax", "tensorflow")))
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert "codes [0, 0] []" in r.stdout, r.stdout + r.stderr
+    back = _load_pt(tmp_path / "f.pt")
+    torch.testing.assert_close(back["weight_ih_l0"], lstm.weight_ih_l0.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(back["weight_hh_l0"], lstm.weight_hh_l0.detach(), rtol=0, atol=0)
