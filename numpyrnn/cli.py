@@ -241,8 +241,11 @@ def infer_state_spec(sd: dict, mode: str) -> Any:
     pat = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
     unknown = [k for k in sd if not pat.match(k)]
     if unknown:
+        owners = sorted({k[: -len("weight_ih_l0")] for k in sd if k.endswith(".weight_ih_l0")})
+        fix = (f"; the file holds a whole model: save the recurrent module's own state_dict, e.g. "
+               f"model.{owners[0].rstrip('.')}.state_dict()" if owners else "")
         raise LayoutError(f"unexpected key(s) {', '.join(map(repr, unknown[:4]))}: expected the state_dict of one "
-                          f"nn.GRU/LSTM/RNN (weight_ih_l0, weight_hh_l0, bias_ih_l0, ...)")
+                          f"nn.GRU/LSTM/RNN (weight_ih_l0, weight_hh_l0, bias_ih_l0, ...){fix}")
     if "weight_ih_l0" not in sd or "weight_hh_l0" not in sd:
         raise LayoutError("no weight_ih_l0/weight_hh_l0: not the state_dict of a recurrent module")
     layers = 1 + max(int(pat.match(k).group(2)) for k in sd)  # type: ignore[union-attr]

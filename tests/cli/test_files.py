@@ -154,6 +154,10 @@ def test_state_dict_wrong_cell_and_bad_values():
         infer_state_spec(nn.GRU(3, 5).state_dict(), "LSTM")
     with pytest.raises(LayoutError, match=r"unexpected key\(s\) 'extra'"):
         infer_state_spec({**sd, "extra": torch.zeros(1)}, "GRU")
+    model = nn.Sequential(nn.GRU(3, 4), nn.Linear(4, 2)).state_dict()
+    with pytest.raises(LayoutError, match=r"the file holds a whole model: save the recurrent module's own state_dict, "
+                                          r"e\.g\. model\.0\.state_dict\(\)"):
+        infer_state_spec(model, "GRU")
     bad = dict(sd, bias_hh_l0=torch.zeros(11))
     with pytest.raises(LayoutError, match=r"bias_hh_l0 \(state_dict layout\): expected \(bias_hh_l0\[0\]=12,\), got \(11,\)"):
         module_from_state_dict(bad, "GRU")
