@@ -156,16 +156,26 @@ def test_inspect_good_and_bad(tmp_path):
 # exit codes
 # --------------------------------------------------------------------------------------
 
-def test_exit_codes(tmp_path):
+def test_exit_codes(tmp_path, capsys):
+    from numpyrnn.cli import main
+
     spec = RNNSpec("GRU", input_size=2, hidden_size=3)
     np.savez(tmp_path / "g.npz", **{k: v for k, v in make_blocks(spec).items() if v is not None})
     # 2: usage errors, caught by argparse or by the option checks
     r = run_cli("convert", tmp_path / "g.npz", "-o", tmp_path / "g.pt")
     assert r.returncode == 2 and "--cell" in r.stderr
-    r = run_cli("convert", tmp_path / "g.npz", "-o", tmp_path / "g.onnx", "--cell", "gru")
-    assert r.returncode == 2 and "must end in .pt or .safetensors" in r.stderr
-    r = run_cli("convert", tmp_path / "g.npz", "-o", tmp_path / "g.pt", "--cell", "gru", "--from", "tf1", "--gates", "zrn")
-    assert r.returncode == 2 and "--gates and --rowwise apply to the block layout" in r.stderr
+    usage = [
+        (["-o", str(tmp_path / "g.onnx"), "--cell", "gru"], "must end in .pt or .safetensors"),
+        (["-o", str(tmp_path / "g.pt"), "--cell", "gru", "--from", "tf1", "--gates", "zrn"],
+         "--gates and --rowwise apply to the block layout"),
+        (["-o", str(tmp_path / "g.pt"), "--cell", "gru", "--forget-bias", "0"], "--forget-bias applies to --from tf1 only"),
+        (["-o", str(tmp_path / "g.pt"), "--cell", "gru", "--nonlinearity", "relu"], "--nonlinearity relu applies to --cell rnn"),
+    ]
+    for extra, message in usage:
+        assert main(["convert", str(tmp_path / "g.npz"), *extra]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "g.npz"), "-o", str(tmp_path / "x.npz"), "--cell", "gru", "--to", "blocks"]) == 2
+    assert "the input of export must end in .pt" in capsys.readouterr().err
     # 1: bad weights, one line, no traceback ...
     r = run_cli("convert", tmp_path / "g.npz", "-o", tmp_path / "g.pt", "--cell", "lstm")
     assert r.returncode == 1
@@ -212,8 +222,9 @@ def test_planted_pickles_never_run(tmp_path):
     assert r.returncode == 1 and "w0.npy: holds Python objects" in r.stderr
     r = run_cli("export", tmp_path / "evil.pt", "-o", tmp_path / "o.npz", "--cell", "gru", "--to", "blocks")
     assert r.returncode == 1 and "refused: loading it would run pickled code" in r.stderr
-    r = run_cli("inspect", tmp_path / "evil.pt")
-    assert r.returncode == 1
+    from numpyrnn.cli import main
+
+    assert main(["inspect", str(tmp_path / "evil.pt")]) == 1
     assert not marker.exists()
     assert not (tmp_path / "o.pt").exists() and not (tmp_path / "o.npz").exists()
 
