@@ -17,10 +17,12 @@ order it uses. This module carries any such declaration out:
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import sys
 import threading
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,8 +98,9 @@ class Piece:
 _FLOAT_KINDS = "f"
 
 
+@functools.lru_cache(maxsize=64)
 def _is_bfloat16(dtype: np.dtype) -> bool:
-    return dtype.name == "bfloat16"  # ml_dtypes (jax) bfloat16
+    return dtype.name == "bfloat16"  # ml_dtypes (jax) bfloat16; .name is slow, hence the cache
 
 
 def to_array(value: Any, name: str) -> np.ndarray | torch.Tensor:
@@ -150,16 +153,29 @@ def _check_dtype(name: str, arr: np.ndarray | torch.Tensor) -> None:
 _LOCATE_BLOCK = 1 << 18
 
 
+# Below this many elements the check runs single-threaded in numpy: waking torch's
+# thread pool costs more than the pass itself, and far more on a busy machine.
+_SMALL = 1 << 21
+
+
 def _all_finite(t: torch.Tensor) -> bool:
-    """Whether every element is finite: one multithreaded read pass, no big temporaries.
+    """Whether every element is finite: one read pass, no big temporaries.
 
     float32/float64 use a sum in their own dtype (NaN and Inf propagate; a finite sum
     proves every element finite). Narrow dtypes would overflow a sum in their own dtype
-    and an upcast sum materialises a copy, so they use ``aminmax``, which propagates NaN
-    and sees an Inf as the minimum or maximum. A sum that overflows from huge finite
-    values only sends the caller to :func:`_locate_nonfinite`, which then finds nothing.
+    and an upcast sum materialises a copy, so they use the minimum and maximum, which
+    propagate NaN and see an Inf. A sum that overflows from huge finite values only
+    sends the caller to :func:`_locate_nonfinite`, which then finds nothing. Large
+    tensors use torch's multithreaded reductions, small ones numpy's.
     """
-    if t.dtype in (torch.float32, torch.float64):
+    wide = t.dtype in (torch.float32, torch.float64)
+    if t.numel() < _SMALL and t.device.type == "cpu" and t.dtype in (torch.float16, torch.float32, torch.float64):
+        a = _numpy_view(t)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if wide:
+                return bool(np.isfinite(a.sum(dtype=a.dtype)))
+            return bool(np.isfinite(a.min())) and bool(np.isfinite(a.max()))
+    if wide:
         return bool(torch.isfinite(t.sum(dtype=t.dtype)))
     lo, hi = torch.aminmax(t)
     return bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))
@@ -209,6 +225,7 @@ def check_leaves(
     *,
     layout: str,
     hint: Any = None,
+    finite: bool = True,
 ) -> dict[str, np.ndarray | torch.Tensor]:
     """Validate every leaf against its expected shape; return them as arrays.
 
@@ -221,6 +238,8 @@ def check_leaves(
         expected: leaf key -> expected shape as named axes.
         layout: the layout's name, for messages.
         hint: optional ``hint(key, got_shape) -> str`` adding a likely cause.
+        finite: also check that every value is finite (see :func:`check_finite`);
+            :func:`load` with ``fresh=True`` does that while it copies instead.
 
     Raises:
         TypeError: a leaf is missing an array or has a non-floating dtype.
@@ -256,7 +275,18 @@ def check_leaves(
             extra_hint = hint(key, got) if hint else ""
             raise LayoutError(f"{key} ({layout} layout): {detail}" + (f"; {extra_hint}" if extra_hint else ""))
         out[key] = arr
-    for key, arr in out.items():
+    if finite:
+        check_finite(out)
+    return out
+
+
+def check_finite(leaves: Mapping[str, np.ndarray | torch.Tensor]) -> None:
+    """Raise for the first leaf, in order, that holds a NaN or Inf.
+
+    Raises:
+        LayoutError: naming the leaf, the index of its first bad value and the value.
+    """
+    for key, arr in leaves.items():
         found = _first_nonfinite(arr)
         if found is not None:
             idx, val = found
@@ -264,7 +294,6 @@ def check_leaves(
                 f"{key}: holds {val} at index {list(idx)}; weights must be finite "
                 f"(check the source for overflow or uninitialised memory)"
             )
-    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -327,8 +356,6 @@ def _advise_huge_pages(t: torch.Tensor) -> None:
         _madvise = False
         if sys.platform.startswith("linux"):
             try:
-                import ctypes
-
                 libc = ctypes.CDLL(None, use_errno=True)
                 fn = libc.madvise
                 fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
@@ -625,6 +652,8 @@ def load(
     module: nn.RNNBase,
     pieces: Sequence[Piece],
     leaves: Mapping[str, np.ndarray | torch.Tensor],
+    *,
+    fresh: bool = False,
 ) -> nn.RNNBase:
     """Write validated leaves into ``module``'s parameters, in place, atomically.
 
@@ -632,12 +661,24 @@ def load(
     write. Parameters not fully covered by pieces are zeroed first. The
     parameters keep their identity (optimizers and cuDNN's flat buffer survive).
 
-    On the CPU every piece is one strided ``copy_`` from a view of the source
-    into a view of the parameter (dtype casts happen inside that copy). When the
-    parameters live on another device, the source crosses the bus as it is laid
-    out, one span of overlapping pieces at a time (see :func:`span_groups`), and
-    is permuted and cast there by the same views; device memory beyond the module
-    stays within one span.
+    On the CPU every piece is a strided copy from a view of the source into a
+    view of the parameter (dtype casts happen inside it), cut into blocks of a
+    few MB that worker threads copy. When the parameters live on another device,
+    the source crosses the bus as it is laid out, one span of overlapping pieces
+    at a time (see :func:`span_groups`), and is permuted and cast there by the
+    same views; device memory beyond the module stays within one span.
+
+    Args:
+        module: the module to write into.
+        pieces: the layout's declaration.
+        leaves: leaves that passed :func:`check_leaves`.
+        fresh: ``module`` is new and is discarded if this raises, and the leaves'
+            values were not checked yet: each block is checked for NaN/Inf just
+            before it is copied, while it is in cache, instead of in a pass of its
+            own. Any bad value raises exactly what :func:`check_finite` raises.
+
+    Raises:
+        LayoutError: with ``fresh``, a leaf holds NaN or Inf.
     """
     spec = RNNSpec.of(module)
     params = _params(module, spec)
@@ -648,11 +689,19 @@ def load(
     remote: list[_Copy] = []
     for c in copies:
         (remote if c.src.numel() and _crosses(c.src, c.dst) else local).append(c)
+    fused = fresh and not remote and _covers(tensors, [c.src for c in local]) and all(
+        _blockwise(c.dst, c.src) for c in local)
+    if fresh and not fused:
+        check_finite(tensors)
     with torch.no_grad():
         for name in partial:
             params[name].zero_()
+        if not _copy_blocks([(c.dst, c.src) for c in local], check=fused):
+            check_finite(tensors)  # raises, naming the first bad value in leaf order
+            # only huge finite values overflowed a block's sum: nothing to refuse
         for c in local:
-            _write(c.dst, c.src if c.src.device == c.dst.device else c.src.to(c.dst.device), c.offset)
+            if c.offset:
+                c.dst.add_(c.offset)
         if remote:
             _load_remote(remote, device)
     module.flatten_parameters()
@@ -665,9 +714,133 @@ def _crosses(host: torch.Tensor, other: torch.Tensor) -> bool:
 
 
 def _write(dst: torch.Tensor, src: torch.Tensor, offset: float) -> None:
+    """``dst[...] = src + offset``, casting to ``dst``'s dtype on the way."""
     dst.copy_(src)
     if offset:
         dst.add_(offset)
+
+
+# CPU copies are cut into blocks of about this many bytes (a few per core's cache)
+# and run in numpy by worker threads: numpy releases the GIL while it copies, and
+# unlike torch's intra-op pool no worker waits for another at every operation,
+# which costs milliseconds per copy on a busy machine.
+_BLOCK_BYTES = 4 << 20
+# Below this many bytes in all, one thread does everything.
+_THREADED_BYTES = 32 << 20
+_NUMPY_DTYPES = (torch.float16, torch.float32, torch.float64)
+
+
+def _blockwise(dst: torch.Tensor, src: torch.Tensor) -> bool:
+    """Whether the copy can run in numpy blocks: CPU tensors of numpy dtypes."""
+    return (dst.device.type == "cpu" and src.device.type == "cpu"
+            and dst.dtype in _NUMPY_DTYPES and src.dtype in _NUMPY_DTYPES)
+
+
+def _covers(leaves: Mapping[str, torch.Tensor], views: Sequence[torch.Tensor]) -> bool:
+    """Whether the views (which never overlap on import) read every element of every leaf."""
+    read: dict[int, int] = {}
+    for v in views:
+        key = v.untyped_storage().data_ptr()
+        read[key] = read.get(key, 0) + v.numel()
+    total: dict[int, int] = {}
+    for t in leaves.values():
+        if t.numel():
+            key = t.untyped_storage().data_ptr()
+            total[key] = total.get(key, 0) + t.numel()
+    return all(read.get(k, 0) == n for k, n in total.items())
+
+
+def blocks(dst: torch.Tensor, src: torch.Tensor, target: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Cut a copy into pairs of matching sub-views of at most about ``target`` bytes.
+
+    The leading axes are split first, so each block is a run of whole rows where
+    rows are small, and a run of one row's elements where a row alone is larger.
+    """
+    nbytes = dst.numel() * max(dst.element_size(), src.element_size())
+    if nbytes <= target or dst.dim() == 0:
+        yield dst, src
+        return
+    axis = next((i for i, n in enumerate(dst.shape) if n > 1), None)
+    if axis is None:
+        yield dst, src
+        return
+    size = dst.shape[axis]
+    step = max(1, target // max(1, nbytes // size))
+    for start in range(0, size, step):
+        n = min(step, size - start)
+        yield from blocks(dst.narrow(axis, start, n), src.narrow(axis, start, n), target)
+
+
+_NUMPY_OF = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
+
+
+def _numpy_view(t: torch.Tensor) -> np.ndarray:
+    """A numpy view of a CPU tensor's memory that leaves the tensor untouched.
+
+    ``Tensor.numpy()`` marks the storage as not resizable, which a parameter of a
+    plain ``nn.GRU`` is not; this view is built from the address instead. The
+    tensor must outlive the view.
+    """
+    dtype = _NUMPY_OF[t.dtype]
+    if t.numel() == 0:
+        return np.empty(tuple(t.shape), dtype)
+    item = t.element_size()
+    reach = sum((n - 1) * st for n, st in zip(t.shape, t.stride()))
+    buf = (ctypes.c_char * ((reach + 1) * item)).from_address(t.data_ptr())
+    base = np.frombuffer(buf, dtype=dtype)
+    return np.lib.stride_tricks.as_strided(base, tuple(t.shape), tuple(st * item for st in t.stride()))
+
+
+def _block_task(dst: torch.Tensor, src: torch.Tensor, check: bool) -> bool:
+    s = _numpy_view(src)
+    ok = True
+    if check:
+        with np.errstate(over="ignore", invalid="ignore"):
+            if s.dtype.itemsize >= 4:
+                ok = bool(np.isfinite(s.sum(dtype=s.dtype)))
+            else:
+                ok = bool(np.isfinite(s.min())) and bool(np.isfinite(s.max()))
+    np.copyto(_numpy_view(dst), s, casting="unsafe")
+    return ok
+
+
+_pool: Any = None
+_pool_lock = threading.Lock()
+
+
+def _workers() -> Any:
+    global _pool
+    with _pool_lock:
+        n = max(1, torch.get_num_threads())
+        if _pool is None or _pool._max_workers != n:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="numpyrnn-copy")
+        return _pool
+
+
+def _copy_blocks(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], *, check: bool = False) -> bool:
+    """``dst.copy_(src)`` for every pair; returns ``False`` if ``check`` saw a NaN/Inf.
+
+    Pairs numpy can copy are cut into blocks (see :func:`blocks`) and spread over
+    ``torch.get_num_threads()`` worker threads when there are enough bytes; the rest
+    go through torch. With ``check``, each source block is checked for NaN/Inf right
+    before it is copied (it is then in cache for the copy).
+    """
+    numpy_pairs = [(d, s) for d, s in pairs if d.numel() and _blockwise(d, s)]
+    ok = True
+    for d, s in pairs:
+        if d.numel() and not _blockwise(d, s):
+            d.copy_(s)
+    nbytes = sum(d.numel() * d.element_size() for d, _ in numpy_pairs)
+    if nbytes < _THREADED_BYTES or torch.get_num_threads() == 1:
+        for d, s in numpy_pairs:
+            ok &= _block_task(d, s, check)
+        return ok
+    jobs = [b for d, s in numpy_pairs for b in blocks(d, s, _BLOCK_BYTES)]
+    for result in _workers().map(lambda b: _block_task(b[0], b[1], check), jobs):
+        ok &= result
+    return ok
 
 
 def _load_remote(copies: Sequence[_Copy], device: torch.device) -> None:
@@ -749,8 +922,10 @@ def export(
     remote = [c for c in copies if c.dst.numel() and _crosses(c.dst, c.src)]
     local = [c for c in copies if not (c.dst.numel() and _crosses(c.dst, c.src))]
     with torch.no_grad():
+        _copy_blocks([(c.dst, c.src if c.fold is None else c.src + c.fold) for c in local])
         for c in local:
-            _write(c.dst, c.src if c.fold is None else c.src + c.fold, c.offset)
+            if c.offset:
+                c.dst.add_(c.offset)
         if remote:
             _export_remote(remote)
     return arrays
@@ -800,14 +975,14 @@ def import_layout(
     options = dict(options or {})
     spec, leaves = layout.infer(source, mode=mode, **dict(infer or {}), **options)
     checked = check_leaves(leaves, layout.shapes(spec, **options), layout=layout.name,
-                           hint=layout.hint(spec, **options))
+                           hint=layout.hint(spec, **options), finite=False)
     pieces = layout.pieces(spec, **options)
     if not isinstance(batch_first, bool):
         raise TypeError(f"batch_first should be of type bool, got: {type(batch_first).__name__}")
     if not isinstance(freeze, bool):
         raise TypeError(f"freeze should be of type bool, got: {type(freeze).__name__}")
     module = build(cls, spec, batch_first=batch_first, dropout=dropout, device=device, dtype=dtype)
-    load(module, pieces, checked)
+    load(module, pieces, checked, fresh=True)  # checks values as it copies
     if freeze:
         module.requires_grad_(False)
     return module

@@ -117,7 +117,8 @@ def test_built_parameters_are_ordinary_torch_storage():
     a = make_blocks(spec)
     m = NumpyGRU.from_numpy(a["w0"], b0=a["b0"])
     for name, p in m.named_parameters():
-        assert p.untyped_storage().resizable(), name  # allocated by torch, not borrowed
+        # allocated by torch like any parameter, not borrowed from numpy or the source
+        assert p.untyped_storage().resizable() == torch.empty(4).untyped_storage().resizable(), name
         assert p.is_contiguous(), name
     # the big parameters do not share memory with the source
     assert not np.shares_memory(m.weight_ih_l0.detach().numpy(), a["w0"])
@@ -329,3 +330,105 @@ def test_cuda_matches_cpu(spec, pinned_chunks, monkeypatch):
     x = torch.randn(3, 2, spec.input_size)
     torch.testing.assert_close(gpu(x.cuda())[0].cpu(), cpu(x)[0], rtol=1e-4, atol=1e-4)
 
+
+
+# --------------------------------------------------------------------------------------
+# blockwise CPU copies and the check fused into them
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("target", [1, 64, 1000, 4096, 1 << 20])
+def test_blocks_tile_a_copy_exactly(target):
+    leaf = torch.arange(4 * 6 * 30, dtype=torch.float32).reshape(4, 6, 30)
+    src = leaf[1:3].permute(1, 0, 2)[:, :, 5:25]  # strided, like a piece's view
+    dst = torch.zeros(6, 2, 20)
+    seen = torch.zeros(6, 2, 20, dtype=torch.int32)
+    for d, s in engine.blocks(dst, src, target):
+        assert d.shape == s.shape
+        if d[0].numel() * 4 <= target:  # whole rows fit: no block is larger than asked
+            assert d.numel() * 4 <= max(target, d.shape[-1] * 4)
+        d.copy_(s)
+        seen[tuple(slice(o, o + n) for o, n in zip(engine_offsets(d, dst), d.shape))] += 1
+    assert torch.equal(dst, src)
+    assert torch.equal(seen, torch.ones_like(seen))
+
+
+def engine_offsets(view, base):
+    """Index of ``view``'s first element within the contiguous ``base``."""
+    flat = view.storage_offset() - base.storage_offset()
+    return np.unravel_index(flat, tuple(base.shape))
+
+
+def test_numpy_view_leaves_the_tensor_as_torch_made_it():
+    t = torch.arange(60, dtype=torch.float64).reshape(3, 4, 5).requires_grad_()
+    v = t.detach().permute(2, 0, 1)[1:4, :, ::2]
+    a = engine._numpy_view(v)
+    np.testing.assert_array_equal(a, v.clone().numpy())
+    a[0, 0, 0] = -1.0
+    assert float(t.detach()[0, 0, 1]) == -1.0
+    assert t.untyped_storage().resizable()  # Tensor.numpy() would have turned this off
+    assert engine._numpy_view(torch.empty(0, 3)).shape == (0, 3)
+
+
+def test_covers_sees_unread_parts_of_leaves():
+    a, b = torch.zeros(4, 10), torch.zeros(3)
+    assert engine._covers({"a": a, "b": b}, [a[:, :4], a[:, 4:], b])
+    assert not engine._covers({"a": a, "b": b}, [a[:, :4], b])
+    assert not engine._covers({"a": a, "b": b}, [a])
+
+
+@pytest.fixture
+def threaded(monkeypatch):
+    """Send even small copies through the threaded blockwise path, in tiny blocks."""
+    monkeypatch.setattr(engine, "_THREADED_BYTES", 0)
+    monkeypatch.setattr(engine, "_BLOCK_BYTES", 256)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_threaded_blocks_match_torch_copies(threaded, spec, dtype, monkeypatch):
+    arrays = make_blocks(spec, dtype=dtype, seed=11)
+    got = build_from(spec, arrays, dtype=torch.float32)
+    monkeypatch.setattr(engine, "_blockwise", lambda d, s: False)  # plain torch copy_ everywhere
+    want = build_from(spec, arrays, dtype=torch.float32)
+    for k, v in state(got).items():
+        assert torch.equal(v, state(want)[k]), k
+    out = got.to_numpy()
+    for k, v in out.items():
+        if v is not None:
+            assert v.dtype == np.float32
+            np.testing.assert_array_equal(v, arrays[k].astype(np.float32))
+
+
+@pytest.mark.parametrize("key,where", [("w0", (1, 3, 17)), ("w", (1, 0, 3, 40)), ("b", (0, 1, 2, 5))])
+@pytest.mark.parametrize("bad", [np.nan, np.inf], ids=["nan", "inf"])
+def test_fused_check_raises_what_check_leaves_raises(threaded, key, where, bad):
+    spec = RNNSpec("GRU", 6, 5, num_layers=3, bidirectional=True)
+    arrays = {k: v for k, v in make_blocks(spec, seed=2).items() if k != "proj"}
+    arrays[key][where] = bad
+    arrays[key].reshape(-1)[-1] = np.nan  # a later bad value must not be the one named
+    with pytest.raises(LayoutError) as fused:
+        NumpyGRU.from_numpy(**arrays)
+    leaves = {k: arrays[k] for k in ("w0", "w", "b0", "b")}
+    with pytest.raises(LayoutError) as upfront:
+        engine.check_finite(leaves)
+    assert str(fused.value) == str(upfront.value)
+    assert f"{key}: holds {bad}" in str(fused.value)
+
+
+def test_fused_check_accepts_huge_finite_values(threaded):
+    spec = RNNSpec("GRU", 4, 3, num_layers=1, bidirectional=False)
+    w0 = np.full((1, 3, 3 * 7), 3e38, dtype=np.float32)  # every block's float32 sum overflows
+    m = NumpyGRU.from_numpy(w0)
+    assert float(m.weight_ih_l0.max()) == pytest.approx(3e38, rel=1e-6)
+    assert spec.hidden_size == m.hidden_size
+
+
+def test_check_leaves_can_leave_values_to_the_load():
+    spec = RNNSpec("GRU", 4, 3)
+    shapes = BLOCKS.shapes(spec, biases=False)
+    w0 = np.full((1, 3, 21), np.nan, dtype=np.float32)
+    out = engine.check_leaves({"w0": w0}, shapes, layout="block", finite=False)
+    assert out["w0"] is w0
+    with pytest.raises(LayoutError, match=r"w0: holds nan at index \[0, 0, 0\]"):
+        engine.check_leaves({"w0": w0}, shapes, layout="block")
