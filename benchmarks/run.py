@@ -47,6 +47,9 @@ import numpyrnn  # noqa: E402
 from numpyrnn import NumpyGRU, engine  # noqa: E402
 from numpyrnn._seed import row_loop  # noqa: E402
 
+sys.path.insert(0, str(HERE))
+from import_time import import_time  # noqa: E402
+
 LAYERS, DIRECTIONS, GATES = 2, 2, 3
 ROW_LOOP_LIMIT = 300e6  # bytes: the row loop takes minutes above this
 PERIOD = 1_000_003  # a prime: tiled random values never line up with a block boundary
@@ -233,7 +236,14 @@ def time_forward(arrays, hidden, device, repeats, seq_len, batch) -> dict:
     x = torch.randn(seq_len, batch, hidden, generator=torch.Generator().manual_seed(0)).to(device)
     times = {"nn.GRU": [], "NumpyGRU": []}
     with torch.no_grad():
-        for round_ in range(repeats + 1):
+        _sync(device)
+        t0 = time.perf_counter()
+        theirs(x)  # warm-up, and a first estimate of the cost
+        _sync(device)
+        one = time.perf_counter() - t0
+        # forward passes are cheap next to loading: take enough rounds for a stable median
+        rounds = int(min(60, max(repeats, 2.0 / max(one, 1e-4))))
+        for round_ in range(rounds + 1):
             for name, m in (("nn.GRU", theirs), ("NumpyGRU", ours)):
                 _sync(device)
                 t0 = time.perf_counter()
@@ -243,7 +253,7 @@ def time_forward(arrays, hidden, device, repeats, seq_len, batch) -> dict:
                     times[name].append(time.perf_counter() - t0)
         torch.testing.assert_close(ours(x)[0], theirs(x)[0], rtol=1e-5, atol=1e-6)
     a, b = statistics.median(times["NumpyGRU"]), statistics.median(times["nn.GRU"])
-    return {"seq_len": seq_len, "batch": batch, "nn_gru_s": b, "numpyrnn_s": a, "ratio": a / b,
+    return {"seq_len": seq_len, "batch": batch, "rounds": rounds, "nn_gru_s": b, "numpyrnn_s": a, "ratio": a / b,
             "times": times}
 
 
@@ -295,29 +305,6 @@ def measure_memory(name: str, hidden: int, device: str) -> dict | None:
     if proc.returncode != 0:
         raise RuntimeError(f"memory child for {name} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-# --------------------------------------------------------------------------------------
-# import time
-# --------------------------------------------------------------------------------------
-
-def import_time(runs: int = 7) -> dict:
-    """Median wall time of fresh ``python -c "import X"`` processes, numpyrnn against torch."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = {}
-    for _ in range(runs + 1):  # the first pair warms the file cache
-        for mod in ("torch", "numpyrnn"):
-            t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-c", f"import {mod}"], check=True, env=env)
-            out.setdefault(mod, []).append(time.perf_counter() - t0)
-    result = {m: statistics.median(v[1:]) for m, v in out.items()}
-    result["ratio"] = result["numpyrnn"] / result["torch"]
-    heavy = subprocess.run(
-        [sys.executable, "-c", "import sys, numpyrnn; print(sorted(m for m in ('keras', 'jax', 'flax', 'onnx', "
-                               "'tensorflow', 'matplotlib', 'onnxruntime') if m in sys.modules))"],
-        capture_output=True, text=True, check=True, env=env).stdout.strip()
-    result["heavy_modules_imported"] = heavy
-    return result
 
 
 # --------------------------------------------------------------------------------------
@@ -443,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", help="hidden sizes (input = hidden); 4096 is 2 GB")
     p.add_argument("--repeats", type=int, help="timed rounds per size (default 5, quick 2)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
-    p.add_argument("--no-import-time", action="store_true", help="skip the import-time comparison")
+    p.add_argument("--no-import-time", action="store_true", help="skip the import-time comparison (CPU runs only)")
     p.add_argument("--child-memory", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -461,7 +448,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sizes = [64, 256, 1024, 1536, 2048, 4096] + ([8192] if device == "cuda" else [])
     repeats = args.repeats or (2 if args.quick else 5)
-    memory_sizes = set() if args.no_memory else ({sizes[-1]} if args.quick else set(sizes))
+    # below ~100 MB the allocator reuses freed memory and peak counters say nothing
+    min_memory = 1e9 if device == "cuda" else 100e6
+    memory_sizes = (set() if args.no_memory else {sizes[-1]} if args.quick
+                    else {h for h in sizes if weight_bytes(h) >= min_memory})
     memory_cases = ["from_numpy"] if args.quick else MEMORY_CASES
     cases = CASES_CUDA if device == "cuda" else CASES_CPU
     machine = machine_name(device)
@@ -487,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         paths = make_paths(arrays, hidden, device)
         expected = torch_state(arrays, hidden, materialise=False)  # views of the source
-        times = time_paths(paths, names, repeats, device,
+        rounds = repeats if nbytes <= 4e9 or args.repeats else max(3, repeats - 2)
+        times = time_paths(paths, names, rounds, device,
                            lambda n, out, a=arrays, h=hidden, e=expected: check(n, out, a, h, e))
         del expected
         floor = statistics.median(times["floor"])
@@ -514,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
                 extra = f" host, {m['device_ratio']:.2f}x device" if "device_ratio" in m else ""
                 print(f"  peak extra memory {LABELS[n]:26s} {m['host_ratio']:6.2f}x{extra}", flush=True)
         report["sizes"].append(entry)
-    if not args.quick and not args.no_import_time:
+    if not args.quick and not args.no_import_time and device == "cpu":
         report["import_time"] = import_time()
         it = report["import_time"]
         print(f"import numpyrnn {it['numpyrnn']:.3f} s, import torch {it['torch']:.3f} s: {it['ratio']:.3f}x")

@@ -689,21 +689,21 @@ def load(
     remote: list[_Copy] = []
     for c in copies:
         (remote if c.src.numel() and _crosses(c.src, c.dst) else local).append(c)
-    fused = fresh and not remote and _covers(tensors, [c.src for c in local]) and all(
-        _blockwise(c.dst, c.src) for c in local)
+    fused = fresh and _covers(tensors, [c.src for c in copies]) and all(_blockwise(c.dst, c.src) for c in local)
     if fresh and not fused:
         check_finite(tensors)
     with torch.no_grad():
         for name in partial:
             params[name].zero_()
-        if not _copy_blocks([(c.dst, c.src) for c in local], check=fused):
-            check_finite(tensors)  # raises, naming the first bad value in leaf order
-            # only huge finite values overflowed a block's sum: nothing to refuse
+        ok = _copy_blocks([(c.dst, c.src) for c in local], check=fused)
         for c in local:
             if c.offset:
                 c.dst.add_(c.offset)
         if remote:
-            _load_remote(remote, device)
+            ok &= _load_remote(remote, device, check=fused)
+    if not ok:
+        check_finite(tensors)  # raises, naming the first bad value in leaf order
+        # else only huge finite values overflowed a block's sum: nothing to refuse
     module.flatten_parameters()
     return module
 
@@ -843,23 +843,39 @@ def _copy_blocks(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], *, check: b
     return ok
 
 
-def _load_remote(copies: Sequence[_Copy], device: torch.device) -> None:
-    """Import copies whose CPU source goes to ``device``: raw spans over, views there."""
+def _finite_flag(t: torch.Tensor) -> torch.Tensor:
+    """A 0-d bool tensor on ``t``'s device: whether ``t`` is all finite (no host sync)."""
+    if t.dtype in (torch.float32, torch.float64):
+        return torch.isfinite(t.sum(dtype=t.dtype))
+    lo, hi = torch.aminmax(t)
+    return torch.isfinite(lo) & torch.isfinite(hi)
+
+
+def _load_remote(copies: Sequence[_Copy], device: torch.device, *, check: bool = False) -> bool:
+    """Import copies whose CPU source goes to ``device``: raw spans over, views there.
+
+    With ``check``, every span is checked for NaN/Inf where it landed (at device
+    speed, without waiting for it); returns ``False`` if one held any.
+    """
     by_storage: dict[tuple[int, torch.dtype], list[_Copy]] = {}
     for c in copies:
         by_storage.setdefault(_storage_key(c.src), []).append(c)
+    flags: list[torch.Tensor] = []
     stager = Stager(device)
     try:
         for group in by_storage.values():
             for lo, hi, members in span_groups([c.src for c in group]):
                 first = group[members[0]].src
                 span = stager.to(first.as_strided((hi - lo,), (1,), lo))
+                if check:
+                    flags.append(_finite_flag(span))
                 for i in members:
                     c = group[i]
                     _write(c.dst, _rebase(c.src, span, lo), c.offset)
                 del span
     finally:
         stager.close()
+    return bool(torch.stack(flags).all()) if flags else True
 
 
 def build(cls: type[nn.RNNBase], spec: RNNSpec, *, batch_first: bool, dropout: float,
