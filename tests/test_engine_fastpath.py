@@ -333,7 +333,7 @@ def test_cuda_matches_cpu(spec, pinned_chunks, monkeypatch):
 
 
 # --------------------------------------------------------------------------------------
-# blockwise CPU copies and the check fused into them
+# blockwise CPU copies, and the check the device path runs where spans land
 # --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("target", [1, 64, 1000, 4096, 1 << 20])
@@ -402,7 +402,7 @@ def test_threaded_blocks_match_torch_copies(threaded, spec, dtype, monkeypatch):
 
 @pytest.mark.parametrize("key,where", [("w0", (1, 3, 17)), ("w", (1, 0, 3, 40)), ("b", (0, 1, 2, 5))])
 @pytest.mark.parametrize("bad", [np.nan, np.inf], ids=["nan", "inf"])
-def test_fused_check_raises_what_check_leaves_raises(threaded, key, where, bad):
+def test_threaded_load_raises_what_check_leaves_raises(threaded, key, where, bad):
     spec = RNNSpec("GRU", 6, 5, num_layers=3, bidirectional=True)
     arrays = {k: v for k, v in make_blocks(spec, seed=2).items() if k != "proj"}
     arrays[key][where] = bad
@@ -416,7 +416,7 @@ def test_fused_check_raises_what_check_leaves_raises(threaded, key, where, bad):
     assert f"{key}: holds {bad}" in str(fused.value)
 
 
-def test_fused_check_accepts_huge_finite_values(threaded):
+def test_threaded_load_accepts_huge_finite_values(threaded):
     spec = RNNSpec("GRU", 4, 3, num_layers=1, bidirectional=False)
     w0 = np.full((1, 3, 3 * 7), 3e38, dtype=np.float32)  # every block's float32 sum overflows
     m = NumpyGRU.from_numpy(w0)
