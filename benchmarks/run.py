@@ -242,7 +242,7 @@ def time_forward(arrays, hidden, device, repeats, seq_len, batch) -> dict:
         _sync(device)
         one = time.perf_counter() - t0
         # forward passes are cheap next to loading: take enough rounds for a stable median
-        rounds = int(min(60, max(repeats, 2.0 / max(one, 1e-4))))
+        rounds = int(min(60, max(repeats, 6.0 / max(one, 1e-4))))
         for round_ in range(rounds + 1):
             for name, m in (("nn.GRU", theirs), ("NumpyGRU", ours)):
                 _sync(device)
@@ -467,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__, "numpy": np.__version__, "numpyrnn": numpyrnn.__version__,
         "python": platform.python_version(), "repeats": repeats, "cases": cases,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "command": "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": " ".join(["python benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)]),
         "sizes": [],
     }
     print(f"{machine}: {description}")
