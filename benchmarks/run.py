@@ -205,14 +205,15 @@ def check(name: str, result, arrays: dict[str, np.ndarray], hidden: int, expecte
 
 
 def time_paths(paths: dict, names: list[str], repeats: int, device: str, verify) -> dict[str, list[float]]:
-    """One warm-up round, then ``repeats`` interleaved rounds; returns the timed rounds.
+    """One warm-up round, then ``repeats`` interleaved rounds in rotating order; returns the timed rounds.
 
     ``verify(name, result)`` checks each path's result of the last round, after it
     was timed; only one result is alive at a time.
     """
     times: dict[str, list[float]] = {n: [] for n in names}
     for round_ in range(repeats + 1):
-        for n in names:
+        shift = round_ % len(names)  # rotate the order: no path always runs first
+        for n in names[shift:] + names[:shift]:
             _sync(device)
             t0 = time.perf_counter()
             out = paths[n]()
@@ -244,7 +245,8 @@ def time_forward(arrays, hidden, device, repeats, seq_len, batch) -> dict:
         # forward passes are cheap next to loading: take enough rounds for a stable median
         rounds = int(min(60, max(repeats, 6.0 / max(one, 1e-4))))
         for round_ in range(rounds + 1):
-            for name, m in (("nn.GRU", theirs), ("NumpyGRU", ours)):
+            pair = [("nn.GRU", theirs), ("NumpyGRU", ours)]
+            for name, m in pair if round_ % 2 else pair[::-1]:  # alternate which runs first
                 _sync(device)
                 t0 = time.perf_counter()
                 y, _ = m(x)

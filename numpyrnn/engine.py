@@ -496,7 +496,7 @@ def extent(view: torch.Tensor) -> tuple[int, int]:
     """
     if view.numel() == 0:
         raise RuntimeError("internal error: extent of an empty view")
-    lo = hi = view.storage_offset()
+    lo = hi = int(view.storage_offset())
     for n, st in zip(view.shape, view.stride()):
         reach = (n - 1) * st
         if reach < 0:
@@ -693,7 +693,7 @@ def load(
     # On the CPU a separate multithreaded pass over the source (torch's vectorised sum)
     # costs less than checking each block in numpy while it is in cache. Across the bus
     # the check runs on the device, on the bytes that arrived.
-    fused = fresh and remote and not local and _covers(tensors, [c.src for c in copies])
+    fused = fresh and bool(remote) and not local and _covers(tensors, [c.src for c in copies])
     if not fused:
         check_finite(tensors)
     ok = True
@@ -776,7 +776,7 @@ def blocks(dst: torch.Tensor, src: torch.Tensor, target: int) -> Iterator[tuple[
         yield from blocks(dst.narrow(axis, start, n), src.narrow(axis, start, n), target)
 
 
-_NUMPY_OF = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
+_NUMPY_OF: dict[torch.dtype, Any] = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
 
 
 def _numpy_view(t: torch.Tensor) -> np.ndarray:
@@ -792,7 +792,7 @@ def _numpy_view(t: torch.Tensor) -> np.ndarray:
     item = t.element_size()
     reach = sum((n - 1) * st for n, st in zip(t.shape, t.stride()))
     buf = (ctypes.c_char * ((reach + 1) * item)).from_address(t.data_ptr())
-    base = np.frombuffer(buf, dtype=dtype)
+    base = np.frombuffer(memoryview(buf).cast("B"), dtype=dtype)
     return np.lib.stride_tricks.as_strided(base, tuple(t.shape), tuple(st * item for st in t.stride()))
 
 
