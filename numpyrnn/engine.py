@@ -10,9 +10,14 @@ order it uses. This module carries any such declaration out:
    before anything is written;
 2. :func:`plan` builds einops *views* of source and destination (never a
    copy; a pattern that would copy is an internal error);
-3. :func:`load` writes all views with ``copy_`` under ``no_grad``, zeroing
-   what no piece covers, then re-flattens for cuDNN;
+3. :func:`load` writes every destination view once from its source view,
+   zeroing what no piece covers: on the CPU in blocks spread over worker
+   threads, across the bus one raw span at a time, permuted on the device;
 4. :func:`export` runs the same plan backwards into fresh numpy arrays.
+
+Fresh modules come from :func:`build`: built on ``meta``, materialised
+uninitialised (large CPU tensors get transparent huge pages), never randomly
+initialised.
 """
 
 from __future__ import annotations
@@ -709,7 +714,10 @@ def load(
     if not ok:
         check_finite(tensors)  # raises, naming the first bad value in leaf order
         # else only huge finite values overflowed a block's sum: nothing to refuse
-    module.flatten_parameters()
+    if not fresh:
+        # a fresh module was flattened when build() materialised it, and every copy
+        # since wrote into those views; flattening again would allocate a second buffer
+        module.flatten_parameters()
     return module
 
 
@@ -875,8 +883,9 @@ def build(cls: type[nn.RNNBase], spec: RNNSpec, *, batch_first: bool, dropout: f
           device: Any, dtype: torch.dtype | None) -> nn.RNNBase:
     """A module of ``cls`` with uninitialised parameters on ``device``.
 
-    Built on the ``meta`` device and materialised with ``to_empty``: no random
-    initialisation that would be overwritten anyway.
+    Built on the ``meta`` device and materialised with uninitialised memory (see
+    :func:`empty`): no random initialisation that would be overwritten anyway. On
+    CUDA, torch puts the parameters into cuDNN's flat buffer as it materialises them.
     """
     dtype = dtype or torch.get_default_dtype()
     if not dtype.is_floating_point:
@@ -979,7 +988,7 @@ def import_layout(
     """A new module of ``cls`` holding the weights of ``source`` in ``layout``.
 
     Validates everything, then builds the module without random initialisation
-    (``meta`` + ``to_empty``) and writes each parameter once.
+    (``meta``, then uninitialised memory) and writes each parameter once.
     """
     options = dict(options or {})
     spec, leaves = layout.infer(source, mode=mode, **dict(infer or {}), **options)
