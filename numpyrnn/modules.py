@@ -95,8 +95,16 @@ class _NumpyMixin:
     """Methods shared by the three numpyrnn modules. Adds no state and no ``forward``."""
 
     _mode: str = ""
-    # TorchScript compiles properties unless told not to; ``spec`` is Python-only.
-    __jit_unused_properties__ = ["spec"]
+    # TorchScript compiles properties unless told not to; ``spec`` is Python-only. This
+    # list replaces the parent's, so it repeats what ``nn.RNNBase`` lists (``all_weights``).
+    __jit_unused_properties__ = [*nn.RNNBase.__jit_unused_properties__, "spec"]
+
+    def __setstate__(self, state: dict) -> None:
+        # ``copy.deepcopy`` and unpickling end here. ``nn.RNNBase`` rebuilds its weight
+        # lists but leaves the copied weights in separate storages, so cuDNN would copy
+        # them on every call (with a warning); re-flatten once instead. A no-op off CUDA.
+        super().__setstate__(state)  # type: ignore[misc]
+        self.flatten_parameters()  # type: ignore[attr-defined]
 
     @classmethod
     def _from_blocks(cls, mode: str, arrays: dict, *, num_layers, gates, rowwise, bias,
