@@ -72,16 +72,19 @@ def convert(module: nn.Module) -> nn.Module:
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"convert expects an nn.Module, got {type(module).__name__}")
+    targets = []
     for name, sub in module.named_modules(remove_duplicate=True):
         twin = TWINS.get(type(sub))
         if twin is not None:
-            sub.__class__ = twin
+            targets.append((sub, twin))
         elif isinstance(sub, tuple(TWINS)) and not isinstance(sub, _NumpyMixin) and _is_parametrized(sub):
             where = name or "the module"
             raise TypeError(
                 f"{where} ({type(sub).__name__}) is parametrized with torch.nn.utils.parametrize, which "
                 "already replaced its class; call numpyrnn.convert before registering parametrizations"
             )
+    for sub, twin in targets:  # nothing changes unless every module can be converted
+        sub.__class__ = twin
     return module
 
 
