@@ -26,7 +26,7 @@ pytestmark = [cuda, needs_cuda]
 
 DTYPES = {"f32": torch.float32, "f64": torch.float64}
 # cuDNN may use TF32 tensor cores for float32; float64 is exact to rounding
-TOL = {torch.float32: dict(rtol=2e-3, atol=2e-3), torch.float64: dict(rtol=1e-9, atol=1e-10)}
+TOL = {torch.float32: dict(rtol=5e-3, atol=5e-3), torch.float64: dict(rtol=1e-9, atol=1e-10)}
 CONFIG = dict(layers=2, bidirectional=True)
 
 

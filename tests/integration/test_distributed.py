@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from .common import CLASSES, arrays_for, class_id, free_port, loopback_env, spec_for
+from .common import CLASSES, arrays_for, class_id, cuda, free_port, loopback_env, needs_cuda, spec_for
 
 WORLD = 2
 STEPS = 3
@@ -145,3 +145,39 @@ def test_single_process_reference_is_deterministic(cls):
     a, b = _single_process(cls), _single_process(cls)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
+
+
+# --------------------------------------------------------------------------------------
+# FSDP2 on a GPU: cuDNN's flat buffer must not take the weights away from FSDP2
+# --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def nccl_group():
+    if not dist.is_nccl_available():
+        pytest.skip("needs NCCL")
+    port = free_port()
+    os.environ.update(loopback_env(port))
+    dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1,
+                            timeout=timedelta(seconds=60))
+    yield
+    dist.destroy_process_group()
+
+
+@cuda
+@needs_cuda
+@pytest.mark.skipif(not _has_fsdp2(), reason="needs FSDP2 (torch.distributed.fsdp.fully_shard)")
+@pytest.mark.filterwarnings("ignore:RNN module weights are not part of single contiguous chunk:UserWarning")
+@pytest.mark.parametrize("cls", CLASSES, ids=class_id)
+def test_fsdp2_on_a_gpu_trains_like_the_plain_module(cls, nccl_group):
+    from torch.distributed.fsdp import fully_shard
+
+    arrays, x, y = _data(cls)
+    x, y = x.cuda(), y.cuda()
+    plain = cls.from_numpy(**arrays, batch_first=True, dtype=torch.float64, device="cuda")
+    sharded = fully_shard(cls.from_numpy(**arrays, batch_first=True, dtype=torch.float64, device="cuda"))
+    steps = 4  # stale weights would show from the second step on
+    _train(plain, x, y, steps)
+    _train(sharded, x, y, steps)
+    mine = {k: _full(v) for k, v in sharded.named_parameters()}
+    for k, v in plain.named_parameters():
+        np.testing.assert_allclose(mine[k], v.detach().cpu().numpy(), rtol=1e-9, atol=1e-10, err_msg=k)
