@@ -92,20 +92,33 @@ def _has_fsdp2() -> bool:
     return True
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    """Spawn the two ranks once; they train under every wrapper in turn."""
-    outdir = tmp_path_factory.mktemp("distributed")
-    wrappers = ("ddp", "fsdp2") if _has_fsdp2() else ("ddp",)
-    timeout = 150.0
+def _spawn(wrappers: tuple, outdir: Path, timeout: float) -> None:
     ctx = mp.spawn(_worker, args=(WORLD, free_port(), wrappers, str(outdir)), nprocs=WORLD, join=False)
     deadline = time.monotonic() + timeout
     while not ctx.join(timeout=1):
         if time.monotonic() > deadline:
             for p in ctx.processes:
                 p.kill()
-            pytest.fail(f"distributed workers did not finish within {timeout:.0f} s")
-    return outdir
+            raise TimeoutError(f"distributed workers did not finish within {timeout:.0f} s")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """Spawn the two ranks once; they train under every wrapper in turn.
+
+    The workers only train and save (the checks are made here, afterwards), so a run
+    whose rendezvous fails (say, the free port was taken meanwhile) is tried once more.
+    """
+    outdir = tmp_path_factory.mktemp("distributed")
+    wrappers = ("ddp", "fsdp2") if _has_fsdp2() else ("ddp",)
+    errors = []
+    for _ in range(2):
+        try:
+            _spawn(wrappers, outdir, timeout=150.0)
+            return outdir
+        except Exception as exc:  # noqa: BLE001 - reported below if the second try fails too
+            errors.append(f"{type(exc).__name__}: {exc}")
+    pytest.fail("distributed workers failed twice:\n" + "\n".join(errors))
 
 
 def _single_process(cls) -> dict[str, np.ndarray]:
