@@ -9,7 +9,7 @@ from torch import nn
 from numpyrnn import NumpyGRU
 
 from ..conftest import assert_state_equal, state
-from .common import CLASSES, build, class_id, inputs
+from .common import CLASSES, build, class_id, inputs, torch_twin
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 
@@ -95,3 +95,15 @@ def test_plain_torch_subclass_is_unchanged():
 
     with pytest.raises(RuntimeError, match="Unsupported value kind: Tensor"):
         torch.jit.script(Model(Sub(3, 4, batch_first=True)))
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=class_id)
+def test_scripting_the_module_alone_behaves_like_torch(cls):
+    """Scripted on its own, torch's recurrent modules compile the two overloads but have no
+    ``forward`` to call (pytorch/pytorch#32976); numpyrnn's do exactly the same."""
+    parent = torch_twin(build(cls))
+    for module in (build(cls), parent):
+        scripted = torch.jit.script(module)
+        assert hasattr(scripted, "forward__0") and hasattr(scripted, "forward__1")
+        with pytest.raises(AttributeError, match="has no attribute 'forward'"):
+            scripted(inputs())
