@@ -77,7 +77,7 @@ def convert(module: nn.Module) -> nn.Module:
         twin = TWINS.get(type(sub))
         if twin is not None:
             targets.append((sub, twin))
-        elif isinstance(sub, tuple(TWINS)) and not isinstance(sub, _NumpyMixin) and _is_parametrized(sub):
+        elif isinstance(sub, nn.RNNBase) and type(sub).__mro__[1] in TWINS and _is_parametrized(sub):
             where = name or "the module"
             raise TypeError(
                 f"{where} ({type(sub).__name__}) is parametrized with torch.nn.utils.parametrize, which "
