@@ -77,3 +77,13 @@ def test_exported_gru_resets_after_the_matmul(exporter):
     for node in grus:
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         assert attrs.get("linear_before_reset") == 1, attrs
+
+
+def test_lstm_projection_export_fails_like_torch():
+    """The TorchScript-based exporter refuses LSTM projections for nn.LSTM; the same for NumpyLSTM."""
+    from numpyrnn import NumpyLSTM
+
+    x = inputs()
+    for module in (NumpyLSTM(3, 4, proj_size=2, batch_first=True), nn.LSTM(3, 4, proj_size=2, batch_first=True)):
+        with pytest.raises(Exception, match="LSTMs with projections"):
+            export(Model(module).eval(), x, "torchscript")

@@ -107,3 +107,21 @@ def test_scripting_the_module_alone_behaves_like_torch(cls):
         assert hasattr(scripted, "forward__0") and hasattr(scripted, "forward__1")
         with pytest.raises(AttributeError, match="has no attribute 'forward'"):
             scripted(inputs())
+
+
+def test_forward_override_calling_super_fails_like_torch():
+    """A subclass whose forward calls ``super().forward()`` does not script, for ``nn.GRU``
+    (pytorch/pytorch#42885) and for numpyrnn alike: TorchScript cannot call the parent's
+    overloaded forward."""
+
+    class TorchSub(nn.GRU):
+        def forward(self, x: torch.Tensor):
+            return super().forward(x)
+
+    class OurSub(NumpyGRU):
+        def forward(self, x: torch.Tensor):
+            return super().forward(x)
+
+    for cls in (TorchSub, OurSub):
+        with pytest.raises(RuntimeError, match="'Tensor' object has no attribute or method 'forward'"):
+            torch.jit.script(Model(cls(3, 4, batch_first=True)))
