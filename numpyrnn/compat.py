@@ -61,7 +61,7 @@ def convert(module: nn.Module) -> nn.Module:
             ``torch.nn.utils.parametrize`` parametrization (its class was already
             replaced by torch; convert before registering parametrizations).
 
-    Example:
+    Examples:
         >>> from torch import nn
         >>> import numpyrnn
         >>> model = nn.Sequential(nn.Linear(3, 5), nn.GRU(5, 4))
@@ -108,7 +108,7 @@ class Tracer(torch.fx.Tracer):
     graph holds one ``call_module`` node for it; everything else is as in
     ``torch.fx.Tracer``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from torch import nn
         >>> import numpyrnn
@@ -165,7 +165,7 @@ def safe_globals() -> list[type]:
         ``torch.serialization.add_safe_globals(...)`` (for the whole process).
         Subclasses you define must be added too.
 
-    Example:
+    Examples:
         >>> import io, torch, numpyrnn
         >>> buf = io.BytesIO()
         >>> torch.save(numpyrnn.NumpyGRU(3, 4), buf)
