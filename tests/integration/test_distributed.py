@@ -169,11 +169,13 @@ def nccl_group():
     if not dist.is_nccl_available():
         pytest.skip("needs NCCL")
     port = free_port()
-    os.environ.update(loopback_env(port))
-    dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1,
-                            timeout=timedelta(seconds=60))
-    yield
-    dist.destroy_process_group()
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in loopback_env(port).items():
+            env.setenv(key, value)
+        dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1,
+                                timeout=timedelta(seconds=60))
+        yield
+        dist.destroy_process_group()
 
 
 @cuda
