@@ -25,6 +25,7 @@ The backend defaults to NCCL when CUDA is available and gloo otherwise.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 
@@ -188,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
                 head = {f"head.{k}": v.detach().cpu().numpy() for k, v in model.head.state_dict().items()}
                 np.savez(args.out, **tuned, **head)
                 print(f"wrote {args.out}", flush=True)
+        # DistributedDataParallel's reducer holds the process group: release it before the
+        # group is torn down (otherwise a gloo rank may abort while exiting).
+        del ddp, optimizer
+        gc.collect()
+        dist.barrier()
     finally:
         dist.destroy_process_group()
     return 0

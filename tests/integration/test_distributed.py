@@ -9,6 +9,7 @@ the whole batch's).
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from datetime import timedelta
@@ -60,6 +61,8 @@ def _worker(rank: int, world: int, port: int, wrappers: tuple, outdir: str) -> N
     try:
         for wrapper in wrappers:
             _run(rank, world, wrapper, outdir)
+        gc.collect()  # release DDP's reducer (it holds the group) before tearing the group down
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
