@@ -1,6 +1,7 @@
 """numpyrnn: foreign recurrent weights as exact, fast, trainable torch modules."""
 
-from . import reference
+from . import compat, reference
+from .compat import convert, safe_globals
 from .errors import LayoutError
 from .modules import NumpyGRU, NumpyLSTM, NumpyRNN, load_numpy, to_numpy
 
@@ -13,6 +14,9 @@ __all__ = [
     "NumpyRNN",
     "load_numpy",
     "to_numpy",
+    "convert",
+    "safe_globals",
+    "compat",
     "reference",
     "__version__",
 ]

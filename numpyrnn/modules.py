@@ -12,6 +12,7 @@ hidden, ``I`` input, ``L`` layers, ``P`` projection, ``R`` = ``P`` or ``H``.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -95,8 +96,29 @@ class _NumpyMixin:
     """Methods shared by the three numpyrnn modules. Adds no state and no ``forward``."""
 
     _mode: str = ""
-    # TorchScript compiles properties unless told not to; ``spec`` is Python-only.
-    __jit_unused_properties__ = ["spec"]
+    # TorchScript compiles properties unless told not to; ``spec`` is Python-only. This
+    # list replaces the parent's, so it repeats what ``nn.RNNBase`` lists (``all_weights``).
+    __jit_unused_properties__ = [*nn.RNNBase.__jit_unused_properties__, "spec"]
+
+    def flatten_parameters(self) -> None:
+        """``nn.RNNBase.flatten_parameters``, except on a module sharded by FSDP2's ``fully_shard``.
+
+        FSDP2 gathers the full weights into a buffer of its own before each forward and
+        refills that buffer after every optimizer step. Flattening would move them into
+        cuDNN's buffer instead, which FSDP2 never refills, so later steps would compute
+        with stale weights. Under FSDP2 the weights stay where FSDP2 keeps them (cuDNN
+        copies them per call and torch warns that they are not one contiguous chunk).
+        """
+        if _sharded_by_fsdp2(self):
+            return
+        super().flatten_parameters()  # type: ignore[misc]
+
+    def __setstate__(self, state: dict) -> None:
+        # ``copy.deepcopy`` and unpickling end here. ``nn.RNNBase`` rebuilds its weight
+        # lists but leaves the copied weights in separate storages, so cuDNN would copy
+        # them on every call (with a warning); re-flatten once instead. A no-op off CUDA.
+        super().__setstate__(state)  # type: ignore[misc]
+        self.flatten_parameters()  # type: ignore[attr-defined]
 
     @classmethod
     def _from_blocks(cls, mode: str, arrays: dict, *, num_layers, gates, rowwise, bias,
@@ -266,6 +288,13 @@ class _NumpyMixin:
     def spec(self) -> RNNSpec:
         """The module's configuration as an :class:`~numpyrnn.spec.RNNSpec`."""
         return RNNSpec.of(self)  # type: ignore[arg-type]
+
+
+def _sharded_by_fsdp2(module: object) -> bool:
+    """Whether ``fully_shard`` manages ``module`` (it can only if FSDP2 was imported)."""
+    fsdp = sys.modules.get("torch.distributed.fsdp")
+    fsdp_module = getattr(fsdp, "FSDPModule", None)
+    return fsdp_module is not None and isinstance(module, fsdp_module)
 
 
 def _layout(name: str):
