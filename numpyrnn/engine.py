@@ -714,11 +714,20 @@ def load(
     if not ok:
         check_finite(tensors)  # raises, naming the first bad value in leaf order
         # else only huge finite values overflowed a block's sum: nothing to refuse
-    if not fresh:
-        # a fresh module was flattened when build() materialised it, and every copy
-        # since wrote into those views; flattening again would allocate a second buffer
+    if not fresh and not _flat(module):
+        # A fresh module was flattened when build() materialised it, and a module already
+        # in cuDNN's one buffer was written through views of it: flattening again would
+        # allocate a new buffer. Anything else (weights replaced by hand) is re-flattened.
         module.flatten_parameters()
     return module
+
+
+def _flat(module: nn.RNNBase) -> bool:
+    """Whether every flat weight already lives in one CUDA storage (cuDNN's buffer)."""
+    weights = getattr(module, "_flat_weights", [])
+    if not weights or not all(isinstance(w, torch.Tensor) and w.is_cuda for w in weights):
+        return False
+    return len({w.untyped_storage().data_ptr() for w in weights}) == 1
 
 
 def _crosses(host: torch.Tensor, other: torch.Tensor) -> bool:

@@ -48,3 +48,13 @@ def assert_state_equal(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), f"{k} changed"
+
+# On Ampere and newer GPUs cuDNN runs float32 RNNs in TF32 by default, which differs from the
+# CPU by ~1e-3. The tests compare weights through outputs, so they ask for full float32
+# (torch >= 2.9 has a per-operation setting and refuses a mix with the older flags).
+if hasattr(torch.backends.cudnn, "rnn"):
+    torch.backends.cudnn.rnn.fp32_precision = "ieee"
+    torch.backends.cuda.matmul.fp32_precision = "ieee"
+else:  # pragma: no cover - older torch
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
