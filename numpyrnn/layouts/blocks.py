@@ -121,11 +121,13 @@ class BlockLayout(Layout):
     def infer(self, source: dict[str, Any], *, mode: str, num_layers: int | None = None,
               bias: bool | None = None, **_: Any) -> tuple[RNNSpec, dict[str, Any]]:
         """Infer ``D``, ``H``, ``I``, ``P`` from ``w0``/``proj`` and ``L`` from ``w``."""
-        from ..engine import to_array
+        from ..engine import _check_dtype, to_array
 
         cell = "RNN" if mode.startswith("RNN") else mode
         G = len(TORCH_GATES[mode])
         arrays = {k: to_array(v, k) for k, v in source.items() if v is not None}
+        for key, arr in arrays.items():  # a wrong dtype is named before any shape, as when loading
+            _check_dtype(key, arr)
         if "w0" not in arrays:
             raise TypeError("w0: expected an array of shape (directions, hidden, G*(input+hidden)), got None")
         w0 = arrays["w0"]

@@ -1,0 +1,291 @@
+"""Corrupted versions of valid sources are refused by name, and a refused load changes nothing.
+
+The generic corruptions act on any leaf of any registered layout's source; the
+block-specific ones act on ``load_numpy``'s other arguments (gate order, layer
+count, arrays the module has no place for).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from numpyrnn import LayoutError, load_numpy
+from numpyrnn.spec import RNNSpec
+
+from .cases import (
+    BLOCK,
+    LayoutCase,
+    assert_sources_identical,
+    assert_state_identical,
+    case_params,
+    leaves,
+    replace,
+    state_bits,
+)
+from .profiles import budget
+from .strategies import TORCH_LETTERS, Config, block_arrays, configs
+
+REFUSED = (LayoutError, TypeError)
+WRONG_DTYPES = ("int8", "int32", "int64", "uint8", "bool", "complex64", "complex128", "object", "float16", "U3")
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """One change to a valid source and what the refusal must say."""
+
+    kind: str
+    paths: tuple            # leaf paths involved (one, or two for a swap)
+    pattern: str = ""       # regex the message must also match (engine-format layouts)
+    numbers: tuple = ()     # numbers the message must mention (expected and received lengths)
+    maybe_valid: bool = False  # float16: accepted where the values fit, like any floating dtype
+
+
+def _axis_changed(rng: np.random.Generator, a: np.ndarray, axis: int, n: int) -> np.ndarray:
+    shape = list(a.shape)
+    shape[axis] = n
+    return (0.4 * rng.standard_normal(shape)).astype(a.dtype)
+
+
+@st.composite
+def corruptions(draw, source):
+    """``(corrupted source, Corruption)`` for a valid nested source."""
+    found = leaves(source)
+    paths = sorted(found, key=repr)
+    path = draw(st.sampled_from(paths))
+    a = np.asarray(found[path])
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    kinds = ["axis_length", "drop_axis", "add_axis", "dtype", "nonfinite", "none", "not_array"]
+    if a.dtype == np.float32:
+        kinds.append("beyond_range")
+    if len({found[p].shape for p in paths}) > 1:
+        kinds.append("swap")
+    kind = draw(st.sampled_from(kinds))
+    if kind == "axis_length":
+        axis = draw(st.integers(0, a.ndim - 1))
+        old = a.shape[axis]
+        new = draw(st.integers(0, old + 3).filter(lambda n: n != old))
+        return replace(source, path, _axis_changed(rng, a, axis, new)), Corruption(
+            kind, (path,), rf"axis {axis} \(.*?\) is {new}, expected {old}\b", (old, new))
+    if kind == "drop_axis":
+        axis = draw(st.integers(0, a.ndim - 1))
+        return replace(source, path, np.take(a, 0, axis=axis)), Corruption(
+            kind, (path,), rf"expected {a.ndim} axes .*got {a.ndim - 1} axes", (a.ndim, a.ndim - 1))
+    if kind == "add_axis":
+        axis = draw(st.integers(0, a.ndim))
+        reps = draw(st.integers(1, 3))
+        return replace(source, path, np.stack([a] * reps, axis=axis)), Corruption(
+            kind, (path,), rf"expected {a.ndim} axes .*got {a.ndim + 1} axes", (a.ndim, a.ndim + 1))
+    if kind == "swap":
+        other = draw(st.sampled_from([p for p in paths if found[p].shape != a.shape]))
+        swapped = replace(replace(source, path, found[other]), other, a)
+        return swapped, Corruption(kind, (path, other))
+    if kind == "dtype":
+        dtype = draw(st.sampled_from(WRONG_DTYPES))
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # complex -> real and float -> int casts warn; the casts are the point
+            value = a.astype(dtype)
+        return replace(source, path, value), Corruption(kind, (path,), r"dtype", maybe_valid=dtype == "float16")
+    if kind == "nonfinite":
+        flat = draw(st.integers(0, a.size - 1))
+        idx = np.unravel_index(flat, a.shape)
+        bad = draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+        value = a.copy()
+        value[idx] = bad
+        where = re.escape(str([int(i) for i in idx]))
+        return replace(source, path, value), Corruption(kind, (path,), rf"holds {bad} at index {where}")
+    if kind == "beyond_range":  # finite float64 that a float32 module cannot hold
+        flat = draw(st.integers(0, a.size - 1))
+        idx = np.unravel_index(flat, a.shape)
+        value = a.astype(np.float64)
+        value[idx] = draw(st.sampled_from([1e300, -1e300, 3.5e38, -np.finfo(np.float64).max]))
+        where = re.escape(str([int(i) for i in idx]))
+        return replace(source, path, value), Corruption(kind, (path,), rf"at index {where}, beyond the largest float32")
+    if kind == "none":
+        return replace(source, path, None), Corruption(kind, (path,))
+    junk = draw(st.sampled_from(["w0", {"a": 1}, [[1.0], [1.0, 2.0]], object(), b"\x00\x01", [None, None]]))
+    return replace(source, path, junk), Corruption(kind, (path,))
+
+
+def check_refusal(case: LayoutCase, exc: BaseException, c: Corruption) -> None:
+    """The refusal names the array, and for a shape error both lengths."""
+    assert isinstance(exc, REFUSED), f"{type(exc).__name__} is not LayoutError/TypeError: {exc}"
+    msg = str(exc)
+    names = [case.leaf_name(p) for p in c.paths]
+    assert any(re.search(rf"(^|\W){re.escape(n)}(\W|$)", msg) for n in names), f"{names} not named in: {msg}"
+    if c.maybe_valid:  # float16 is refused only for values it cannot hold (they became Inf in the cast)
+        assert isinstance(exc, LayoutError) and re.search(r"holds -?(nan|inf) at index", msg), msg
+        return
+    for n in c.numbers:
+        assert re.search(rf"\b{n}\b", msg), f"{n} not in: {msg}"
+    if case.engine_messages and c.pattern:
+        assert re.search(c.pattern, msg), f"{c.pattern!r} not in: {msg}"
+    if c.kind == "dtype":
+        assert isinstance(exc, TypeError)
+
+
+def _as_dtype(source, dtype):
+    if isinstance(source, dict):
+        return {k: _as_dtype(v, dtype) for k, v in source.items()}
+    if isinstance(source, (list, tuple)):
+        return type(source)(_as_dtype(v, dtype) for v in source)
+    return None if source is None else np.asarray(source).astype(dtype)
+
+
+@pytest.mark.parametrize("case", case_params())
+@budget("corrupt_load", 700)
+@given(cfg=configs(), data=st.data())
+def test_corrupted_source_is_refused_and_changes_nothing(case: LayoutCase, cfg: Config, data):
+    if not case.supports(cfg):
+        return
+    source = case.make_source(cfg)
+    bad, c = data.draw(corruptions(source), label="corruption")
+    module = cfg.torch_module()
+    before = state_bits(module)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            case.load_source(module, cfg, bad)
+    except Exception as exc:  # noqa: BLE001 - the type is what is checked
+        check_refusal(case, exc, c)
+        assert_state_identical(state_bits(module), before)
+        return
+    assert c.maybe_valid, f"{c.kind} of {c.paths} was accepted"
+    # float16 is a floating dtype: cast like float64 is; the result is loading the float16 values
+    want = case.load_source(copy.deepcopy(module), cfg, _as_dtype(bad, cfg.dtype))
+    assert_state_identical(state_bits(module), state_bits(want))
+
+
+@pytest.mark.parametrize("case", case_params())
+@budget("corrupt_import", 350)
+@given(cfg=configs(), data=st.data())
+def test_corrupted_source_to_constructor_is_refused_or_consistent(case: LayoutCase, cfg: Config, data):
+    """From a source alone, a changed shape may describe another valid configuration.
+
+    Then the module must hold exactly those arrays; otherwise the refusal names an array.
+    """
+    if not case.supports(cfg):
+        return
+    source = case.make_source(cfg)
+    bad, c = data.draw(corruptions(source), label="corruption")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            module = case.from_source(cfg, bad)
+    except Exception as exc:  # noqa: BLE001
+        assert isinstance(exc, REFUSED), f"{type(exc).__name__}: {exc}"
+        msg = str(exc)
+        named = {case.leaf_name(p) for p in leaves(source)} | {case.leaf_name(p) for p in c.paths}
+        assert any(re.search(rf"(^|\W){re.escape(n)}(\W|$)", msg) for n in named), msg
+        if c.kind in ("dtype", "not_array") and not c.maybe_valid:
+            assert isinstance(exc, TypeError), msg
+        return
+    assert c.kind in ("axis_length", "drop_axis", "add_axis", "swap", "none") or c.maybe_valid, \
+        f"{c.kind} of {c.paths} was accepted"
+    for p in module.parameters():
+        assert torch.isfinite(p).all()
+    assert_sources_identical(case.to_source(module, cfg), _as_dtype(bad, cfg.dtype))
+
+
+# --------------------------------------------------------------------------------------
+# block layout: load_numpy's other arguments
+# --------------------------------------------------------------------------------------
+
+_ALIASES = {"GRU": {"u": "z", "h": "n", "c": "n"}, "LSTM": {"c": "g", "j": "g"}, "RNN_TANH": {}, "RNN_RELU": {}}
+
+
+def _is_permutation(mode: str, gates: str) -> bool:
+    norm = "".join(_ALIASES[mode].get(ch, ch) for ch in gates.lower())
+    return sorted(norm) == sorted(TORCH_LETTERS[mode])
+
+
+def _refused(fn, module, exc_type, pattern):
+    before = state_bits(module)
+    with pytest.raises(exc_type, match=pattern):
+        fn()
+    assert_state_identical(state_bits(module), before)
+
+
+@budget("bad_gate_strings", 200)
+@given(cfg=configs(), gates=st.text(alphabet="rzniofgohcjuxRZN ", max_size=6))
+@example(cfg=Config(RNNSpec("GRU", 1, 2), None, False, np.dtype(np.float32), 0), gates="rzz")
+@example(cfg=Config(RNNSpec("LSTM", 1, 2), None, False, np.dtype(np.float32), 0), gates="")
+@example(cfg=Config(RNNSpec("LSTM", 1, 2), None, False, np.dtype(np.float32), 0), gates="ifgoo")
+def test_gate_string_that_is_not_a_permutation(cfg: Config, gates: str):
+    arrays = block_arrays(cfg)
+    module = cfg.torch_module()
+    if _is_permutation(cfg.spec.mode, gates):
+        load_numpy(module, **arrays, gates=gates, rowwise=cfg.rowwise)
+        return
+    pattern = rf"^gates={re.escape(repr(gates))} is not a permutation of the \w+ gates"
+    _refused(lambda: load_numpy(module, **arrays, gates=gates), module, LayoutError, pattern)
+    bad = Config(cfg.spec, gates, cfg.rowwise, cfg.dtype, cfg.seed)
+    with pytest.raises(LayoutError, match=pattern):
+        BLOCK.from_source(bad, arrays)
+
+
+@pytest.mark.parametrize("gates", [3, ["r", "z", "n"], b"rzn"])
+def test_gate_order_that_is_not_a_string(gates):
+    cfg = Config(RNNSpec("GRU", 2, 3, 2), None, False, np.dtype(np.float32), 0)
+    module = cfg.torch_module()
+    _refused(lambda: load_numpy(module, **block_arrays(cfg), gates=gates), module, TypeError,
+             r"^gates must be a string such as 'rzn'")
+
+
+@pytest.mark.parametrize("rowwise", ["no", 1, None])
+def test_rowwise_must_be_a_bool(rowwise):
+    cfg = Config(RNNSpec("GRU", 2, 3), None, False, np.dtype(np.float32), 0)
+    module = cfg.torch_module()
+    _refused(lambda: load_numpy(module, **block_arrays(cfg), rowwise=rowwise), module, TypeError,
+             r"^rowwise should be of type bool")
+
+
+@budget("wrong_layer_count", 200)
+@given(cfg=configs(), delta=st.integers(-3, 3).filter(bool))
+def test_wrong_layer_count_is_refused(cfg: Config, delta: int):
+    """Arrays for ``L + delta`` layers into an ``L``-layer module, and ``num_layers`` that ``w`` contradicts."""
+    L = cfg.spec.num_layers
+    if L + delta < 1:
+        delta = -delta
+    other = Config(cfg.spec.replace(num_layers=L + delta), cfg.gates, cfg.rowwise, cfg.dtype, cfg.seed)
+    arrays = block_arrays(other)
+    module = cfg.torch_module()
+    load = lambda: load_numpy(module, **arrays, **cfg.options())  # noqa: E731
+    if L == 1:  # w (and b) given to a one-layer module
+        _refused(load, module, LayoutError, r"^block: unexpected array\(s\) 'w'")
+    elif L + delta == 1:  # w missing for a stacked module
+        _refused(load, module, TypeError, rf"^w: missing; the block layout needs an array of shape \(layers-1={L - 1},")
+    else:
+        _refused(load, module, LayoutError, rf"^w \(block layout\): .*axis 0 \(layers-1\) is {L + delta - 1}, expected {L - 1}")
+    with pytest.raises(LayoutError, match=rf"^w: (axis 0 \(layers-1\) is {L + delta - 1}, but num_layers={L}|missing; num_layers={L})"):
+        other.cls.from_numpy(**{k: v for k, v in arrays.items() if k != "proj" or cfg.spec.mode == "LSTM"},
+                             num_layers=L, **other.build_kwargs())
+
+
+@budget("arrays_without_a_place", 150)
+@given(cfg=configs())
+def test_arrays_the_module_has_no_place_for(cfg: Config):
+    """Biases for a bias-free module, a projection for one without, no biases for one with."""
+    spec = cfg.spec
+    module = cfg.torch_module()
+    arrays = block_arrays(Config(spec.replace(bias=not spec.bias), cfg.gates, cfg.rowwise, cfg.dtype, cfg.seed))
+    if spec.bias:
+        _refused(lambda: load_numpy(module, **arrays, **cfg.options()), module, LayoutError,
+                 r"^b0: missing; the module has biases \(bias=True\)")
+    else:
+        _refused(lambda: load_numpy(module, **arrays, **cfg.options()), module, LayoutError,
+                 r"^b0: the module was built with bias=False")
+    if spec.mode != "LSTM" or spec.proj_size:
+        return
+    arrays = block_arrays(cfg)
+    arrays["proj"] = np.zeros((spec.num_layers, spec.directions, 1, spec.hidden_size), cfg.dtype)
+    _refused(lambda: load_numpy(module, **arrays, **cfg.options()), module, LayoutError,
+             r"^proj: the module has no projection \(proj_size=0\)")
