@@ -289,3 +289,89 @@ def test_arrays_the_module_has_no_place_for(cfg: Config):
     arrays["proj"] = np.zeros((spec.num_layers, spec.directions, 1, spec.hidden_size), cfg.dtype)
     _refused(lambda: load_numpy(module, **arrays, **cfg.options()), module, LayoutError,
              r"^proj: the module has no projection \(proj_size=0\)")
+
+
+# --------------------------------------------------------------------------------------
+# found while writing this suite: each was accepted, or raised something else, before
+# --------------------------------------------------------------------------------------
+
+@budget("beyond_module_range", 150)
+@given(cfg=configs(dtypes=(np.float32,)), value=st.floats(3.5e38, 1.7e308), sign=st.sampled_from([1.0, -1.0]),
+       data=st.data())
+@example(  # a finite float64 weight into a float32 module used to load as Inf
+    cfg=Config(RNNSpec("GRU", 2, 3), None, False, np.dtype(np.float32), 0), value=1e300, sign=1.0, data=None)
+def test_values_beyond_the_module_dtype_are_refused(cfg: Config, value: float, sign: float, data):
+    arrays = {k: (None if v is None else v.astype(np.float64)) for k, v in block_arrays(cfg).items()}
+    key = "w0" if data is None else data.draw(st.sampled_from([k for k, v in arrays.items() if v is not None]))
+    a = arrays[key]
+    idx = (0,) * a.ndim if data is None else np.unravel_index(data.draw(st.integers(0, a.size - 1)), a.shape)
+    a[idx] = sign * value
+    pattern = rf"^{key}: holds {re.escape(str(sign * value))} at index {re.escape(str([int(i) for i in idx]))}, beyond the largest float32"
+    module = cfg.torch_module()
+    _refused(lambda: load_numpy(module, **arrays, **cfg.options()), module, LayoutError, pattern)
+    with pytest.raises(LayoutError, match=pattern):
+        BLOCK.from_source(cfg, arrays)
+    # the same values are fine in a float64 module
+    wide = Config(cfg.spec, cfg.gates, cfg.rowwise, np.dtype(np.float64), cfg.seed)
+    out = BLOCK.to_source(BLOCK.from_source(wide, arrays), wide)
+    assert_sources_identical(out, arrays)
+
+
+def test_float32_beyond_float16_is_refused_for_a_half_module():
+    cfg = Config(RNNSpec("LSTM", 2, 3, 2, True), "gifo", False, np.dtype(np.float32), 0)
+    arrays = block_arrays(cfg)
+    arrays["b"][0, 1, 2, 5] = 7e4
+    module = cfg.torch_module().half()
+    _refused(lambda: load_numpy(module, **arrays, gates="gifo"), module, LayoutError,
+             r"^b: holds 70000\.0 at index \[0, 1, 2, 5\], beyond the largest float16 \(65504\)")
+    arrays["b"][0, 1, 2, 5] = 6e4  # within range: rounds like any cast
+    load_numpy(module, **arrays, gates="gifo")
+    assert torch.isfinite(module.bias_ih_l1_reverse).all()
+
+
+@pytest.mark.parametrize("make,pattern", [
+    (lambda a: torch.from_numpy(a).to_sparse(), r"^w0: a torch.sparse_coo tensor; .*\.to_dense\(\)"),
+    (lambda a: torch.empty(a.shape, device="meta"), r"^w0: a tensor on the meta device holds no values"),
+    (lambda a: torch.from_numpy(a).to(torch.complex64), r"^w0: dtype torch.complex64 cannot hold weights"),
+    (lambda a: torch.from_numpy(a).to(torch.int64), r"^w0: dtype torch.int64 cannot hold weights"),
+], ids=["sparse", "meta", "complex", "int"])
+def test_tensors_without_dense_float_values_are_type_errors(make, pattern):
+    """Sparse and meta tensors raised NotImplementedError from inside torch."""
+    cfg = Config(RNNSpec("GRU", 2, 3), None, False, np.dtype(np.float32), 0)
+    arrays = block_arrays(cfg)
+    module = cfg.torch_module()
+    bad = dict(arrays, w0=make(arrays["w0"]))
+    _refused(lambda: load_numpy(module, **bad), module, TypeError, pattern)
+    with pytest.raises(TypeError, match=pattern):
+        BLOCK.from_source(cfg, bad)
+
+
+def test_masked_entries_are_refused_and_unmasked_arrays_load():
+    """A masked array used to load the hidden values behind its mask."""
+    cfg = Config(RNNSpec("RNN_TANH", 2, 3, 2), None, False, np.dtype(np.float64), 0)
+    arrays = block_arrays(cfg)
+    module = cfg.torch_module()
+    mask = np.zeros(arrays["w"].shape, bool)
+    mask[0, 0, 2, 1] = True
+    bad = dict(arrays, w=np.ma.masked_array(arrays["w"], mask=mask))
+    _refused(lambda: load_numpy(module, **bad), module, LayoutError,
+             r"^w: masked array with a masked entry at index \[0, 0, 2, 1\]; .*w\.filled\(0\.0\)")
+    load_numpy(module, **dict(arrays, w=np.ma.masked_array(arrays["w"], mask=np.zeros_like(mask))))
+    np.testing.assert_array_equal(to_numpy_w(module), arrays["w"])
+
+
+def to_numpy_w(module):
+    return BLOCK.to_source(module, Config(RNNSpec.of(module), None, False, np.dtype(np.float64), 0))["w"]
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 4])
+def test_narrow_w0_hint_names_no_negative_input_size(width):
+    """The hint used to say "that is input_size=-1" for a w0 narrower than the recurrent part."""
+    cfg = Config(RNNSpec("GRU", 2, 3), None, False, np.dtype(np.float32), 0)
+    module = cfg.torch_module()
+    w0 = np.zeros((1, 3, 3 * width), np.float32)
+    before = state_bits(module)
+    with pytest.raises(LayoutError, match=rf"^w0 \(block layout\): .*axis 2 \(3\*\(input\+hidden\)\) is {3 * width}, expected 15") as info:
+        load_numpy(module, w0, b0=np.zeros((1, 3, 6), np.float32))
+    assert "input_size=-" not in str(info.value) and "input_size=0" not in str(info.value)
+    assert_state_identical(state_bits(module), before)
