@@ -15,10 +15,8 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import uuid
 import warnings
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -30,128 +28,11 @@ from numpyrnn import load_numpy
 from numpyrnn.spec import RNNSpec
 
 from .cases import BLOCK, assert_state_identical, state_bits
+from .mutations import TRANSFORMS
 from .profiles import budget
 from .strategies import Config, block_arrays, configs
 
 ROOT = Path(__file__).resolve().parents[2]
-
-# A transform returns an awkward array with the same shape and a function that
-# changes the memory behind it (through the view, its base, or its file).
-Transform = Callable[[np.ndarray, Path], tuple]
-
-
-def _readonly(a, tmp):
-    b = a.copy()
-    b.flags.writeable = False
-
-    def mutate():
-        b.flags.writeable = True
-        b[...] += 1
-    return b, mutate
-
-
-def _npy_mmap(mode):
-    def make(a, tmp):
-        path = tmp / f"{uuid.uuid4().hex}.npy"
-        np.save(path, a)
-        view = np.load(path, mmap_mode=mode)
-
-        def mutate():
-            other = np.load(path, mmap_mode="r+")
-            other[...] += 1
-            other.flush()
-            if mode == "c":
-                view[...] += 1
-        return view, mutate
-    return make
-
-
-def _raw_memmap(a, tmp):
-    path = tmp / f"{uuid.uuid4().hex}.bin"
-    m = np.memmap(path, dtype=a.dtype, mode="w+", shape=a.shape)
-    m[...] = a
-    m.flush()
-    del m
-    view = np.memmap(path, dtype=a.dtype, mode="r", shape=a.shape)
-
-    def mutate():
-        other = np.memmap(path, dtype=a.dtype, mode="r+", shape=a.shape)
-        other[...] += 1
-        other.flush()
-    return view, mutate
-
-
-def _fortran(a, tmp):
-    b = np.asfortranarray(a)
-    return b, lambda: b.__setitem__(..., b + 1)
-
-
-def _flipped(a, tmp):
-    base = np.flip(a).copy()
-    view = np.flip(base)  # negative strides on every axis, size-1 axes included
-    return view, lambda: base.__setitem__(..., base + 1)
-
-
-def _flipped_readonly(a, tmp):
-    view, mutate = _flipped(a, tmp)
-    view.flags.writeable = False
-    return view, mutate
-
-
-def _size1_negative(a, tmp):
-    """Negative strides on the size-1 axes only (any axis if there is none): the case
-    ``np.ascontiguousarray`` may leave alone."""
-    base = a.copy()
-    axes = tuple(i for i, n in enumerate(a.shape) if n == 1) or (0,)
-    view = np.flip(np.flip(base, axis=axes).copy(), axis=axes)
-    base = view.base
-    return view, lambda: base.__setitem__(..., base + 1)
-
-
-def _byteswapped(a, tmp):
-    b = a.astype(a.dtype.newbyteorder("S"))
-    return b, lambda: b.__setitem__(..., b + 1)
-
-
-def _strided(a, tmp):
-    big = np.zeros(tuple(2 * n for n in a.shape), a.dtype)
-    view = big[(slice(None, None, 2),) * a.ndim]
-    view[...] = a
-    return view, lambda: big.__setitem__(..., big + 1)
-
-
-def _transposed(a, tmp):
-    order = tuple(range(a.ndim))[::-1]
-    base = np.ascontiguousarray(a.transpose(order))
-    return base.transpose(order), lambda: base.__setitem__(..., base + 1)
-
-
-def _broadcast(a, tmp):
-    base = a[..., :1].copy()
-    return np.broadcast_to(base, a.shape), lambda: base.__setitem__(..., base + 1)
-
-
-def _torch_view(a, tmp):
-    order = tuple(range(a.ndim))[::-1]
-    base = torch.from_numpy(np.ascontiguousarray(a.transpose(order)))
-    return base.permute(*order), lambda: base.add_(1)
-
-
-TRANSFORMS: dict[str, Transform] = {
-    "readonly": _readonly,
-    "mmap_r": _npy_mmap("r"),
-    "mmap_c": _npy_mmap("c"),
-    "memmap_r": _raw_memmap,
-    "fortran": _fortran,
-    "flipped": _flipped,
-    "flipped_readonly": _flipped_readonly,
-    "size1_negative_stride": _size1_negative,
-    "byteswapped": _byteswapped,
-    "strided": _strided,
-    "transposed": _transposed,
-    "broadcast": _broadcast,
-    "torch_view": _torch_view,
-}
 
 CONFIGS = {
     "GRU": Config(RNNSpec("GRU", 3, 4, 2, True, True), "zrn", False, np.dtype(np.float32), 1),

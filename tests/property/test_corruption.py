@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import re
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -28,91 +27,11 @@ from .cases import (
     assert_state_identical,
     case_params,
     leaves,
-    replace,
     state_bits,
 )
+from .mutations import REFUSED, Corruption, corruptions
 from .profiles import budget
 from .strategies import TORCH_LETTERS, Config, block_arrays, configs
-
-REFUSED = (LayoutError, TypeError)
-WRONG_DTYPES = ("int8", "int32", "int64", "uint8", "bool", "complex64", "complex128", "object", "float16", "U3")
-
-
-@dataclass(frozen=True)
-class Corruption:
-    """One change to a valid source and what the refusal must say."""
-
-    kind: str
-    paths: tuple            # leaf paths involved (one, or two for a swap)
-    pattern: str = ""       # regex the message must also match (engine-format layouts)
-    numbers: tuple = ()     # numbers the message must mention (expected and received lengths)
-    maybe_valid: bool = False  # float16: accepted where the values fit, like any floating dtype
-
-
-def _axis_changed(rng: np.random.Generator, a: np.ndarray, axis: int, n: int) -> np.ndarray:
-    shape = list(a.shape)
-    shape[axis] = n
-    return (0.4 * rng.standard_normal(shape)).astype(a.dtype)
-
-
-@st.composite
-def corruptions(draw, source):
-    """``(corrupted source, Corruption)`` for a valid nested source."""
-    found = leaves(source)
-    paths = sorted(found, key=repr)
-    path = draw(st.sampled_from(paths))
-    a = np.asarray(found[path])
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    kinds = ["axis_length", "drop_axis", "add_axis", "dtype", "nonfinite", "none", "not_array"]
-    if a.dtype == np.float32:
-        kinds.append("beyond_range")
-    if len({found[p].shape for p in paths}) > 1:
-        kinds.append("swap")
-    kind = draw(st.sampled_from(kinds))
-    if kind == "axis_length":
-        axis = draw(st.integers(0, a.ndim - 1))
-        old = a.shape[axis]
-        new = draw(st.integers(0, old + 3).filter(lambda n: n != old))
-        return replace(source, path, _axis_changed(rng, a, axis, new)), Corruption(
-            kind, (path,), rf"axis {axis} \(.*?\) is {new}, expected {old}\b", (old, new))
-    if kind == "drop_axis":
-        axis = draw(st.integers(0, a.ndim - 1))
-        return replace(source, path, np.take(a, 0, axis=axis)), Corruption(
-            kind, (path,), rf"expected {a.ndim} axes .*got {a.ndim - 1} axes", (a.ndim, a.ndim - 1))
-    if kind == "add_axis":
-        axis = draw(st.integers(0, a.ndim))
-        reps = draw(st.integers(1, 3))
-        return replace(source, path, np.stack([a] * reps, axis=axis)), Corruption(
-            kind, (path,), rf"expected {a.ndim} axes .*got {a.ndim + 1} axes", (a.ndim, a.ndim + 1))
-    if kind == "swap":
-        other = draw(st.sampled_from([p for p in paths if found[p].shape != a.shape]))
-        swapped = replace(replace(source, path, found[other]), other, a)
-        return swapped, Corruption(kind, (path, other))
-    if kind == "dtype":
-        dtype = draw(st.sampled_from(WRONG_DTYPES))
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # complex -> real and float -> int casts warn; the casts are the point
-            value = a.astype(dtype)
-        return replace(source, path, value), Corruption(kind, (path,), r"dtype", maybe_valid=dtype == "float16")
-    if kind == "nonfinite":
-        flat = draw(st.integers(0, a.size - 1))
-        idx = np.unravel_index(flat, a.shape)
-        bad = draw(st.sampled_from([np.nan, np.inf, -np.inf]))
-        value = a.copy()
-        value[idx] = bad
-        where = re.escape(str([int(i) for i in idx]))
-        return replace(source, path, value), Corruption(kind, (path,), rf"holds {bad} at index {where}")
-    if kind == "beyond_range":  # finite float64 that a float32 module cannot hold
-        flat = draw(st.integers(0, a.size - 1))
-        idx = np.unravel_index(flat, a.shape)
-        value = a.astype(np.float64)
-        value[idx] = draw(st.sampled_from([1e300, -1e300, 3.5e38, -np.finfo(np.float64).max]))
-        where = re.escape(str([int(i) for i in idx]))
-        return replace(source, path, value), Corruption(kind, (path,), rf"at index {where}, beyond the largest float32")
-    if kind == "none":
-        return replace(source, path, None), Corruption(kind, (path,))
-    junk = draw(st.sampled_from(["w0", {"a": 1}, [[1.0], [1.0, 2.0]], object(), b"\x00\x01", [None, None]]))
-    return replace(source, path, junk), Corruption(kind, (path,))
 
 
 def check_refusal(case: LayoutCase, exc: BaseException, c: Corruption) -> None:

@@ -129,10 +129,14 @@ def test_gate_order_places_each_named_gate_block(cfg: Config):
     arrays = block_arrays(cfg)
     module = BLOCK.from_source(cfg, arrays)
     spec = cfg.spec
-    G, H, I = spec.gates, spec.hidden_size, spec.input_size
+    G, H, I, R = spec.gates, spec.hidden_size, spec.input_size, spec.rec
     torch_order = {"GRU": "rzn", "LSTM": "ifgo"}[spec.mode]
     order = cfg.gates or torch_order
-    w_ih = module.weight_ih_l0.detach().numpy()
+    w_ih, w_hh = module.weight_ih_l0.detach().numpy(), module.weight_hh_l0.detach().numpy()
     for k, letter in enumerate(order):
-        t = torch_order.index(letter)
-        np.testing.assert_array_equal(w_ih[t * H:(t + 1) * H], arrays["w0"][0][:, k * I:(k + 1) * I])
+        rows = slice(torch_order.index(letter) * H, (torch_order.index(letter) + 1) * H)
+        np.testing.assert_array_equal(w_ih[rows], arrays["w0"][0][:, k * I:(k + 1) * I])
+        np.testing.assert_array_equal(w_hh[rows], arrays["w0"][0][:, G * I + k * R:G * I + (k + 1) * R])
+        if spec.bias:
+            np.testing.assert_array_equal(module.bias_ih_l0.detach().numpy()[rows], arrays["b0"][0][:, k])
+            np.testing.assert_array_equal(module.bias_hh_l0.detach().numpy()[rows], arrays["b0"][0][:, G + k])
