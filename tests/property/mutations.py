@@ -47,12 +47,19 @@ def corruptions(draw, source):
     found = leaves(source)
     paths = sorted(found, key=repr)
     path = draw(st.sampled_from(paths))
-    a = np.asarray(found[path])
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    kinds = ["axis_length", "drop_axis", "add_axis", "dtype", "nonfinite", "none", "not_array"]
-    if a.dtype == np.float32:
-        kinds.append("beyond_range")
-    if len({found[p].shape for p in paths}) > 1:
+    a = found[path]
+    kinds = ["none", "not_array"]
+    if isinstance(a, np.ndarray) and a.dtype.kind in "fiucb":  # an earlier corruption may have left anything
+        kinds += ["dtype", "add_axis"]
+        if a.ndim:
+            kinds += ["axis_length", "drop_axis"]
+        if a.size and a.dtype.kind in "fc":
+            kinds.append("nonfinite")
+        if a.size and a.dtype == np.float32:
+            kinds.append("beyond_range")
+    arrays = [p for p in paths if isinstance(found[p], np.ndarray)]
+    if isinstance(a, np.ndarray) and len({found[p].shape for p in arrays}) > 1:
         kinds.append("swap")
     kind = draw(st.sampled_from(kinds))
     if kind == "axis_length":
@@ -71,7 +78,7 @@ def corruptions(draw, source):
         return replace(source, path, np.stack([a] * reps, axis=axis)), Corruption(
             kind, (path,), rf"expected {a.ndim} axes .*got {a.ndim + 1} axes", (a.ndim, a.ndim + 1))
     if kind == "swap":
-        other = draw(st.sampled_from([p for p in paths if found[p].shape != a.shape]))
+        other = draw(st.sampled_from([p for p in arrays if found[p].shape != a.shape]))
         swapped = replace(replace(source, path, found[other]), other, a)
         return swapped, Corruption(kind, (path, other))
     if kind == "dtype":
