@@ -191,11 +191,11 @@ def _test_for(t: Target, examples: int, seed_value: int | None):
     return hypothesis_seed(seed_value)(test) if seed_value is not None else test
 
 
-def run(seconds: float, names: list[str], seed_value: int | None, chunk: int) -> int:
+def run(seconds: float, names: list[str], seed_value: int | None, chunk: int, max_rounds: int | None = None) -> int:
     stop = time.monotonic() + seconds
     counts = {n: 0 for n in names}
     rounds = 0
-    while time.monotonic() < stop:
+    while time.monotonic() < stop and (max_rounds is None or rounds < max_rounds):
         for name in names:
             s = None if seed_value is None else seed_value * 1_000_003 + rounds
             try:
@@ -208,7 +208,7 @@ def run(seconds: float, names: list[str], seed_value: int | None, chunk: int) ->
             counts[name] += chunk
         rounds += 1
     total = ", ".join(f"{n}: {c}" for n, c in counts.items())
-    print(f"no findings in {seconds:g} s ({total} examples; layouts: {', '.join(CASES)})")
+    print(f"no findings in {rounds} rounds ({total} examples; layouts: {', '.join(CASES)})")
     return 0
 
 
@@ -234,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="a target to fuzz (repeatable; default: all)")
     p.add_argument("--seed", type=int, default=None, help="make the run reproducible")
     p.add_argument("--chunk", type=int, default=100, help="examples per target between clock checks")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="stop after this many rounds even if time is left (with --seed: a fixed set of cases)")
     p.add_argument("--atheris", action="store_true", help="coverage-guided with atheris; pass its flags after --")
     args, rest = p.parse_known_args(argv)
     torch.set_num_threads(1)
@@ -242,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_atheris(names, [a for a in rest if a != "--"])
     if rest:
         p.error(f"unrecognised arguments: {' '.join(rest)}")
-    return run(args.seconds, names, args.seed, args.chunk)
+    return run(args.seconds, names, args.seed, args.chunk, args.rounds)
 
 
 if __name__ == "__main__":

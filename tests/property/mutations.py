@@ -70,7 +70,9 @@ def corruptions(draw, source):
             kind, (path,), rf"axis {axis} \(.*?\) is {new}, expected {old}\b", (old, new))
     if kind == "drop_axis":
         axis = draw(st.integers(0, a.ndim - 1))
-        return replace(source, path, np.take(a, 0, axis=axis)), Corruption(
+        rest = a.shape[:axis] + a.shape[axis + 1:]
+        dropped = np.take(a, 0, axis=axis) if a.shape[axis] else np.zeros(rest, a.dtype)
+        return replace(source, path, dropped), Corruption(
             kind, (path,), rf"expected {a.ndim} axes .*got {a.ndim - 1} axes", (a.ndim, a.ndim - 1))
     if kind == "add_axis":
         axis = draw(st.integers(0, a.ndim))
