@@ -294,3 +294,15 @@ def test_narrow_w0_hint_names_no_negative_input_size(width):
         load_numpy(module, w0, b0=np.zeros((1, 3, 6), np.float32))
     assert "input_size=-" not in str(info.value) and "input_size=0" not in str(info.value)
     assert_state_identical(state_bits(module), before)
+
+
+@pytest.mark.parametrize("w0,pattern", [
+    (np.zeros((2, 3), np.int64), r"^w0: dtype int64 \(integer\) cannot hold weights"),
+    (np.array(object()), r"^w0: dtype object \(object\) cannot hold weights"),
+    (np.zeros((1, 3, 15), bool), r"^w0: dtype bool \(bool\) cannot hold weights"),
+], ids=["int-2d", "object-0d", "bool"])
+def test_constructor_names_a_wrong_dtype_before_any_shape(w0, pattern):
+    """``from_numpy(object())`` used to say "expected 3 axes, got 0 axes" instead of naming the dtype,
+    unlike ``load_numpy``, which checks dtypes first."""
+    with pytest.raises(TypeError, match=pattern):
+        Config(RNNSpec("GRU", 2, 3), None, False, np.dtype(np.float32), 0).cls.from_numpy(w0)
