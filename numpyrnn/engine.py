@@ -112,11 +112,26 @@ def to_array(value: Any, name: str) -> np.ndarray | torch.Tensor:
     """Accept numpy arrays, torch tensors and array-likes (jax arrays, lists).
 
     Raises:
-        TypeError: ``value`` is ``None`` or not array-like.
+        TypeError: ``value`` is ``None``, not array-like, a sparse tensor or a
+            tensor on the ``meta`` device.
+        LayoutError: a masked array with masked entries (they hold no value).
     """
+    if isinstance(value, np.ma.MaskedArray):
+        masked = np.ma.getmaskarray(value)
+        if masked.any():
+            idx = [int(i) for i in np.unravel_index(int(np.argmax(masked)), masked.shape)]
+            raise LayoutError(
+                f"{name}: masked array with a masked entry at index {idx}; a masked entry has no weight value: "
+                f"fill it explicitly, e.g. {name.split('[')[0].split('.')[0]}.filled(0.0)"
+            )
+        return np.ma.getdata(value)
     if isinstance(value, np.ndarray):
         return value
     if isinstance(value, torch.Tensor):
+        if value.layout != torch.strided:
+            raise TypeError(f"{name}: a {value.layout} tensor; numpyrnn reads dense tensors: convert with .to_dense()")
+        if value.device.type == "meta":
+            raise TypeError(f"{name}: a tensor on the meta device holds no values; pass one with data")
         return value.detach()
     if value is None:
         raise TypeError(f"{name}: expected an array, got None")
@@ -688,8 +703,10 @@ def load(
     """
     spec = RNNSpec.of(module)
     params = _params(module, spec)
-    device = next(iter(params.values())).device
+    first = next(iter(params.values()))
+    device = first.device
     tensors = {k: _as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in leaves.items()}
+    _check_range(tensors, first.dtype)
     copies, partial = plan(spec, pieces, params, tensors, direction="import")
     local: list[_Copy] = []
     remote: list[_Copy] = []
@@ -886,6 +903,37 @@ def _load_remote(copies: Sequence[_Copy], device: torch.device, *, check: bool =
     finally:
         stager.close()
     return bool(torch.stack(flags).all()) if flags else True
+
+
+def _check_range(tensors: Mapping[str, torch.Tensor], dtype: torch.dtype) -> None:
+    """Refuse finite values that ``dtype`` cannot hold: ``copy_`` would turn them into Inf.
+
+    Only leaves of a wider floating dtype than the parameters are read (e.g.
+    float64 arrays into a float32 module); one pass, no large temporaries.
+
+    Raises:
+        LayoutError: naming the leaf, the first index out of range and the limit.
+    """
+    if not dtype.is_floating_point:
+        return
+    limit = torch.finfo(dtype).max
+    for key, t in tensors.items():
+        if not t.dtype.is_floating_point or not t.numel() or torch.finfo(t.dtype).max <= limit:
+            continue
+        lo, hi = torch.aminmax(t)
+        if float(hi) <= limit and float(lo) >= -limit:
+            continue
+        over = (t.abs() > limit).reshape(-1).nonzero()
+        if not over.numel():  # NaN made the extremes NaN: check_finite names it
+            continue
+        flat = int(over[0, 0])
+        idx = tuple(int(i) for i in np.unravel_index(flat, tuple(t.shape)))
+        name = str(dtype).replace("torch.", "")
+        raise LayoutError(
+            f"{key}: holds {float(t[idx])} at index {list(idx)}, beyond the largest {name} "
+            f"({limit:.6g}); loading it would store Inf: rescale the weights or use a wider module dtype "
+            f"(from_numpy(..., dtype=torch.float64), or module.double() before loading)"
+        )
 
 
 def build(cls: type[nn.RNNBase], spec: RNNSpec, *, batch_first: bool, dropout: float,

@@ -36,6 +36,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from ..errors import LayoutError
 from ..spec import TORCH_GATES, RNNSpec, gate_order
 from .base import Axis, Layout, Piece
@@ -79,6 +81,8 @@ class BlockLayout(Layout):
     def pieces(self, spec: RNNSpec, *, gates: str | None = None, rowwise: bool = False,
                biases: bool = True, **_: Any) -> list[Piece]:
         G, R = spec.gates, spec.rec
+        if not isinstance(rowwise, (bool, np.bool_)):
+            raise TypeError(f"rowwise should be of type bool, got: {type(rowwise).__name__}")
         order = gate_order(spec.mode, gates)
         out: list[Piece] = []
         for layer, d in spec.units():
@@ -106,7 +110,7 @@ class BlockLayout(Layout):
                     return f"this is the width of a {kind} stack: did you pass a {kind} stack to a {'bi' if D == 2 else 'uni'}directional module?"
             if key == "w0" and len(got) == 3 and got[0] != D:
                 return f"axis 0 counts directions: the module is {'bi' if D == 2 else 'uni'}directional"
-            if key == "w0" and len(got) == 3 and got[2] != G * (spec.input_size + R) and (got[2] - G * R) % G == 0:
+            if key == "w0" and len(got) == 3 and got[2] != G * (spec.input_size + R) and got[2] > G * R and (got[2] - G * R) % G == 0:
                 return f"that is input_size={(got[2] - G * R) // G}, the module has input_size={spec.input_size}"
             if key in ("b0", "b") and got and got[-1] == G:
                 return f"the last axis holds input-side then recurrent-side biases, 2*{G}={2 * G} values; pad with zeros for a single-bias source"
@@ -118,11 +122,13 @@ class BlockLayout(Layout):
     def infer(self, source: dict[str, Any], *, mode: str, num_layers: int | None = None,
               bias: bool | None = None, **_: Any) -> tuple[RNNSpec, dict[str, Any]]:
         """Infer ``D``, ``H``, ``I``, ``P`` from ``w0``/``proj`` and ``L`` from ``w``."""
-        from ..engine import to_array
+        from ..engine import _check_dtype, to_array
 
         cell = "RNN" if mode.startswith("RNN") else mode
         G = len(TORCH_GATES[mode])
         arrays = {k: to_array(v, k) for k, v in source.items() if v is not None}
+        for key, arr in arrays.items():  # a wrong dtype is named before any shape, as when loading
+            _check_dtype(key, arr)
         if "w0" not in arrays:
             raise TypeError("w0: expected an array of shape (directions, hidden, G*(input+hidden)), got None")
         w0 = arrays["w0"]

@@ -1,0 +1,251 @@
+"""Fuzz numpyrnn's entry points for a set time.
+
+    python fuzz/fuzz_numpyrnn.py --seconds 60            # every target, random seeds
+    python fuzz/fuzz_numpyrnn.py --seconds 600 --target load --seed 7
+    python fuzz/fuzz_numpyrnn.py --atheris -- -max_total_time=60   # coverage-guided, if atheris is installed
+
+Each target is a hypothesis test: a strategy that builds an input (a valid
+source put through a chain of corruptions, awkward memory layouts and odd
+options) and a check that runs numpyrnn on it. A *finding* is:
+
+* any exception other than ``LayoutError`` or ``TypeError``;
+* a refused load that changed the target module's parameters;
+* an accepted input that leaves a non-finite parameter, or a module whose
+  export is not exactly the input (for constructors);
+* any warning.
+
+Hypothesis shrinks a finding to a small example and prints it with a
+``@reproduce_failure`` blob; add it as an ``@example`` to the matching test
+under ``tests/property/`` so that it stays covered, then fix it.
+
+Adding a target (the file readers of the command line, once they exist, plug
+in here): write ``check(case)`` that raises ``Finding`` on a bad outcome and a
+strategy for ``case``, and register both with ``@target(name, strategy)``. A
+file-reader target draws the bytes of a valid file (written by the library
+itself), flips, truncates or extends them, and checks that the reader either
+returns valid leaves or raises ``LayoutError``/``TypeError``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the checkout's numpyrnn and its test strategies
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import seed as hypothesis_seed  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from numpyrnn import LayoutError  # noqa: E402
+from tests.property.cases import (  # noqa: E402
+    BLOCK,
+    CASES,
+    LayoutCase,
+    assert_sources_identical,
+    assert_state_identical,
+    leaves,
+    replace,
+    state_bits,
+)
+from tests.property.mutations import TRANSFORMS, corruptions  # noqa: E402
+from tests.property.strategies import Config, configs  # noqa: E402
+
+REFUSED = (LayoutError, TypeError)
+# memory maps need a folder that outlives the example; the others are pure views
+IN_MEMORY = sorted(k for k in TRANSFORMS if not k.startswith(("mmap", "memmap")))
+
+
+class Finding(AssertionError):
+    """numpyrnn did something an input should never make it do."""
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    strategy: st.SearchStrategy
+    check: Callable[[Any], None]
+
+
+TARGETS: dict[str, Target] = {}
+
+
+def target(name: str, strategy: st.SearchStrategy):
+    def register(check):
+        TARGETS[name] = Target(name, strategy, check)
+        return check
+    return register
+
+
+# --------------------------------------------------------------------------------------
+# inputs: a valid source, then up to three corruptions and awkward layouts, odd options
+# --------------------------------------------------------------------------------------
+
+@st.composite
+def mutated_sources(draw, case: LayoutCase = BLOCK):
+    cfg: Config = draw(configs())
+    source = case.make_source(cfg)
+    for _ in range(draw(st.integers(0, 3))):
+        if not leaves(source):
+            break
+        source, _ = draw(corruptions(source))
+    for path, value in leaves(source).items():
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.size and draw(st.booleans()):
+            source = replace(source, path, TRANSFORMS[draw(st.sampled_from(IN_MEMORY))](value, Path("."))[0])
+    options = cfg.options()
+    if draw(st.integers(0, 9)) == 0:
+        options["gates"] = draw(st.none() | st.text("rzniofgohcjux", max_size=5) | st.integers(-1, 3))
+    if draw(st.integers(0, 19)) == 0:
+        options["rowwise"] = draw(st.sampled_from([None, 0, 1, "yes", np.bool_(True)]))
+    return case, cfg, source, options
+
+
+def _quiet(fn):
+    """Run ``fn`` and turn any warning into a finding."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", "LSTM with projections is not supported with oneDNN")
+        out = fn()
+    if caught:
+        raise Finding(f"warning: {caught[0].category.__name__}: {caught[0].message}")
+    return out
+
+
+def _finite(module) -> None:
+    for name, p in module.named_parameters():
+        if not torch.isfinite(p).all():
+            raise Finding(f"{name} holds non-finite values after an accepted load")
+
+
+def _cast(source, dtype):
+    if isinstance(source, dict):
+        return {k: _cast(v, dtype) for k, v in source.items()}
+    if isinstance(source, (list, tuple)):
+        return type(source)(_cast(v, dtype) for v in source)
+    if source is None:
+        return None
+    if isinstance(source, torch.Tensor):
+        source = source.numpy()
+    return np.asarray(source).astype(dtype)
+
+
+@target("load", mutated_sources())
+def check_load(case_input) -> None:
+    """``load_numpy`` into an existing module: refused cleanly and atomically, or loaded finite."""
+    case, cfg, source, options = case_input
+    module = cfg.torch_module()
+    before = state_bits(module)
+    custom = Config(cfg.spec, options.get("gates"), options.get("rowwise"), cfg.dtype, cfg.seed)
+    try:
+        _quiet(lambda: case.load_source(module, custom, source))
+    except REFUSED:
+        try:
+            assert_state_identical(state_bits(module), before)
+        except AssertionError as exc:
+            raise Finding(f"a refused load changed the module: {exc}") from None
+        return
+    except Finding:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise Finding(f"{type(exc).__name__} escaped: {exc}") from exc
+    _finite(module)
+
+
+@target("build", mutated_sources())
+def check_build(case_input) -> None:
+    """``from_numpy``: refused cleanly, or a finite module that exports exactly its input."""
+    case, cfg, source, options = case_input
+    custom = Config(cfg.spec, options.get("gates"), options.get("rowwise"), cfg.dtype, cfg.seed)
+    try:
+        module = _quiet(lambda: case.from_source(custom, source))
+    except REFUSED:
+        return
+    except Finding:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise Finding(f"{type(exc).__name__} escaped: {exc}") from exc
+    _finite(module)
+    try:
+        assert_sources_identical(case.to_source(module, custom), _cast(source, cfg.dtype))
+    except AssertionError as exc:
+        raise Finding(f"accepted, but the module does not hold its input: {exc}") from None
+
+
+# --------------------------------------------------------------------------------------
+# driver
+# --------------------------------------------------------------------------------------
+
+def _test_for(t: Target, examples: int, seed_value: int | None):
+    test = given(t.strategy)(t.check)
+    test = settings(max_examples=examples, deadline=None, database=None, print_blob=True,
+                    suppress_health_check=list(HealthCheck))(test)
+    return hypothesis_seed(seed_value)(test) if seed_value is not None else test
+
+
+def run(seconds: float, names: list[str], seed_value: int | None, chunk: int, max_rounds: int | None = None) -> int:
+    stop = time.monotonic() + seconds
+    counts = {n: 0 for n in names}
+    rounds = 0
+    while time.monotonic() < stop and (max_rounds is None or rounds < max_rounds):
+        for name in names:
+            s = None if seed_value is None else seed_value * 1_000_003 + rounds
+            try:
+                _test_for(TARGETS[name], chunk, s)()
+            except Exception:  # noqa: BLE001 - a finding: hypothesis has shrunk and printed it
+                traceback.print_exc()
+                print(f"\nFINDING in target {name!r} (round {rounds}, seed {s}); see the example above.",
+                      file=sys.stderr)
+                return 1
+            counts[name] += chunk
+        rounds += 1
+    total = ", ".join(f"{n}: {c}" for n, c in counts.items())
+    print(f"no findings in {rounds} rounds ({total} examples; layouts: {', '.join(CASES)})")
+    return 0
+
+
+def run_atheris(names: list[str], argv: list[str]) -> int:
+    import atheris  # optional; pip install atheris
+
+    tests = [_test_for(TARGETS[n], 1, None) for n in names]
+
+    def one_input(data: bytes) -> None:
+        for test in tests:
+            test.hypothesis.fuzz_one_input(data)
+
+    atheris.Setup([sys.argv[0], *argv], one_input)
+    atheris.Fuzz()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, default=60.0, help="how long to fuzz (default 60)")
+    p.add_argument("--target", action="append", choices=sorted(TARGETS),
+                   help="a target to fuzz (repeatable; default: all)")
+    p.add_argument("--seed", type=int, default=None, help="make the run reproducible")
+    p.add_argument("--chunk", type=int, default=100, help="examples per target between clock checks")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="stop after this many rounds even if time is left (with --seed: a fixed set of cases)")
+    p.add_argument("--atheris", action="store_true", help="coverage-guided with atheris; pass its flags after --")
+    args, rest = p.parse_known_args(argv)
+    torch.set_num_threads(1)
+    names = args.target or sorted(TARGETS)
+    if args.atheris:
+        return run_atheris(names, [a for a in rest if a != "--"])
+    if rest:
+        p.error(f"unrecognised arguments: {' '.join(rest)}")
+    return run(args.seconds, names, args.seed, args.chunk, args.rounds)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Property-based and hostile-input tests (hypothesis)."""
