@@ -59,7 +59,9 @@ def test_from_numpy_on_cuda_is_flat_and_matches_cpu(cls, spec):
     x = torch.from_numpy(np.random.default_rng(0).standard_normal((7, 3, 16)).astype(np.float32))
     y = forward_without_warning(gpu, x.cuda()) if not spec.proj_size else gpu(x.cuda())[0]
     with torch.no_grad():
-        torch.testing.assert_close(y.cpu(), cpu(x)[0], rtol=1e-4, atol=1e-5)
+        # cuDNN sums in another order than the CPU kernels (observed up to ~1.2e-4 on an H100 with
+        # TF32 off); a misplaced block gives errors of order 1, and the weights are compared exactly below
+        torch.testing.assert_close(y.cpu(), cpu(x)[0], rtol=1e-3, atol=5e-4)
     for k, v in gpu.to_numpy().items():
         if v is not None:
             np.testing.assert_array_equal(v, a[k])
