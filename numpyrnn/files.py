@@ -200,6 +200,9 @@ def read_blocks(path: str | os.PathLike) -> dict[str, np.ndarray]:
                               f"the block layout uses {', '.join(k + '.npy' for k in BLOCK_KEYS)}")
         arrays = {k: read_npy(p) for k, p in found.items()}
     else:
+        if path.suffix.lower() != ".npz":
+            raise _fail(path, f"the block layout reads an .npz or a folder of .npy files, got a {path.suffix or 'suffix-less'} "
+                              f"file; a single .npy holds one array: put w0.npy (and w.npy, b0.npy, ...) in a folder")
         arrays = read_npz(path)
         unknown = [k for k in arrays if k not in BLOCK_KEYS]
         if unknown:

@@ -96,7 +96,7 @@ KINDS = ["npz", "pt", "onnx", "safetensors"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@budget("cli_damaged_files", 60)
+@budget("cli_damaged_files", 150)
 @given(data=st.data())
 def test_damaged_file_gives_exit_1_and_no_output_or_a_complete_result(valid, kind, data):
     if kind not in valid:
