@@ -63,19 +63,12 @@ def _set(node: Any, path: tuple, value: Any, *, delete: bool = False) -> Any:
     if not path:
         return value
     head, rest = path[0], path[1:]
-    if isinstance(node, dict):
-        new = dict(node)
-        if delete and not rest:
-            del new[head]
-        else:
-            new[head] = _set(node[head], rest, value, delete=delete)
-        return new
-    new_list = list(node)
+    new: Any = dict(node) if isinstance(node, dict) else list(node)
     if delete and not rest:
-        del new_list[head]
+        del new[head]
     else:
-        new_list[head] = _set(node[head], rest, value, delete=delete)
-    return new_list
+        new[head] = _set(node[head], rest, value, delete=delete)
+    return new
 
 
 @st.composite
