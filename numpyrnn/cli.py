@@ -40,15 +40,21 @@ def _demo(args: argparse.Namespace) -> int:
     x = np.random.RandomState(0).randn(T, N, I).astype(np.float32)
     y_ref, h_ref = reference.gru(x.astype(np.float64), w0.astype(np.float64), w.astype(np.float64))
 
-    t0 = time.perf_counter()
+    def timed(fn, repeats: int = 3) -> float:
+        fn()  # warm-up: first-call costs (imports, allocator) are not the load's
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return sorted(times)[len(times) // 2]
+
     gru = NumpyGRU.from_numpy(w0, w)
-    t_np = time.perf_counter() - t0
+    t_np = timed(lambda: NumpyGRU.from_numpy(w0, w))
 
     torch.manual_seed(0)
-    plain = nn.GRU(I, H, L, bias=True, bidirectional=True)
-    t0 = time.perf_counter()
-    row_loop(plain, w0, w)
-    t_loop = time.perf_counter() - t0
+    plain = row_loop(nn.GRU(I, H, L, bias=True, bidirectional=True), w0, w)
+    t_loop = timed(lambda: row_loop(nn.GRU(I, H, L, bias=True, bidirectional=True), w0, w))
 
     rows = []
     with torch.no_grad():
@@ -59,10 +65,19 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"numpyrnn demo: the question's GRU (input {I}, hidden {H}, {L} layers, bidirectional), "
           f"weights from RandomState(313), x of shape {x.shape}")
     print("reference: numpyrnn.reference.gru, plain numpy from the layout's formulas (float64)\n")
-    print(f"{'method':<30} {'max|y - ref|':>13} {'max|h_n - ref|':>15} {'load time':>11}")
+    print(f"{'method':<30} {'max|y - ref|':>13} {'max|h_n - ref|':>15} {'load time*':>11}")
     for name, ey, eh, t in rows:
         print(f"{name:<30} {ey:>13.2e} {eh:>15.2e} {t * 1e3:>9.2f} ms")
     ok = rows[0][1] < 1e-5 and rows[0][2] < 1e-5
+    print("* median of 3 after a warm-up; the loop's time includes building the nn.GRU it fills")
+    if args.grow:
+        print(f"\nload time as the model grows (input = hidden, {L} layers, bidirectional):")
+        print(f"{'hidden':>8} {'weights':>10} {'row loop':>11} {'numpyrnn':>11} {'ratio':>7}")
+        for h in args.grow:
+            a0, a = seed_arrays(h, h, L, D)
+            tl = timed(lambda h=h, a0=a0, a=a: row_loop(nn.GRU(h, h, L, bias=True, bidirectional=True), a0, a), repeats=1)
+            tn = timed(lambda a0=a0, a=a: NumpyGRU.from_numpy(a0, a), repeats=1)
+            print(f"{h:>8} {(a0.nbytes + a.nbytes) / 1e6:>8.1f}MB {tl * 1e3:>9.1f}ms {tn * 1e3:>9.1f}ms {tl / tn:>6.1f}x")
     print("\nnumpyrnn matches the reference" + (" " if ok else " NOT ") + "to float32 tolerance (1e-5).")
     print("The row loop scrambles gates across hidden units and leaves the biases random: "
           f"its error is {rows[1][1]:.2g}.")
@@ -482,6 +497,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--input-size", type=int, default=10, help="input features (default 10)")
     d.add_argument("--hidden-size", type=int, default=20, help="hidden units (default 20)")
+    d.add_argument("--grow", type=int, nargs="*", default=[64, 256, 1024], metavar="HIDDEN",
+                   help="also time both loads at these sizes (default 64 256 1024; none to skip)")
     d.set_defaults(func=_demo)
 
     def common(q: argparse.ArgumentParser, *, cell_required: bool = True) -> None:

@@ -470,3 +470,16 @@ print("codes", codes, sorted(m for m in sys.modules if m.split(".")[0] in ("kera
     back = _load_pt(tmp_path / "f.pt")
     torch.testing.assert_close(back["weight_ih_l0"], lstm.weight_ih_l0.detach(), rtol=0, atol=0)
     torch.testing.assert_close(back["weight_hh_l0"], lstm.weight_hh_l0.detach(), rtol=0, atol=0)
+
+
+def test_demo_runs_and_shows_the_loop_is_wrong():
+    r = run_cli("demo", "--grow", "32")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "numpyrnn matches the reference to float32 tolerance (1e-5)." in out
+    ours = next(line for line in out.splitlines() if line.startswith("numpyrnn NumpyGRU.from_numpy"))
+    loop = next(line for line in out.splitlines() if line.startswith("original row loop"))
+    assert float(ours.split()[2]) < 1e-5 and float(ours.split()[3]) < 1e-5
+    assert float(loop.split()[3]) > 1e-2  # the loop's outputs are far from the formulas
+    grown = [line.split() for line in out.splitlines() if line.strip().startswith("32 ")]
+    assert len(grown) == 1 and grown[0][-1].endswith("x")
