@@ -626,16 +626,16 @@ def plan(
         pview = _param_view(params[piece.param], piece, G)
         lview = _view(leaves[piece.source], piece.index, piece.pattern, piece.sizes, piece.source)
         fview = _param_view(params[piece.fold], piece, G) if piece.fold else None
-        if not piece.gates:
-            blocks = [(slice(None), slice(None), "", None)]
+        if not piece.gates:  # the whole parameter (weight_hr): every slot at once
+            runs = [(slice(None), slice(None), "", range(G))]
         else:
-            blocks = [
+            runs = [
                 (slice(t0, t0 + n), slice(k0, k0 + n), letters, range(t0, t0 + n))
                 for t0, k0, n, letters in _runs(piece, torch_letters)
             ]
         done = covered.setdefault(piece.param, set())
-        for tsl, ksl, letters, trange in blocks:
-            slots = set(trange) if trange is not None else set(range(G))
+        for tsl, ksl, letters, trange in runs:
+            slots = set(trange)
             if done & slots:
                 raise RuntimeError(f"internal error: {piece.param} gates {letters!r} written twice")
             done |= slots
