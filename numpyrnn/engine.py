@@ -22,6 +22,7 @@ initialised.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
@@ -884,12 +885,46 @@ def _lock_of(module: nn.Module) -> Any:
         return lock
 
 
+_forked = False
+_torch_threads_guard = threading.RLock()
+
+
 def _reset_after_fork() -> None:
     """In a forked child, locks another thread of the parent held stay held: start afresh."""
-    global _locks_guard, _module_locks, _warn_lock
+    global _locks_guard, _module_locks, _warn_lock, _forked, _torch_threads_guard
+    _torch_threads_guard = threading.RLock()
     _locks_guard = threading.Lock()
     _module_locks = weakref.WeakKeyDictionary()
     _warn_lock = threading.Lock()
+    _forked = True
+
+
+@contextlib.contextmanager
+def _fork_safe() -> Iterator[None]:
+    """In a forked child, keep torch's kernels on the calling thread while numpyrnn works.
+
+    torch's OpenMP pool does not survive ``fork``: in a child, a multithreaded torch
+    kernel waits forever for the parent's threads, even after ``torch.set_num_threads``
+    (any torch call of the child's own does the same). numpyrnn's checks and copies
+    then run single-threaded. Elsewhere this does nothing.
+    """
+    threads = torch.get_num_threads() if _forked else 1
+    if threads == 1:
+        yield
+        return
+    with _torch_threads_guard:
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def _guarded(module: nn.Module) -> Iterator[None]:
+    """Hold ``module``'s lock (loads and exports of one module never interleave), fork-safely."""
+    with _lock_of(module), _fork_safe():
+        yield
 
 
 if hasattr(os, "register_at_fork"):
@@ -945,7 +980,7 @@ def load(
         TypeError: the module is on the ``meta`` device, or holds DTensors.
         RuntimeError: what ``copy_`` refuses (see above).
     """
-    with _lock_of(module):
+    with _guarded(module):
         return _load(module, pieces, leaves, fresh=fresh)
 
 
@@ -1419,7 +1454,7 @@ def export(
     Raises:
         TypeError: the module's dtype has no numpy equivalent (bfloat16).
     """
-    with _lock_of(module):
+    with _guarded(module):
         return _export(module, pieces, shapes)
 
 
@@ -1506,6 +1541,14 @@ def import_layout(
     activation in raw arrays); with ``strict_mode`` a source that records
     another is refused.
     """
+    with _fork_safe():
+        return _import_layout(cls, layout, source, mode=mode, infer=infer, options=options, batch_first=batch_first,
+                              dropout=dropout, device=device, dtype=dtype, freeze=freeze, strict_mode=strict_mode)
+
+
+def _import_layout(cls: type[nn.RNNBase], layout: Any, source: Any, *, mode: str, infer: Mapping[str, Any] | None,
+                   options: Mapping[str, Any] | None, batch_first: bool, dropout: float, device: Any, dtype: Any,
+                   freeze: bool, strict_mode: bool) -> nn.RNNBase:
     options = dict(options or {})
     spec, leaves = layout.infer(source, mode=mode, **dict(infer or {}), **options)
     if strict_mode and spec.mode != mode:
@@ -1532,15 +1575,17 @@ def load_layout(module: nn.RNNBase, layout: Any, source: Any, *, options: Mappin
     """Load ``source`` into an existing module in place; all-or-nothing."""
     options = dict(options or {})
     spec = RNNSpec.of(module)
-    leaves = layout.leaves_for(source, spec, **options)
-    checked = check_leaves(leaves, layout.shapes(spec, **options), layout=layout.name,
-                           hint=layout.hint(spec, **options))
-    return load(module, layout.pieces(spec, **options), checked)
+    with _guarded(module):
+        leaves = layout.leaves_for(source, spec, **options)
+        checked = check_leaves(leaves, layout.shapes(spec, **options), layout=layout.name,
+                               hint=layout.hint(spec, **options))
+        return load(module, layout.pieces(spec, **options), checked)
 
 
 def export_layout(module: nn.RNNBase, layout: Any, *, options: Mapping[str, Any] | None = None) -> Any:
     """The module's weights in ``layout``, as fresh arrays (never views of the parameters)."""
     options = dict(options or {})
     spec = RNNSpec.of(module)
-    arrays = export(module, layout.pieces(spec, **options), layout.shapes(spec, **options))
-    return layout.assemble(arrays, spec, **options)
+    with _fork_safe():
+        arrays = export(module, layout.pieces(spec, **options), layout.shapes(spec, **options))
+        return layout.assemble(arrays, spec, **options)
