@@ -1,4 +1,4 @@
-"""torch.fx: numpyrnn's Tracer keeps recurrent modules as leaves."""
+"""torch.fx: numpyrnn's modules are leaves for plain fx; numpyrnn's Tracer keeps every recurrent module as a leaf."""
 
 from __future__ import annotations
 
@@ -53,6 +53,6 @@ def test_plain_symbolic_trace_keeps_numpyrnn_modules_as_leaves():
     # a subclass of a numpyrnn class may override forward: traced into, as fx does for a subclass of nn.GRU
     sub = type("MyGRU", (numpyrnn.NumpyGRU,), {})
     with pytest.raises(torch.fx.proxy.TraceError, match="symbolically traced variables cannot be used as inputs to control flow"):
-        torch.fx.symbolic_trace(Encoder(build(sub)))
-    traced = numpyrnn.compat.symbolic_trace(Encoder(build(sub)))  # the tracer keeps every recurrent module
+        torch.fx.symbolic_trace(Encoder(sub(3, 4, batch_first=True)))
+    traced = numpyrnn.compat.symbolic_trace(Encoder(sub(3, 4, batch_first=True)))  # the tracer keeps every recurrent module
     assert [n.target for n in traced.graph.nodes if n.op == "call_module"] == ["inp", "rnn", "head"]
