@@ -20,6 +20,7 @@ for any other class, and nothing is written to the module being scripted.
 from __future__ import annotations
 
 import functools
+import importlib
 import sys
 from typing import Any, Callable
 
@@ -305,10 +306,10 @@ def _install_quantization() -> None:
     look-up gives the torch class, and the swap sees the module as that class for the
     duration of ``from_float`` only. So a spec naming ``nn.LSTM`` covers ``NumpyLSTM``.
     """
-    quantize = sys.modules.get("torch.ao.quantization.quantize")
+    quantize: Any = sys.modules.get("torch.ao.quantization.quantize")
     if quantize is None:
         try:
-            from torch.ao.quantization import quantize
+            quantize = importlib.import_module("torch.ao.quantization.quantize")
         except ImportError:  # pragma: no cover - a torch without it
             return
     lookup = getattr(quantize, "type_before_parametrizations", None)

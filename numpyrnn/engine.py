@@ -742,7 +742,7 @@ def _tolerance(dtype: torch.dtype) -> float:
 
 def _parametrized_target(module: nn.Module, name: str) -> _Target:
     """Load through ``right_inverse`` into ``parametrizations.<name>.original``; refuse what cannot be inverted."""
-    plist = module.parametrizations[name]  # type: ignore[index]
+    plist: Any = module.parametrizations[name]  # type: ignore[index]
     chain = " then ".join(type(p).__name__ for p in plist)
     for p in plist:
         if not hasattr(p, "right_inverse"):
@@ -767,7 +767,7 @@ def _parametrized_target(module: nn.Module, name: str) -> _Target:
         def undo() -> None:
             with torch.no_grad():
                 for k, v in originals().items():
-                    v.set_(saved[k])
+                    v.set_(saved[k])  # type: ignore[call-overload]
 
         try:
             with torch.no_grad():
