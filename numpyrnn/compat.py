@@ -20,6 +20,8 @@ for any other class, and nothing is written to the module being scripted.
 from __future__ import annotations
 
 import functools
+import importlib
+import sys
 from typing import Any, Callable
 
 import torch
@@ -27,7 +29,7 @@ from torch import nn
 
 from .modules import TWINS, NumpyGRU, NumpyLSTM, NumpyRNN, _NumpyMixin
 
-__all__ = ["convert", "Tracer", "symbolic_trace", "safe_globals"]
+__all__ = ["convert", "Tracer", "symbolic_trace", "safe_globals", "SafeGlobals"]
 
 
 # --------------------------------------------------------------------------------------
@@ -150,7 +152,31 @@ def symbolic_trace(root: nn.Module | Callable[..., Any], concrete_args: dict[str
 # torch.load(weights_only=True)
 # --------------------------------------------------------------------------------------
 
-def safe_globals() -> list[type]:
+class SafeGlobals(list):
+    """The list of numpyrnn's classes that is also a context manager.
+
+    As a list it is what ``torch.serialization.safe_globals(...)`` or
+    ``torch.serialization.add_safe_globals(...)`` take; in a ``with`` statement it
+    enters ``torch.serialization.safe_globals`` with itself, like torch's function of
+    the same name.
+    """
+
+    def __enter__(self) -> SafeGlobals:
+        manager = getattr(torch.serialization, "safe_globals", None)
+        if manager is None:  # pragma: no cover - torch older than numpyrnn supports
+            raise RuntimeError(
+                f"torch {torch.__version__} has no torch.serialization.safe_globals; "
+                "use torch.serialization.add_safe_globals(numpyrnn.safe_globals()) instead"
+            )
+        self._managers = [*getattr(self, "_managers", []), manager(list(self))]
+        self._managers[-1].__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._managers.pop().__exit__(*exc)
+
+
+def safe_globals() -> SafeGlobals:
     """What ``torch.load(..., weights_only=True)`` must allow to load whole numpyrnn modules.
 
     A pickled module refers to its class; the weights-only unpickler refuses every class
@@ -160,8 +186,10 @@ def safe_globals() -> list[type]:
     save and load ``state_dict()``.
 
     Returns:
-        ``[NumpyGRU, NumpyLSTM, NumpyRNN]``: pass it to
-        ``torch.serialization.safe_globals(...)`` (a context manager) or
+        ``[NumpyGRU, NumpyLSTM, NumpyRNN]``, as a list that is also a context manager:
+        ``with numpyrnn.safe_globals():`` allows them inside the block, like
+        ``torch.serialization.safe_globals``; the list itself can be passed to
+        ``torch.serialization.safe_globals(...)`` or to
         ``torch.serialization.add_safe_globals(...)`` (for the whole process).
         Subclasses you define must be added too.
 
@@ -170,12 +198,15 @@ def safe_globals() -> list[type]:
         >>> buf = io.BytesIO()
         >>> torch.save(numpyrnn.NumpyGRU(3, 4), buf)
         >>> _ = buf.seek(0)
-        >>> with torch.serialization.safe_globals(numpyrnn.safe_globals()):
+        >>> with numpyrnn.safe_globals():
         ...     gru = torch.load(buf, weights_only=True)
         >>> gru
         NumpyGRU(3, 4)
+        >>> _ = buf.seek(0)
+        >>> with torch.serialization.safe_globals([*numpyrnn.safe_globals(), torch.nn.Linear]):
+        ...     gru = torch.load(buf, weights_only=True)
     """
-    return [NumpyGRU, NumpyLSTM, NumpyRNN]
+    return SafeGlobals([NumpyGRU, NumpyLSTM, NumpyRNN])
 
 
 # --------------------------------------------------------------------------------------
@@ -196,9 +227,12 @@ def _install_torchscript_overloads() -> None:
     ``torch._jit_internal._get_overloaded_methods(method, mod_class)`` looks the
     overloads of ``method`` up under ``mod_class.__name__`` and then checks that the
     method's source lies inside ``mod_class``'s source. Both fail for a subclass that
-    inherits ``forward``. For numpyrnn modules the look-up is made with the class that
-    defines the method instead, which is what it was registered under. Installed once;
-    a torch without this function is left alone.
+    inherits ``forward``. For numpyrnn modules (and subclasses of them) the look-up is
+    made with the class that defines the method instead, which is what it was
+    registered under. Every other call goes to torch's function unchanged, whatever its
+    arguments, so a torch that adds some keeps working. Installed once; a torch without
+    this private function is left alone (scripting a numpyrnn module then fails as it
+    would for any subclass of ``nn.GRU``).
     """
     from torch import _jit_internal
 
@@ -207,16 +241,106 @@ def _install_torchscript_overloads() -> None:
         return
 
     @functools.wraps(original)
-    def _get_overloaded_methods(method, mod_class):
-        if isinstance(mod_class, type) and issubclass(mod_class, _NumpyMixin):
+    def _get_overloaded_methods(*args: Any, **kwargs: Any) -> Any:
+        method = args[0] if args else kwargs.get("method")
+        where = "args" if len(args) > 1 else "kwargs" if "mod_class" in kwargs else None
+        mod_class = args[1] if where == "args" else kwargs.get("mod_class")
+        if isinstance(mod_class, type) and issubclass(mod_class, _NumpyMixin) and method is not None:
             func = getattr(method, "__func__", method)
             name = getattr(func, "__name__", None)
             if name is not None:
-                mod_class = _defining_class(mod_class, name, func)
-        return original(method, mod_class)
+                owner = _defining_class(mod_class, name, func)
+                if where == "args":
+                    args = (args[0], owner, *args[2:])
+                else:
+                    kwargs = {**kwargs, "mod_class": owner}
+        return original(*args, **kwargs)
 
     _get_overloaded_methods._numpyrnn_original = original  # type: ignore[attr-defined]
     _jit_internal._get_overloaded_methods = _get_overloaded_methods
 
 
+# --------------------------------------------------------------------------------------
+# torch.fx and torch.ao.quantization: numpyrnn's modules are what torch's classes are
+# --------------------------------------------------------------------------------------
+
+def _torch_class(module: Any) -> type | None:
+    """The torch class a numpyrnn module stands in for (exactly ``NumpyGRU`` -> ``nn.GRU``); else ``None``.
+
+    Only numpyrnn's own three classes: a subclass of them may override ``forward``,
+    just as torch's tools do not treat a subclass of ``nn.GRU`` as ``nn.GRU``.
+    """
+    return _PARENT.get(type(module))
+
+
+_PARENT: dict[type, type] = {twin: parent for parent, twin in TWINS.items()}
+
+
+def _install_fx_leaves() -> None:
+    """Let plain ``torch.fx`` keep numpyrnn's modules as leaves, as it keeps ``nn.GRU``.
+
+    ``torch.fx.Tracer.is_leaf_module`` keeps a module as a leaf when its class is
+    defined inside ``torch.nn``. numpyrnn's three classes are ``nn.GRU``/``LSTM``/``RNN``
+    with nothing changed but added methods, so the base rule is extended to them,
+    without touching their ``__module__`` (pickling by reference is unchanged). A
+    tracer that overrides ``is_leaf_module`` without calling the base keeps its own rule.
+    """
+    base = torch.fx.Tracer.is_leaf_module
+    if getattr(base, "_numpyrnn_original", None) is not None:
+        return
+
+    @functools.wraps(base)
+    def is_leaf_module(self: Any, m: Any, *args: Any, **kwargs: Any) -> bool:
+        return _torch_class(m) is not None or base(self, m, *args, **kwargs)
+
+    is_leaf_module._numpyrnn_original = base  # type: ignore[attr-defined]
+    torch.fx.Tracer.is_leaf_module = is_leaf_module  # type: ignore[method-assign]
+
+
+def _install_quantization() -> None:
+    """Let ``torch.ao.quantization`` treat numpyrnn's modules as the torch classes they are.
+
+    Its default specs and mappings (``quantize_dynamic``'s ``{nn.LSTM, nn.GRU, ...}``)
+    match exact classes through ``type_before_parametrizations``, and
+    ``nnqd.LSTM.from_float`` checks ``type(mod)``. For numpyrnn's three classes the
+    look-up gives the torch class, and the swap sees the module as that class for the
+    duration of ``from_float`` only. So a spec naming ``nn.LSTM`` covers ``NumpyLSTM``.
+    """
+    quantize: Any = sys.modules.get("torch.ao.quantization.quantize")
+    if quantize is None:
+        try:
+            quantize = importlib.import_module("torch.ao.quantization.quantize")
+        except ImportError:  # pragma: no cover - a torch without it
+            return
+    lookup = getattr(quantize, "type_before_parametrizations", None)
+    swap = getattr(quantize, "swap_module", None)
+    if lookup is None or swap is None or getattr(swap, "_numpyrnn_original", None) is not None:
+        return
+
+    @functools.wraps(lookup)
+    def type_before_parametrizations(module: Any, *args: Any, **kwargs: Any) -> Any:
+        found = lookup(module, *args, **kwargs)
+        return _PARENT.get(found, found)
+
+    @functools.wraps(swap)
+    def swap_module(mod: Any, *args: Any, **kwargs: Any) -> Any:
+        parent = _torch_class(mod)
+        if parent is None:
+            return swap(mod, *args, **kwargs)
+        twin = type(mod)
+        mod.__class__ = parent
+        try:
+            new = swap(mod, *args, **kwargs)
+        finally:
+            mod.__class__ = twin
+        return new
+
+    type_before_parametrizations._numpyrnn_original = lookup  # type: ignore[attr-defined]
+    swap_module._numpyrnn_original = swap  # type: ignore[attr-defined]
+    quantize.type_before_parametrizations = type_before_parametrizations
+    quantize.swap_module = swap_module
+
+
 _install_torchscript_overloads()
+_install_fx_leaves()
+_install_quantization()

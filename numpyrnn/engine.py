@@ -22,12 +22,15 @@ initialised.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
+import os
 import sys
 import threading
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,6 +149,12 @@ def to_array(value: Any, name: str) -> np.ndarray | torch.Tensor:
 
 def _check_dtype(name: str, arr: np.ndarray | torch.Tensor) -> None:
     if isinstance(arr, torch.Tensor):
+        if arr.is_floating_point() and arr.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+            raise TypeError(
+                f"{name}: dtype {arr.dtype} is not one numpyrnn reads weights from (float16, bfloat16, "
+                f"float32, float64): its values cannot be checked or rounded exactly; convert with .float() "
+                f"(and apply its scale, if it has one) if intended"
+            )
         if not arr.is_floating_point():
             raise TypeError(
                 f"{name}: dtype {arr.dtype} cannot hold weights; expected a floating dtype "
@@ -338,6 +347,9 @@ def _as_tensor(arr: np.ndarray) -> torch.Tensor:
         arr = arr.astype(np.float64)
     if any(s < 0 for s in arr.strides):
         arr = _positive_strides(arr)
+    if any(s % arr.itemsize for s in arr.strides):
+        # a field of a structured array, or a byte-strided view: torch only views whole-element strides
+        arr = np.ascontiguousarray(arr)
     if not arr.flags.writeable:
         with _warn_lock, warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
@@ -664,8 +676,259 @@ def _pair(pv: torch.Tensor, lv: torch.Tensor, offset: float, fv: torch.Tensor | 
 # execution
 # --------------------------------------------------------------------------------------
 
+class _Target:
+    """Where the values of one parameter go on import.
+
+    ``tensor`` is what the plan writes: the parameter itself, or, for a parameter that a
+    parametrization or an old-style ``weight_norm`` hook computes, a fresh stand-in of its
+    shape. ``commit`` then stores the stand-in's values in the tensors the parameter is
+    computed from, and returns a function that undoes that.
+    """
+
+    __slots__ = ("name", "tensor", "commit")
+
+    def __init__(self, name: str, tensor: torch.Tensor, commit: Callable[[], Callable[[], None]] | None = None):
+        self.name = name
+        self.tensor = tensor
+        self.commit = commit
+
+
 def _params(module: nn.Module, spec: RNNSpec) -> dict[str, torch.Tensor]:
-    return {name: getattr(module, name) for name in spec.param_shapes()}
+    """The value of every parameter, as ``getattr`` gives it (computed ones included), for reading."""
+    out = {}
+    for name in spec.param_shapes():
+        hook = _old_hook(module, name)
+        if hook is not None and _is_weight_norm_hook(hook):
+            value = hook.compute_weight(module)  # the attribute is only refreshed at each forward
+        else:
+            value = getattr(module, name)
+        _refuse_distributed(name, value)
+        out[name] = value
+    return out
+
+
+def _dtensor_class() -> Any:
+    mod = sys.modules.get("torch.distributed.tensor")
+    return getattr(mod, "DTensor", None)
+
+
+def _refuse_distributed(name: str, t: Any) -> None:
+    dtensor = _dtensor_class()
+    if dtensor is not None and isinstance(t, dtensor):
+        raise TypeError(
+            f"{name} is a DTensor (the module is sharded by FSDP2's fully_shard, or distributed with "
+            f"torch.distributed.tensor): numpyrnn reads and writes whole tensors; load the weights before "
+            f"calling fully_shard, or load them into an unsharded copy and pass its state_dict() to the sharded module"
+        )
+
+
+def _old_hook(module: nn.Module, name: str) -> Any:
+    """The old-style ``weight_norm``/``spectral_norm`` forward pre-hook that computes ``name``, if any."""
+    for hook in getattr(module, "_forward_pre_hooks", {}).values():
+        if getattr(hook, "name", None) == name and type(hook).__name__ in ("WeightNorm", "SpectralNorm"):
+            return hook
+    return None
+
+
+def _is_weight_norm_hook(hook: Any) -> bool:
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    return isinstance(hook, WeightNorm)
+
+
+def _tolerance(dtype: torch.dtype) -> float:
+    return float(torch.finfo(dtype).eps) ** 0.5
+
+
+def _parametrized_target(module: nn.Module, name: str) -> _Target:
+    """Load through ``right_inverse`` into ``parametrizations.<name>.original``; refuse what cannot be inverted."""
+    plist: Any = module.parametrizations[name]  # type: ignore[index]
+    chain = " then ".join(type(p).__name__ for p in plist)
+    for p in plist:
+        if not hasattr(p, "right_inverse"):
+            raise LayoutError(
+                f"{name} is computed by the parametrization {type(p).__name__}, which has no right_inverse, so "
+                f"the loaded values cannot be stored in parametrizations.{name}.original: load before registering "
+                f"it, or remove it first with torch.nn.utils.parametrize.remove_parametrizations(module, {name!r})"
+            )
+    with torch.no_grad():
+        current = getattr(module, name)
+    _refuse_distributed(name, current)
+    stand_in = empty(current.shape, current.dtype, current.device)
+
+    def originals() -> dict[str, torch.Tensor]:
+        found = dict(plist.named_parameters(recurse=False))
+        found.update(plist.named_buffers(recurse=False))
+        return {k: v for k, v in found.items() if k.startswith("original")}
+
+    def commit() -> Callable[[], None]:
+        saved = {k: v.detach().clone() for k, v in originals().items()}
+
+        def undo() -> None:
+            with torch.no_grad():
+                for k, v in originals().items():
+                    v.set_(saved[k])  # type: ignore[call-overload]
+
+        try:
+            with torch.no_grad():
+                plist.right_inverse(stand_in)
+                got = getattr(module, name)
+        except Exception as exc:  # noqa: BLE001 - any refusal of the parametrization
+            undo()
+            raise LayoutError(
+                f"{name}: the parametrization {chain} refused the loaded values in right_inverse "
+                f"({type(exc).__name__}: {exc}); remove it first with "
+                f"torch.nn.utils.parametrize.remove_parametrizations(module, {name!r})"
+            ) from None
+        tol = _tolerance(stand_in.dtype)
+        scale = float(stand_in.abs().max()) if stand_in.numel() else 0.0
+        if got.shape != stand_in.shape or not torch.allclose(got, stand_in, rtol=tol, atol=tol * max(scale, 1.0)):
+            undo()
+            raise LayoutError(
+                f"{name}: the parametrization {chain} is not invertible at the loaded values (computing it from "
+                f"what its right_inverse stored does not give them back), so they cannot be loaded through it; "
+                f"remove it first with torch.nn.utils.parametrize.remove_parametrizations(module, {name!r})"
+            )
+        return undo
+
+    return _Target(name, stand_in, commit)
+
+
+def _hook_target(module: nn.Module, name: str, hook: Any) -> _Target:
+    """Old-style ``torch.nn.utils.weight_norm``: load into ``<name>_v`` and ``<name>_g``; refuse ``spectral_norm``."""
+    if not _is_weight_norm_hook(hook):
+        raise LayoutError(
+            f"{name} is computed by torch.nn.utils.spectral_norm's hook ({type(hook).__name__}), which divides "
+            f"the weight by an estimate of its largest singular value at every forward and cannot be inverted: "
+            f"remove it with torch.nn.utils.remove_spectral_norm(module, {name!r}) before loading"
+        )
+    g, v = getattr(module, name + "_g"), getattr(module, name + "_v")
+    _refuse_distributed(name, v)
+    stand_in = empty(v.shape, v.dtype, v.device)
+
+    def commit() -> Callable[[], None]:
+        old_g, old_v = g.detach().clone(), v.detach().clone()
+        with torch.no_grad():
+            v.copy_(stand_in)
+            g.copy_(torch.norm_except_dim(stand_in, 2, hook.dim))
+            setattr(module, name, hook.compute_weight(module))
+
+        def undo() -> None:
+            with torch.no_grad():
+                v.copy_(old_v)
+                g.copy_(old_g)
+                setattr(module, name, hook.compute_weight(module))
+
+        return undo
+
+    return _Target(name, stand_in, commit)
+
+
+def _targets(module: nn.Module, spec: RNNSpec) -> dict[str, _Target]:
+    """Where every parameter's values are written (see :class:`_Target`)."""
+    from torch.nn.utils import parametrize
+
+    out = {}
+    for name in spec.param_shapes():
+        if parametrize.is_parametrized(module, name):
+            out[name] = _parametrized_target(module, name)
+            continue
+        hook = _old_hook(module, name)
+        if hook is not None:
+            out[name] = _hook_target(module, name, hook)
+            continue
+        t = getattr(module, name)
+        _refuse_distributed(name, t)
+        out[name] = _Target(name, t)
+    return out
+
+
+def _check_writable(params: Mapping[str, torch.Tensor]) -> None:
+    """Refuse, before the first write, what torch's ``copy_`` refuses to write into.
+
+    Raises:
+        RuntimeError: an inference tensor outside ``torch.inference_mode``, or a parameter
+            whose elements share memory (an expanded tensor), as ``copy_`` raises.
+    """
+    for name, p in params.items():
+        if p.is_inference() and not torch.is_inference_mode_enabled():
+            raise RuntimeError(
+                f"{name} is an inference tensor (made under torch.inference_mode()); torch's copy_ refuses to "
+                f"write it outside inference mode, and so does numpyrnn: load inside "
+                f"`with torch.inference_mode():`, or build the module outside it"
+            )
+        if any(st == 0 and n > 1 for n, st in zip(p.shape, p.stride())):
+            raise RuntimeError(
+                f"{name}: more than one element refers to a single memory location (stride "
+                f"{tuple(p.stride())}, an expanded tensor); torch's copy_ refuses to write it, and so does "
+                f"numpyrnn: give it memory of its own first, e.g. module.{name} = nn.Parameter(module.{name}.clone())"
+            )
+
+
+def _unaliased(tensors: Mapping[str, torch.Tensor], params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The leaves, with a copy of any leaf that shares memory with a parameter (read before it is written)."""
+    storages = {p.untyped_storage().data_ptr() for p in params.values() if p.numel()}
+    return {k: t.clone() if t.numel() and t.untyped_storage().data_ptr() in storages else t
+            for k, t in tensors.items()}
+
+
+_locks_guard = threading.Lock()
+_module_locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _lock_of(module: nn.Module) -> Any:
+    """The lock that serialises loads into and exports from ``module``."""
+    with _locks_guard:
+        lock = _module_locks.get(module)
+        if lock is None:
+            lock = _module_locks[module] = threading.RLock()
+        return lock
+
+
+_forked = False
+_torch_threads_guard = threading.RLock()
+
+
+def _reset_after_fork() -> None:
+    """In a forked child, locks another thread of the parent held stay held: start afresh."""
+    global _locks_guard, _module_locks, _warn_lock, _forked, _torch_threads_guard
+    _torch_threads_guard = threading.RLock()
+    _locks_guard = threading.Lock()
+    _module_locks = weakref.WeakKeyDictionary()
+    _warn_lock = threading.Lock()
+    _forked = True
+
+
+@contextlib.contextmanager
+def _fork_safe() -> Iterator[None]:
+    """In a forked child, keep torch's kernels on the calling thread while numpyrnn works.
+
+    torch's OpenMP pool does not survive ``fork``: in a child, a multithreaded torch
+    kernel waits forever for the parent's threads, even after ``torch.set_num_threads``
+    (any torch call of the child's own does the same). numpyrnn's checks and copies
+    then run single-threaded. Elsewhere this does nothing.
+    """
+    threads = torch.get_num_threads() if _forked else 1
+    if threads == 1:
+        yield
+        return
+    with _torch_threads_guard:
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def _guarded(module: nn.Module) -> Iterator[None]:
+    """Hold ``module``'s lock (loads and exports of one module never interleave), fork-safely."""
+    with _lock_of(module), _fork_safe():
+        yield
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def load(
@@ -677,16 +940,29 @@ def load(
 ) -> nn.RNNBase:
     """Write validated leaves into ``module``'s parameters, in place, atomically.
 
-    Everything that can fail (views, shapes) is worked out before the first
-    write. Parameters not fully covered by pieces are zeroed first. The
-    parameters keep their identity (optimizers and cuDNN's flat buffer survive).
+    The result is what ``param.copy_(source)`` under ``torch.no_grad()`` gives for
+    every block: the same rounding, version counters bumped (autograd refuses a
+    backward through values saved before the load), conjugate and negative bits
+    honoured, and the same refusals (inference tensors outside inference mode,
+    expanded parameters). Everything that can fail (views, shapes, values, those
+    refusals) is worked out before the first write. Parameters not fully covered
+    by pieces are zeroed first. The parameters keep their identity (optimizers and
+    cuDNN's flat buffer survive). Loads into and exports from one module are
+    serialised, so concurrent loads leave exactly one of their inputs.
+
+    A parameter computed by a ``torch.nn.utils.parametrize`` parametrization is
+    loaded through its ``right_inverse`` into ``parametrizations.<name>.original``
+    (refused, naming it, where there is none or it does not give the values back);
+    one computed by the old ``torch.nn.utils.weight_norm`` hook into its ``_v`` and
+    ``_g`` tensors.
 
     On the CPU every piece is a strided copy from a view of the source into a
-    view of the parameter (dtype casts happen inside it), cut into blocks of a
-    few MB that worker threads copy. When the parameters live on another device,
-    the source crosses the bus as it is laid out, one span of overlapping pieces
-    at a time (see :func:`span_groups`), and is permuted and cast there by the
-    same views; device memory beyond the module stays within one span.
+    view of the parameter (dtype casts happen inside it); plain dense CPU
+    parameters and sources are cut into blocks of a few MB that worker threads
+    copy. When the parameters live on another device, the source crosses the bus
+    as it is laid out, one span of overlapping pieces at a time (see
+    :func:`span_groups`), and is permuted and cast there by the same views; device
+    memory beyond the module stays within one span.
 
     Args:
         module: the module to write into.
@@ -695,39 +971,70 @@ def load(
         fresh: ``module`` is new and is discarded if this raises. When every
             copy crosses to another device, the values are then checked there
             after the transfer instead of in a pass over host memory first. Any
-            bad value raises exactly what :func:`check_finite` raises.
+            bad value raises exactly what :func:`check_finite` raises. A fresh
+            module on the ``meta`` device is only checked: it holds no values.
 
     Raises:
-        LayoutError: a leaf holds NaN or Inf (checked before anything is written,
-            except as described under ``fresh``).
+        LayoutError: a leaf holds NaN or Inf, or a value the parameters' dtype
+            would round to Inf; a parametrization that cannot take the values.
+        TypeError: the module is on the ``meta`` device, or holds DTensors.
+        RuntimeError: what ``copy_`` refuses (see above).
     """
+    with _guarded(module):
+        return _load(module, pieces, leaves, fresh=fresh)
+
+
+def _load(module: nn.RNNBase, pieces: Sequence[Piece], leaves: Mapping[str, np.ndarray | torch.Tensor], *,
+          fresh: bool) -> nn.RNNBase:
     spec = RNNSpec.of(module)
-    params = _params(module, spec)
+    targets = _targets(module, spec)
+    params = {k: t.tensor for k, t in targets.items()}
     first = next(iter(params.values()))
     device = first.device
     tensors = {k: _as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in leaves.items()}
+    if device.type == "meta":
+        if not fresh:
+            raise TypeError(
+                "the module is on the meta device, which holds no values, so nothing can be loaded into it: "
+                "materialise it first, e.g. module.to_empty(device='cpu'), then load"
+            )
+        _check_range(tensors, first.dtype)
+        check_finite(tensors)
+        return module
+    _check_writable(params)
+    tensors = _unaliased(tensors, params)
     _check_range(tensors, first.dtype)
     copies, partial = plan(spec, pieces, params, tensors, direction="import")
-    local: list[_Copy] = []
-    remote: list[_Copy] = []
-    for c in copies:
-        (remote if c.src.numel() and _crosses(c.src, c.dst) else local).append(c)
+    stand_ins = {t.tensor.untyped_storage().data_ptr() for t in targets.values() if t.commit is not None}
+    staged = [c for c in copies if c.dst.untyped_storage().data_ptr() in stand_ins]
+    direct = [c for c in copies if c.dst.untyped_storage().data_ptr() not in stand_ins]
+    remote = [c for c in direct if c.src.numel() and _crosses(c.src, c.dst)]
     # On the CPU a separate multithreaded pass over the source (torch's vectorised sum)
     # costs less than checking each block in numpy while it is in cache. Across the bus
     # the check runs on the device, on the bytes that arrived.
-    fused = fresh and bool(remote) and not local and _covers(tensors, [c.src for c in copies])
+    fused = fresh and not staged and bool(remote) and len(remote) == len(copies) and _covers(
+        tensors, [c.src for c in copies])
     if not fused:
         check_finite(tensors)
-    ok = True
+    undo: list[Callable[[], None]] = []
     with torch.no_grad():
+        if staged:  # stand-ins of computed parameters first: their commits may still refuse
+            for name in partial:
+                if targets[name].commit is not None:
+                    params[name].zero_()
+            _write_all(staged, device)
+            try:
+                for t in targets.values():
+                    if t.commit is not None:
+                        undo.append(t.commit())
+            except BaseException:
+                for u in reversed(undo):
+                    u()
+                raise
         for name in partial:
-            params[name].zero_()
-        _copy_blocks([(c.dst, c.src) for c in local])
-        for c in local:
-            if c.offset:
-                c.dst.add_(c.offset)
-        if remote:
-            ok &= _load_remote(remote, device, check=fused)
+            if targets[name].commit is None:
+                params[name].zero_()
+        ok = _write_all(direct, device, check=fused)
     if not ok:
         check_finite(tensors)  # raises, naming the first bad value in leaf order
         # else only huge finite values overflowed a block's sum: nothing to refuse
@@ -737,6 +1044,19 @@ def load(
         # allocate a new buffer. Anything else (weights replaced by hand) is re-flattened.
         module.flatten_parameters()
     return module
+
+
+def _write_all(copies: Sequence[_Copy], device: torch.device, *, check: bool = False) -> bool:
+    """Carry out import copies: local ones in blocks, those that cross the bus in spans."""
+    local = [c for c in copies if not (c.src.numel() and _crosses(c.src, c.dst))]
+    remote = [c for c in copies if c.src.numel() and _crosses(c.src, c.dst)]
+    _copy_blocks([(c.dst, c.src) for c in local])
+    for c in local:
+        if c.offset:
+            c.dst.add_(c.offset)
+    if remote:
+        return _load_remote(remote, device, check=check)
+    return True
 
 
 def _flat(module: nn.RNNBase) -> bool:
@@ -769,10 +1089,33 @@ _THREADED_BYTES = 32 << 20
 _NUMPY_DTYPES = (torch.float16, torch.float32, torch.float64)
 
 
+def _non_overlapping(t: torch.Tensor) -> bool:
+    """Whether no two elements of ``t`` share memory (a sufficient test: strides nest)."""
+    reach = 1
+    for st, n in sorted((st, n) for n, st in zip(t.shape, t.stride()) if n > 1):
+        if st < reach:
+            return False
+        reach = st * n
+    return True
+
+
+_PLAIN = (torch.Tensor, nn.Parameter)
+
+
 def _blockwise(dst: torch.Tensor, src: torch.Tensor) -> bool:
-    """Whether the copy can run in numpy blocks: CPU tensors of numpy dtypes."""
-    return (dst.device.type == "cpu" and src.device.type == "cpu"
-            and dst.dtype in _NUMPY_DTYPES and src.dtype in _NUMPY_DTYPES)
+    """Whether numpy's copy of raw memory gives exactly what ``dst.copy_(src)`` gives.
+
+    That holds for plain CPU tensors of numpy's dtypes without conjugate or negative
+    bits, a destination whose elements have memory of their own and that is no
+    inference tensor, and every cast but float64 -> float16 (torch rounds that through
+    float32, numpy once). Everything else goes through ``copy_`` itself.
+    """
+    return (type(dst) in _PLAIN and type(src) in _PLAIN
+            and dst.device.type == "cpu" and src.device.type == "cpu"
+            and dst.dtype in _NUMPY_DTYPES and src.dtype in _NUMPY_DTYPES
+            and not (src.dtype == torch.float64 and dst.dtype == torch.float16)
+            and not (dst.is_neg() or src.is_neg() or dst.is_conj() or src.is_conj())
+            and not dst.is_inference() and _non_overlapping(dst))
 
 
 def _covers(leaves: Mapping[str, torch.Tensor], views: Sequence[torch.Tensor]) -> bool:
@@ -834,40 +1177,77 @@ def _block_task(dst: torch.Tensor, src: torch.Tensor) -> None:
     np.copyto(_numpy_view(dst), _numpy_view(src), casting="unsafe")
 
 
-_pool: Any = None
-_pool_lock = threading.Lock()
+def _parallel(task: Callable[..., None], jobs: Sequence[tuple], threads: int) -> None:
+    """``task(*job)`` for every job, on up to ``threads`` threads, the calling one among them.
+
+    The threads live for this call only, so a forked child never inherits a pool whose
+    threads are gone. Where no thread can be started (during interpreter shutdown, e.g.
+    in an ``atexit`` hook) the calling thread does all the work.
+    """
+    todo = iter(jobs)
+    guard = threading.Lock()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        while not errors:
+            with guard:
+                job = next(todo, None)
+            if job is None:
+                return
+            try:
+                task(*job)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
+                errors.append(exc)
+
+    started = []
+    for _ in range(max(0, min(threads, len(jobs)) - 1)):
+        t = threading.Thread(target=work, name="numpyrnn-copy", daemon=True)
+        try:
+            t.start()
+        except RuntimeError:  # interpreter shutdown, or no more threads: the caller does the rest
+            break
+        started.append(t)
+    work()
+    for t in started:
+        t.join()
+    if errors:
+        raise errors[0]
 
 
-def _workers() -> Any:
-    global _pool
-    with _pool_lock:
-        n = max(1, torch.get_num_threads())
-        if _pool is None or _pool._max_workers != n:
-            from concurrent.futures import ThreadPoolExecutor
+_increment_version = getattr(torch.autograd.graph, "increment_version", None)
 
-            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="numpyrnn-copy")
-        return _pool
+
+def _bump(views: Sequence[torch.Tensor]) -> None:
+    """Bump the version counters that the raw copies into ``views`` bypassed (views share their base's)."""
+    if not views:
+        return
+    if _increment_version is not None:
+        _increment_version(list(views))
+        return
+    for v in views:  # an in-place op on no element bumps the counter too
+        v.narrow(0, 0, 0).zero_()
 
 
 def _copy_blocks(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
-    """``dst.copy_(src)`` for every pair.
+    """``dst.copy_(src)`` for every pair, with exactly ``copy_``'s result (run under ``no_grad``).
 
-    Pairs numpy can copy are cut into blocks (see :func:`blocks`) and spread over
-    ``torch.get_num_threads()`` worker threads when there are enough bytes; the rest
-    go through torch.
+    Pairs for which numpy's copy is provably the same (see :func:`_blockwise`) are cut
+    into blocks (see :func:`blocks`) and spread over ``torch.get_num_threads()`` threads
+    when there are enough bytes, and their version counters are bumped as ``copy_``
+    would; the rest go through ``copy_``.
     """
     numpy_pairs = [(d, s) for d, s in pairs if d.numel() and _blockwise(d, s)]
     for d, s in pairs:
         if d.numel() and not _blockwise(d, s):
             d.copy_(s)
     nbytes = sum(d.numel() * d.element_size() for d, _ in numpy_pairs)
-    if nbytes < _THREADED_BYTES or torch.get_num_threads() == 1:
+    threads = max(1, torch.get_num_threads())
+    if nbytes < _THREADED_BYTES or threads == 1:
         for d, s in numpy_pairs:
             _block_task(d, s)
-        return
-    jobs = [b for d, s in numpy_pairs for b in blocks(d, s, _BLOCK_BYTES)]
-    for _ in _workers().map(lambda b: _block_task(*b), jobs):
-        pass
+    else:
+        _parallel(_block_task, [b for d, s in numpy_pairs for b in blocks(d, s, _BLOCK_BYTES)], threads)
+    _bump([d for d, _ in numpy_pairs])
 
 
 def _finite_flag(t: torch.Tensor) -> torch.Tensor:
@@ -905,57 +1285,158 @@ def _load_remote(copies: Sequence[_Copy], device: torch.device, *, check: bool =
     return bool(torch.stack(flags).all()) if flags else True
 
 
-def _check_range(tensors: Mapping[str, torch.Tensor], dtype: torch.dtype) -> None:
-    """Refuse finite values that ``dtype`` cannot hold: ``copy_`` would turn them into Inf.
+_BITS = {2: torch.int16, 4: torch.int32, 8: torch.int64}
 
-    Only leaves of a wider floating dtype than the parameters are read (e.g.
-    float64 arrays into a float32 module); one pass, no large temporaries.
+
+@functools.lru_cache(maxsize=64)
+def _inf_threshold(src: torch.dtype, dst: torch.dtype) -> float | None:
+    """The smallest positive ``src`` value that torch's cast to ``dst`` turns into Inf; ``None`` if none does.
+
+    Found by bisection over ``src``'s bit patterns (positive floats order like their
+    bits), casting with torch itself: round-to-nearest, and whatever intermediate
+    rounding torch does (float64 -> float16 goes through float32).
+    """
+    if torch.finfo(src).max <= torch.finfo(dst).max:
+        return None
+    bits = _BITS[torch.empty(0, dtype=src).element_size()]
+
+    def value(b: int) -> torch.Tensor:
+        return torch.tensor([b], dtype=bits).view(src)
+
+    def overflows(b: int) -> bool:
+        return bool(torch.isinf(value(b).to(dst))[0])
+
+    hi = int(torch.tensor([torch.finfo(src).max], dtype=src).view(bits)[0])
+    if not overflows(hi):
+        return None
+    lo = 0  # 0.0: finite
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if overflows(mid):
+            hi = mid
+        else:
+            lo = mid
+    return float(value(hi)[0])
+
+
+def _first_where(t: torch.Tensor, mask: Callable[[torch.Tensor], torch.Tensor],
+                 anywhere: Callable[[torch.Tensor], bool]) -> tuple[int, ...] | None:
+    """Index of the first element, in row-major order, where ``mask`` is true, scanning in bounded blocks.
+
+    ``anywhere(block)`` is a cheap test (a reduction) that skips blocks with none; the
+    boolean masks are at most :data:`_LOCATE_BLOCK` elements whatever the size of ``t``.
+    """
+    if t.numel() <= _LOCATE_BLOCK:
+        bad = mask(t).reshape(-1).view(torch.uint8)
+        first = int(bad.argmax())  # argmax gives the first of equal maxima
+        if not bad[first]:
+            return None
+        return tuple(int(i) for i in np.unravel_index(first, tuple(t.shape)))
+    if t.dim() == 1:
+        for start in range(0, t.shape[0], _LOCATE_BLOCK):
+            block = t[start : start + _LOCATE_BLOCK]
+            if anywhere(block):
+                found = _first_where(block, mask, anywhere)
+                if found is not None:
+                    return (start + found[0],)
+        return None
+    for i in range(t.shape[0]):
+        sub = t[i]
+        if sub.numel() and anywhere(sub):
+            found = _first_where(sub, mask, anywhere)
+            if found is not None:
+                return (i,) + found
+    return None
+
+
+def _check_range(tensors: Mapping[str, torch.Tensor], dtype: torch.dtype) -> None:
+    """Refuse exactly the finite values that ``copy_`` into ``dtype`` would turn into Inf.
+
+    Only leaves of a floating dtype wider than ``dtype`` are read (e.g. float64 arrays
+    into a float32 module). A value above ``dtype``'s largest that rounds down to it
+    (65519 into float16 gives 65504) is accepted. One reduction pass per leaf; only a
+    leaf that holds such a value is scanned again, in bounded blocks. A leaf with NaN
+    or Inf is left to :func:`check_finite`.
 
     Raises:
         LayoutError: naming the leaf, the first index out of range and the limit.
     """
     if not dtype.is_floating_point:
         return
-    limit = torch.finfo(dtype).max
     for key, t in tensors.items():
-        if not t.dtype.is_floating_point or not t.numel() or torch.finfo(t.dtype).max <= limit:
+        if not t.dtype.is_floating_point or not t.numel():
             continue
-        lo, hi = torch.aminmax(t)
-        if float(hi) <= limit and float(lo) >= -limit:
+        cut = _inf_threshold(t.dtype, dtype)
+        if cut is None:
             continue
-        over = (t.abs() > limit).reshape(-1).nonzero()
-        if not over.numel():  # NaN made the extremes NaN: check_finite names it
+        lo, hi = (float(v) for v in torch.aminmax(t))
+        if not (np.isfinite(lo) and np.isfinite(hi)) or (hi < cut and lo > -cut):
             continue
-        flat = int(over[0, 0])
-        idx = tuple(int(i) for i in np.unravel_index(flat, tuple(t.shape)))
+
+        def mask(b: torch.Tensor, cut: float = cut) -> torch.Tensor:
+            return (b >= cut).logical_or_(b <= -cut)
+
+        def anywhere(b: torch.Tensor, cut: float = cut) -> bool:
+            blo, bhi = torch.aminmax(b)
+            return float(bhi) >= cut or float(blo) <= -cut
+
+        idx = _first_where(t, mask, anywhere)
+        if idx is None:  # pragma: no cover - the extremes said there is one
+            continue
         name = str(dtype).replace("torch.", "")
         raise LayoutError(
             f"{key}: holds {float(t[idx])} at index {list(idx)}, beyond the largest {name} "
-            f"({limit:.6g}); loading it would store Inf: rescale the weights or use a wider module dtype "
-            f"(from_numpy(..., dtype=torch.float64), or module.double() before loading)"
+            f"({torch.finfo(dtype).max:.6g}): it rounds to Inf in {name}; rescale the weights or use a wider "
+            f"module dtype (from_numpy(..., dtype=torch.float64), or module.double() before loading)"
         )
 
 
+#: The dtypes a module can be built in (those numpyrnn can check and round exactly).
+DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def torch_dtype(dtype: Any) -> torch.dtype | None:
+    """``dtype`` as a ``torch.dtype``: a ``torch.dtype`` itself, or its name (``"float32"``, ``"torch.half"``).
+
+    Raises:
+        TypeError: anything else, or a name torch does not know.
+    """
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str):
+        name = dtype[len("torch."):] if dtype.startswith("torch.") else dtype
+        found = getattr(torch, name, None)
+        if isinstance(found, torch.dtype):
+            return found
+        raise TypeError(f"dtype={dtype!r} names no torch dtype; expected e.g. torch.float32 or 'float32'")
+    raise TypeError(f"dtype must be a torch.dtype (e.g. torch.float32) or its name, got {type(dtype).__name__} {dtype!r}")
+
+
 def build(cls: type[nn.RNNBase], spec: RNNSpec, *, batch_first: bool, dropout: float,
-          device: Any, dtype: torch.dtype | None) -> nn.RNNBase:
+          device: Any, dtype: Any) -> nn.RNNBase:
     """A module of ``cls`` with uninitialised parameters on ``device``.
 
     Built on the ``meta`` device and materialised with uninitialised memory (see
     :func:`empty`): no random initialisation that would be overwritten anyway. On
     CUDA, torch puts the parameters into cuDNN's flat buffer as it materialises them.
+    With ``device="meta"`` the module stays there: the right shapes, no values.
     """
-    dtype = dtype or torch.get_default_dtype()
-    if not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating torch dtype, got {dtype}")
+    dtype = torch_dtype(dtype) or torch.get_default_dtype()
+    if dtype not in DTYPES:
+        raise TypeError(f"dtype must be a floating torch dtype numpyrnn builds in "
+                        f"({', '.join(str(d).replace('torch.', '') for d in DTYPES)}), got {dtype}")
     device = torch.device(device) if device is not None else torch.empty(0).device
-    kwargs = spec.module_kwargs()
-    with warnings.catch_warnings():
-        # torch warns about dropout with one layer; forward the user's choice as is
-        warnings.simplefilter("default")
-        module = cls(**kwargs, batch_first=batch_first, dropout=dropout, device="meta", dtype=dtype)
+    # torch's own warnings (e.g. dropout with one layer) reach the user's filters as they are
+    module = cls(**spec.module_kwargs(), batch_first=batch_first, dropout=dropout, device="meta", dtype=dtype)
+    if device.type == "meta":
+        return module
     # to_empty's empty_like(meta -> device) costs ~0.25 s on its first call (decompositions);
     # a plain empty with the same shape and dtype is what it does, without that cost.
-    return module._apply(lambda t: empty(t.shape, t.dtype, device))
+    # Module._apply is private: where a torch lacks it, to_empty does the same.
+    apply = getattr(module, "_apply", None)
+    if apply is None:  # pragma: no cover - every torch numpyrnn supports has it
+        return module.to_empty(device=device)
+    return apply(lambda t: empty(t.shape, t.dtype, device))
 
 
 def export(
@@ -973,9 +1454,18 @@ def export(
     Raises:
         TypeError: the module's dtype has no numpy equivalent (bfloat16).
     """
+    with _guarded(module):
+        return _export(module, pieces, shapes)
+
+
+def _export(module: nn.RNNBase, pieces: Sequence[Piece], shapes: Mapping[str, Sequence[Axis]]) -> dict[str, np.ndarray]:
     spec = RNNSpec.of(module)
-    params = _params(module, spec)
-    dtype = next(iter(params.values())).dtype
+    with torch.no_grad():
+        params = _params(module, spec)
+    first = next(iter(params.values()))
+    if first.device.type == "meta":
+        raise TypeError("the module is on the meta device, which holds no values: there is nothing to export")
+    dtype = first.dtype
     if dtype == torch.bfloat16:
         raise TypeError("numpy has no bfloat16: convert the module first, e.g. module.float().to_numpy()")
     np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
@@ -1051,6 +1541,14 @@ def import_layout(
     activation in raw arrays); with ``strict_mode`` a source that records
     another is refused.
     """
+    with _fork_safe():
+        return _import_layout(cls, layout, source, mode=mode, infer=infer, options=options, batch_first=batch_first,
+                              dropout=dropout, device=device, dtype=dtype, freeze=freeze, strict_mode=strict_mode)
+
+
+def _import_layout(cls: type[nn.RNNBase], layout: Any, source: Any, *, mode: str, infer: Mapping[str, Any] | None,
+                   options: Mapping[str, Any] | None, batch_first: bool, dropout: float, device: Any, dtype: Any,
+                   freeze: bool, strict_mode: bool) -> nn.RNNBase:
     options = dict(options or {})
     spec, leaves = layout.infer(source, mode=mode, **dict(infer or {}), **options)
     if strict_mode and spec.mode != mode:
@@ -1077,15 +1575,17 @@ def load_layout(module: nn.RNNBase, layout: Any, source: Any, *, options: Mappin
     """Load ``source`` into an existing module in place; all-or-nothing."""
     options = dict(options or {})
     spec = RNNSpec.of(module)
-    leaves = layout.leaves_for(source, spec, **options)
-    checked = check_leaves(leaves, layout.shapes(spec, **options), layout=layout.name,
-                           hint=layout.hint(spec, **options))
-    return load(module, layout.pieces(spec, **options), checked)
+    with _guarded(module):
+        leaves = layout.leaves_for(source, spec, **options)
+        checked = check_leaves(leaves, layout.shapes(spec, **options), layout=layout.name,
+                               hint=layout.hint(spec, **options))
+        return load(module, layout.pieces(spec, **options), checked)
 
 
 def export_layout(module: nn.RNNBase, layout: Any, *, options: Mapping[str, Any] | None = None) -> Any:
     """The module's weights in ``layout``, as fresh arrays (never views of the parameters)."""
     options = dict(options or {})
     spec = RNNSpec.of(module)
-    arrays = export(module, layout.pieces(spec, **options), layout.shapes(spec, **options))
-    return layout.assemble(arrays, spec, **options)
+    with _fork_safe():
+        arrays = export(module, layout.pieces(spec, **options), layout.shapes(spec, **options))
+        return layout.assemble(arrays, spec, **options)

@@ -98,7 +98,8 @@ class _NumpyMixin:
     _mode: str = ""
     # TorchScript compiles properties unless told not to; ``spec`` is Python-only. This
     # list replaces the parent's, so it repeats what ``nn.RNNBase`` lists (``all_weights``).
-    __jit_unused_properties__ = [*nn.RNNBase.__jit_unused_properties__, "spec"]
+    # Read from torch at import: a torch without the attribute gets the one entry numpyrnn adds.
+    __jit_unused_properties__ = [*getattr(nn.RNNBase, "__jit_unused_properties__", []), "spec"]
 
     def flatten_parameters(self) -> None:
         """``nn.RNNBase.flatten_parameters``, except on a module sharded by FSDP2's ``fully_shard``.
@@ -257,7 +258,7 @@ class _NumpyMixin:
         return engine.export_layout(self, _layout("flax"))  # type: ignore[arg-type]
 
     @classmethod
-    def from_tf1(cls, source: Any, *, forget_bias: float = 1.0, batch_first: bool = False, dropout: float = 0.0,
+    def from_tf1(cls, source: Any, *, forget_bias: float = 1.0, batch_first: bool = True, dropout: float = 0.0,
                  device: Any = None, dtype: torch.dtype | None = None, freeze: bool = False,
                  nonlinearity: str | None = None):
         """Build from TF1 ``LSTMCell``/``BasicLSTMCell`` variables.
@@ -268,7 +269,9 @@ class _NumpyMixin:
                 stack; ``{"fw": ..., "bw": ...}`` for bidirectional.
             forget_bias: TF1 adds it at run time and does not store it; it is folded into
                 the forget-gate bias. Use 0 for ``CudnnLSTM``-compatible checkpoints.
-            batch_first, dropout, device, dtype, freeze: as in ``from_numpy``.
+            batch_first: defaults to ``True`` like TF1's ``dynamic_rnn`` (``time_major=False``);
+                pass ``False`` for ``time_major=True`` graphs.
+            dropout, device, dtype, freeze: as in ``from_numpy``.
             nonlinearity: ``NumpyRNN`` only: ``"tanh"`` or ``"relu"``, for sources that do not
                 record their activation (TF1 variables never do); a source that records another is refused.
                 ``None`` takes the source's, else tanh.
@@ -279,7 +282,7 @@ class _NumpyMixin:
         return cls._from_layout("tf1", source, options=dict(forget_bias=forget_bias), batch_first=batch_first,
                                 dropout=dropout, device=device, dtype=dtype, freeze=freeze, nonlinearity=nonlinearity)
 
-    def to_tf1(self, forget_bias: float = 1.0) -> list:
+    def to_tf1(self, *, forget_bias: float = 1.0) -> list:
         """One TF1 variable mapping per layer (``{"fw", "bw"}`` when bidirectional), bottom
         first, with ``forget_bias`` subtracted from the forget-gate bias again."""
         return engine.export_layout(self, _layout("tf1"), options=dict(forget_bias=forget_bias))  # type: ignore[arg-type]

@@ -159,6 +159,12 @@ class RNNSpec:
         Raises:
             TypeError: ``module`` is not one of those.
         """
+        if not isinstance(module, nn.RNNBase) and isinstance(getattr(module, "_orig_mod", None), nn.RNNBase):
+            raise TypeError(
+                f"expected a torch.nn.GRU, nn.LSTM or nn.RNN, got a {type(module).__name__} made by torch.compile: "
+                f"pass the module it wraps, its `_orig_mod` (it shares the parameters, so the compiled one sees "
+                f"the new values)"
+            )
         if not isinstance(module, nn.RNNBase) or module.mode not in TORCH_GATES:
             raise TypeError(
                 f"expected a torch.nn.GRU, nn.LSTM or nn.RNN (or a subclass), got {type(module).__name__}"

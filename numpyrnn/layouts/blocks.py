@@ -182,6 +182,8 @@ class BlockLayout(Layout):
                                   f"(layers-1={num_layers - 1}, directions={D}, hidden={H}, {G * (D * R + R)})")
             raise LayoutError(f"w: axis 0 (layers-1) is {inferred - 1}, but num_layers={num_layers} needs {num_layers - 1}")
         has_b = "b0" in arrays
+        if bias is not None and not isinstance(bias, bool):
+            raise TypeError(f"bias must be True, False or None, got {type(bias).__name__} {bias!r}")
         if bias is None:
             bias = has_b
         elif bias is False and (has_b or "b" in arrays):

@@ -1,4 +1,4 @@
-"""torch.fx: numpyrnn's Tracer keeps recurrent modules as leaves."""
+"""torch.fx: numpyrnn's modules are leaves for plain fx; numpyrnn's Tracer keeps every recurrent module as a leaf."""
 
 from __future__ import annotations
 
@@ -44,10 +44,15 @@ def test_tracer_keeps_nested_and_torch_rnns_as_leaves():
     assert Tracer().is_leaf_module(nn.GRU(3, 4), "rnn")
 
 
-def test_plain_symbolic_trace_fails_on_a_subclass():
-    """The reason for the tracer: fx only keeps torch.nn's own classes as leaves and traces
-    into a subclass, whose forward branches on its input."""
+def test_plain_symbolic_trace_keeps_numpyrnn_modules_as_leaves():
+    """Plain fx keeps numpyrnn's three classes as leaves, as it keeps nn.GRU, without any change to the class."""
+    for cls in (numpyrnn.NumpyGRU, nn.GRU):
+        traced = torch.fx.symbolic_trace(Encoder(build(cls) if cls is not nn.GRU else nn.GRU(3, 4, batch_first=True)))
+        assert [n.target for n in traced.graph.nodes if n.op == "call_module"] == ["inp", "rnn", "head"]
+    assert numpyrnn.NumpyGRU.__module__ == "numpyrnn.modules"
+    # a subclass of a numpyrnn class may override forward: traced into, as fx does for a subclass of nn.GRU
+    sub = type("MyGRU", (numpyrnn.NumpyGRU,), {})
     with pytest.raises(torch.fx.proxy.TraceError, match="symbolically traced variables cannot be used as inputs to control flow"):
-        torch.fx.symbolic_trace(Encoder(build(numpyrnn.NumpyGRU)))
-    # the parent class itself is a leaf for plain fx
-    torch.fx.symbolic_trace(Encoder(nn.GRU(3, 4, batch_first=True)))
+        torch.fx.symbolic_trace(Encoder(sub(3, 4, batch_first=True)))
+    traced = numpyrnn.compat.symbolic_trace(Encoder(sub(3, 4, batch_first=True)))  # the tracer keeps every recurrent module
+    assert [n.target for n in traced.graph.nodes if n.op == "call_module"] == ["inp", "rnn", "head"]

@@ -108,7 +108,8 @@ FORGET = [1.0, 0.0, 0.7]
 
 @pytest.mark.parametrize("forget_bias", FORGET)
 def test_import_matches_reference(case, forget_bias):
-    module = case["cls"].from_tf1(case["source"], forget_bias=forget_bias)
+    assert case["cls"].from_tf1(case["source"]).batch_first  # like dynamic_rnn: batch-major
+    module = case["cls"].from_tf1(case["source"], forget_bias=forget_bias, batch_first=False)
     assert module.num_layers == case["L"] and module.bidirectional == case["bidirectional"]
     assert not module.batch_first and module.bias
     assert getattr(module, "proj_size", 0) == case["proj"]
@@ -144,7 +145,7 @@ def test_export_round_trip(case, forget_bias):
 @pytest.mark.parametrize("forget_bias", [1.0, 0.0])
 def test_exported_variables_run_in_reference(case, forget_bias):
     """Import with TF1's default, export for a cell run with another forget_bias: same outputs."""
-    module = case["cls"].from_tf1(case["source"])
+    module = case["cls"].from_tf1(case["source"], batch_first=False)
     exported = module.to_tf1(forget_bias=forget_bias)
     fb = forget_bias if case["cell"] == "LSTM" else 0.0
     assert_matches_reference(module, case["cell"], exported, case["x"], fb, case["bidirectional"])
