@@ -4,6 +4,7 @@ from . import compat, reference
 from .compat import convert, safe_globals
 from .errors import LayoutError
 from .modules import NumpyGRU, NumpyLSTM, NumpyRNN, load_numpy, to_numpy
+from .verify import VerifyReport, verify
 
 __version__ = "0.1.0"
 
@@ -16,6 +17,8 @@ __all__ = [
     "to_numpy",
     "convert",
     "safe_globals",
+    "verify",
+    "VerifyReport",
     "compat",
     "reference",
     "__version__",
