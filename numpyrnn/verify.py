@@ -273,12 +273,12 @@ def _run_module(module: nn.Module, x_bm: np.ndarray, h0: np.ndarray, c0: np.ndar
     with torch.no_grad():
         state: Any = (t(h0), t(c0)) if c0 is not None else t(h0)
         y, hn = module(t(x), state)
-    y = y.float().cpu().numpy() if dt == torch.bfloat16 else y.cpu().numpy()
+    y = y.double().cpu().numpy()
     if not module.batch_first:
         y = y.transpose(1, 0, 2)
     if isinstance(hn, tuple):
-        return {"y": y, "h_n": hn[0].float().cpu().numpy(), "c_n": hn[1].float().cpu().numpy()}
-    return {"y": y, "h_n": hn.float().cpu().numpy(), "c_n": None}
+        return {"y": y, "h_n": hn[0].double().cpu().numpy(), "c_n": hn[1].double().cpu().numpy()}
+    return {"y": y, "h_n": hn.double().cpu().numpy(), "c_n": None}
 
 
 def _compare(name: str, spec: RNNSpec, got: Outputs, expected: Outputs, atol: float, rtol: float) -> list[VerifyRow]:
