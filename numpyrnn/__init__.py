@@ -2,6 +2,7 @@
 
 from . import compat, reference
 from .compat import convert, safe_globals
+from .detect import Detection, detect
 from .errors import LayoutError
 from .modules import NumpyGRU, NumpyLSTM, NumpyRNN, load_numpy, to_numpy
 from .verify import VerifyReport, verify
@@ -18,6 +19,8 @@ __all__ = [
     "convert",
     "safe_globals",
     "verify",
+    "detect",
+    "Detection",
     "VerifyReport",
     "compat",
     "reference",
