@@ -135,7 +135,7 @@ def detect(w0: Any, w: Any = None, *, b0: Any = None, b: Any = None, proj: Any =
     states = {"h0": (h0, R), "c0": (c0 if cell == "lstm" else None, H)}
     if c0 is not None and cell != "lstm":
         raise LayoutError(f"c0: only an LSTM has a cell state; got c0 for cell={cell!r}")
-    init = {}
+    init: dict[str, Any] = {}
     for name, (s, width) in states.items():
         if s is None:
             init[name] = np.zeros((L * D, N, width)) if (name == "h0" or cell == "lstm") else None
@@ -224,7 +224,7 @@ def _full_bias(b: np.ndarray | None, mode: str) -> np.ndarray | None:
 def _build(cell: str, arrays: dict, r: _Reading, *, bias: bool = False) -> Any:
     from .modules import NumpyGRU, NumpyLSTM, NumpyRNN
 
-    cls = {"gru": NumpyGRU, "lstm": NumpyLSTM, "rnn": NumpyRNN}[cell]
+    cls: Any = {"gru": NumpyGRU, "lstm": NumpyLSTM, "rnn": NumpyRNN}[cell]
     kw: dict[str, Any] = dict(w0=arrays["w0"], w=arrays["w"], b0=_full_bias(arrays["b0"], r.bias),
                               b=_full_bias(arrays["b"], r.bias), gates=r.gates, rowwise=r.rowwise,
                               dtype=torch.float64)
