@@ -174,7 +174,7 @@ def detect(w0: Any, w: Any = None, *, b0: Any = None, b: Any = None, proj: Any =
         closest = sorted(full, key=lambda t: t[0])[:3]
         raise LayoutError(
             f"no reading of the arrays reproduces y within atol={tol:g} ({len(readings)} readings tried: gate orders, "
-            f"rowwise, {'/'.join(biases)} biases" + (", forget bias 0/1" if cell == "lstm" else "")
+            f"rowwise, {'no' if biases == ['none'] else '/'.join(biases)} biases" + (", forget bias 0/1" if cell == "lstm" else "")
             + "); closest: " + "; ".join(f"{r.describe(cell)}: max |y - y'| = {e:.3g}" for e, r in closest)
             + ". Are cell, x, y, h0 the ones the original system used?")
     fits.sort(key=lambda t: t[0])
