@@ -146,7 +146,7 @@ class _Case:
 # --------------------------------------------------------------------------------------
 
 def verify(source: Any, module: Any = None, *, inputs: Any = None, atol: float | None = None,
-           rtol: float | None = None, seed: int = 0, **options: Any) -> VerifyReport:
+           rtol: float | None = None, seed: int = 0, oracle: str | None = None, **options: Any) -> VerifyReport:
     """Check a converted module against the source's own framework.
 
     Args:
@@ -162,6 +162,9 @@ def verify(source: Any, module: Any = None, *, inputs: Any = None, atol: float |
             seeded random ``x`` of 2 sequences of 5 steps, and random initial states.
         atol, rtol: the tolerance; defaults from the dtype (see :data:`TOLERANCES`).
         seed: seed of the random inputs.
+        oracle: ``None`` runs the source's framework where it is importable and
+            :mod:`numpyrnn.reference` otherwise; ``"reference"`` always uses the reference,
+            over the source's arrays read with the framework's documented layout.
         **options: reading options: ``cell`` (``"gru"``, ``"lstm"``, ``"rnn"``: needed for
             block arrays without biases and for TF1 RNN cells), ``nonlinearity``, ``gates``,
             ``rowwise`` (block arrays), ``forget_bias`` (TF1), ``format`` (paths).
@@ -174,6 +177,9 @@ def verify(source: Any, module: Any = None, *, inputs: Any = None, atol: float |
             the source's configuration.
         TypeError: ``source`` is of no kind numpyrnn reads.
     """
+    if oracle not in (None, "framework", "reference"):
+        raise LayoutError(f"oracle={oracle!r}: expected None (the source's framework) or 'reference'")
+    options = {**options, "_reference": oracle == "reference"}
     label, cases = _cases(source, module, options)
     if module is not None:
         if len(cases) != 1:
@@ -324,11 +330,11 @@ def _cases(source: Any, module: Any, options: dict) -> tuple[str, list[_Case]]:
     if kind == "blocks":
         return "block arrays", [_blocks_case("blocks", source, options, build=True)]
     if kind == "keras":
-        return _keras_label(source), _keras_cases(source)
+        return _keras_label(source), _keras_cases(source, options)
     if kind == "onnx":
         return "onnx.ModelProto", [_onnx_case(source, options)]
     if kind == "flax":
-        return "Flax params", [_flax_case(source)]
+        return "Flax params", [_flax_case(source, options)]
     return "TF1 variables", [_tf1_case(source, options, build=True)]
 
 
@@ -402,6 +408,8 @@ def _modules_from_path(path: Path, **options: Any) -> dict[str, nn.Module]:
     if cls.__name__ == "NumpyRNN" and options.get("nonlinearity"):
         extra["nonlinearity"] = options["nonlinearity"]
     if fmt == "keras":
+        if cls.__name__ == "NumpyRNN" and source[1].get("activation") == "relu":
+            extra["nonlinearity"] = "relu"  # raw arrays do not say; the file's config does
         return {path.stem: cls.from_keras(source[0], **extra)}
     if fmt == "onnx":
         return {path.stem: cls.from_onnx(source, **extra)}
@@ -438,14 +446,14 @@ def _path_cases(path: Path, module: Any, options: dict) -> tuple[str, list[_Case
     if fmt == "blocks":
         cases = [_blocks_case(path.stem, source, options, build=False)]
     elif fmt == "keras":
-        cases = [_keras_arrays_case(path.stem, source[0], source[1])]
+        cases = [_keras_arrays_case(path.stem, source[0], source[1], options)]
     elif fmt == "onnx":
         cases = [_onnx_case(source, options, build=False)]
     elif fmt == "flax":
-        cases = [_flax_case(source, build=False)]
+        cases = [_flax_case(source, options, build=False)]
     else:
         cases = [_tf1_case(source, options, build=False)]
-    opts = {k: v for k, v in options.items() if k != "format" or v}
+    opts = {k: v for k, v in options.items() if (k != "format" or v) and not k.startswith("_")}
     converted = _modules_from_path(path, **opts)
     if len(converted) != len(cases):
         raise LayoutError(f"{path.name}: numpyrnn reads {len(converted)} module(s) ({', '.join(converted)}), "
@@ -466,6 +474,54 @@ def _source_cell(fmt: str, source: Any, options: dict) -> str:
     if fmt == "flax":
         return _flax_cell(_flax_cells(source[0] if isinstance(source, list) else source)[0])[0]
     return "lstm"
+
+
+# -- numpyrnn.reference over any source's arrays --------------------------------------
+
+def _unit_block(wi: np.ndarray, wh: np.ndarray, bi: np.ndarray | None, bh: np.ndarray | None, G: int):
+    """One unit's block row and biases from gate-major ``(G*H, width)`` matrices (source gate order)."""
+    H = wi.shape[0] // G
+
+    def rows(m: np.ndarray) -> np.ndarray:  # block[h, g*width + i] = m[g*H + h, i]
+        return m.reshape(G, H, m.shape[1]).transpose(1, 0, 2).reshape(H, G * m.shape[1])
+
+    def cols(v: np.ndarray | None) -> np.ndarray:
+        return np.zeros((H, G)) if v is None else np.asarray(v, dtype=np.float64).reshape(G, H).T
+
+    block = np.concatenate([rows(np.asarray(wi, dtype=np.float64)), rows(np.asarray(wh, dtype=np.float64))], axis=1)
+    return block, np.concatenate([cols(bi), cols(bh)], axis=1)
+
+
+def _stack_blocks(units: list[list[tuple]], G: int) -> dict[str, Any]:
+    """Block arrays from ``units[layer][direction] = (wi, wh, bi, bh)``."""
+    blocks = [[_unit_block(u[0], u[1], u[2], u[3], G) for u in layer] for layer in units]
+    w = [np.stack([b for b, _ in layer]) for layer in blocks]
+    b = [np.stack([c for _, c in layer]) for layer in blocks]
+    return {"w0": w[0], "w": np.stack(w[1:]) if len(w) > 1 else None,
+            "b0": b[0], "b": np.stack(b[1:]) if len(b) > 1 else None, "proj": None}
+
+
+def _reference_runner(cell: str, a: Mapping[str, Any], gates: str | None, nonlinearity: str = "tanh",
+                      rowwise: bool = False) -> Runner:
+    from . import reference
+
+    def run(x, h0, c0):
+        common = dict(b0=a.get("b0"), b=a.get("b"), h0=h0, batch_first=True, rowwise=rowwise)
+        if cell == "lstm":
+            y, (hn, cn) = reference.lstm(x, a["w0"], a.get("w"), proj=a.get("proj"), c0=c0, gates=gates, **common)
+            return {"y": y, "h_n": hn, "c_n": cn}
+        if cell == "gru":
+            y, hn = reference.gru(x, a["w0"], a.get("w"), gates=gates, **common)
+        else:
+            y, hn = reference.rnn(x, a["w0"], a.get("w"), nonlinearity=nonlinearity, **common)
+        return {"y": y, "h_n": hn, "c_n": None}
+
+    return run
+
+
+def _fallback(what: str, options: dict) -> str:
+    why = "asked for" if options.get("_reference") else f"{what} is not installed"
+    return f"numpyrnn.reference (numpy, float64; {why}), over the source's arrays"
 
 
 # -- block arrays (oracle: numpyrnn.reference) ---------------------------------------
@@ -546,7 +602,7 @@ def _keras_recurrent(model: Any) -> list[Any]:
     return [layer for layer in model.layers if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional))]
 
 
-def _keras_cases(source: Any) -> list[_Case]:
+def _keras_cases(source: Any, options: dict) -> list[_Case]:
     items = list(source) if isinstance(source, (list, tuple)) else [source]
     if len(items) == 1 and _is_keras_model(items[0]):
         layers = _keras_recurrent(items[0])
@@ -554,9 +610,9 @@ def _keras_cases(source: Any) -> list[_Case]:
             raise LayoutError(f"Keras model {items[0].name!r}: no recurrent layer (GRU, LSTM, SimpleRNN, "
                               "Bidirectional)")
         # each recurrent layer of a model is its own module: what feeds it is the model's business
-        return [_keras_case(layer.name, [layer]) for layer in layers]
+        return [_keras_case(layer.name, [layer], options) for layer in layers]
     name = items[0].name if len(items) == 1 else "+".join(i.name for i in items)
-    return [_keras_case(name, items)]
+    return [_keras_case(name, items, options)]
 
 
 def _keras_cell(layer: Any) -> str:
@@ -566,11 +622,15 @@ def _keras_cell(layer: Any) -> str:
     return {"GRU": "gru", "LSTM": "lstm", "SimpleRNN": "rnn"}.get(kind, kind)
 
 
-def _keras_case(name: str, layers: list[Any]) -> _Case:
+def _keras_case(name: str, layers: list[Any], options: dict) -> _Case:
     keras = _keras()
     cell = _keras_cell(layers[0])
     cls = _cls(cell)
     module = cls.from_keras(layers if len(layers) > 1 else layers[0])
+    if options.get("_reference"):
+        act = "relu" if getattr(module, "nonlinearity", "tanh") == "relu" else "tanh"
+        run = _keras_reference(cell, [layer.get_weights() for layer in layers], act)
+        return _Case(name, module, run, _fallback("keras", options), "float64")
     clones = [_keras_clone(keras, layer) for layer in layers]
     return _Case(name, module, _keras_runner(keras, clones), f"keras {keras.__version__} "
                  f"(backend {keras.backend.backend()})", _dtype_name(layers[0].get_weights()[0].dtype))
@@ -624,13 +684,40 @@ def _keras_arrays_cell(weights: list) -> str:
     return {3: "gru", 4: "lstm", 1: "rnn"}.get(G, "gru")
 
 
-def _keras_arrays_case(name: str, layers: list, info: dict) -> _Case:
+def _keras_reference(cell: str, layers: list[list], activation: str | None) -> Runner:
+    """The reference over Keras arrays: ``kernel (in, G*H)``, ``recurrent_kernel (R, G*H)`` and
+    ``bias`` (GRU ``(2, 3H)`` input then recurrent; else ``(G*H,)``), gates GRU ``z, r, h``,
+    LSTM ``i, f, c, o``; a ``Bidirectional`` holds the forward list, then the backward one."""
+    G = {"gru": 3, "lstm": 4, "rnn": 1}[cell]
+    units = []
+    for ws in layers:
+        D = 2 if len(ws) in (4, 6) else 1
+        per = len(ws) // D
+        layer = []
+        for d in range(D):
+            kernel, rec, *rest = ws[d * per:(d + 1) * per]
+            bias = np.asarray(rest[0], dtype=np.float64) if rest else None
+            bi, bh = (bias[0], bias[1]) if bias is not None and bias.ndim == 2 else (bias, None)
+            layer.append((np.asarray(kernel).T, np.asarray(rec).T, bi, bh))
+        units.append(layer)
+    gates = {"gru": "zrn", "lstm": "ifgo", "rnn": None}[cell]
+    return _reference_runner(cell, _stack_blocks(units, G), gates, activation or "tanh")
+
+
+def _keras_arrays_case(name: str, layers: list, info: dict, options: dict) -> _Case:
     """A Keras file: fresh Keras layers of the recorded kinds, given the file's arrays.
 
     The layers' sizes come from the converted module (set on the case before it runs);
     their numbers are the file's own arrays, run by Keras.
     """
-    keras = _keras()
+    try:
+        if options.get("_reference"):
+            raise ImportError("keras")
+        keras = _keras()
+    except ImportError:
+        cell = str(options.get("cell") or _keras_arrays_cell(layers[0]))
+        act = "relu" if info.get("activation") == "relu" or options.get("nonlinearity") == "relu" else "tanh"
+        return _Case(name, None, _keras_reference(cell, layers, act), _fallback("keras", options), "float64")
     built: list[Any] = []
 
     def run(x, h0, c0):
@@ -669,6 +756,18 @@ def _onnx_case(model: Any, options: dict, *, build: bool = True) -> _Case:
         raise LayoutError(f"ONNX model: no GRU, LSTM or RNN node (ops: {', '.join(sorted({n.op_type for n in graph.node}))})")
     cell = nodes[0].op_type.lower()
     init = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    module = None
+    if build:
+        extra = {"nonlinearity": options["nonlinearity"]} if cell == "rnn" and options.get("nonlinearity") else {}
+        module = _cls(cell).from_onnx(model, **extra)
+    name = getattr(graph, "name", "") or "onnx"
+    try:
+        if options.get("_reference"):
+            raise ImportError("onnxruntime")
+        import onnxruntime
+    except ImportError:
+        return _Case(name, module, _onnx_reference(cell, nodes, init, options), _fallback("onnxruntime", options),
+                     "float64")
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 14)
     sessions: list[tuple[Any, bool, int]] = []
 
@@ -719,14 +818,28 @@ def _onnx_case(model: Any, options: dict, *, build: bool = True) -> _Case:
             row += D
         return {"y": y, "h_n": np.concatenate(hs), "c_n": np.concatenate(cs) if cs else None}
 
-    module = None
-    if build:
-        extra = {"nonlinearity": options["nonlinearity"]} if cell == "rnn" and options.get("nonlinearity") else {}
-        module = _cls(cell).from_onnx(model, **extra)
-    import onnxruntime
-
-    return _Case(getattr(graph, "name", "") or "onnx", module, run, f"onnxruntime {onnxruntime.__version__}",
+    return _Case(name, module, run, f"onnxruntime {onnxruntime.__version__}",
                  _dtype_name(init[nodes[0].input[1]].dtype) if nodes[0].input[1] in init else "float32")
+
+
+def _onnx_reference(cell: str, nodes: list, init: dict, options: dict) -> Runner:
+    """The reference over ONNX arrays: ``W [D, G*H, in]``, ``R [D, G*H, H]``, ``B [D, 2*G*H]``
+    (input then recurrent), gates GRU ``z, r, h`` (``linear_before_reset=1``), LSTM ``i, o, f, c``."""
+    G = {"gru": 3, "lstm": 4, "rnn": 1}[cell]
+    units = []
+    act = "tanh"
+    for node in nodes:
+        names = list(node.input) + [""] * 4
+        W, R = init[names[1]].astype(np.float64), init[names[2]].astype(np.float64)
+        B = init[names[3]].astype(np.float64) if names[3] in init else None
+        GH = W.shape[1]
+        for a in node.attribute:
+            if a.name == "activations" and a.strings and a.strings[0].decode().lower() == "relu":
+                act = "relu"
+        units.append([(W[d], R[d], None if B is None else B[d][:GH], None if B is None else B[d][GH:])
+                      for d in range(W.shape[0])])
+    gates = {"gru": "zrn", "lstm": "iofg", "rnn": None}[cell]
+    return _reference_runner(cell, _stack_blocks(units, G), gates, options.get("nonlinearity") or act)
 
 
 # -- Flax (oracle: flax linen, rebuilt from the params' structure) --------------------
@@ -756,18 +869,49 @@ def _flax_cells(layer: Mapping) -> list[Mapping]:
     return [layer]
 
 
-def _flax_case(params: Any, *, build: bool = True) -> _Case:
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    import flax
-    import flax.linen as fnn
-    import jax.numpy as jnp
+def _flax_reference(layers: list) -> tuple[str, Runner]:
+    """The reference over Flax params: one ``Dense`` per gate, ``kernel (in, H)``; GRU biases on
+    ``ir``, ``iz``, ``in`` and ``hn`` (inside the reset product), LSTM biases on ``hi..ho``,
+    ``SimpleCell`` bias on ``i``."""
+    cell = _flax_cell(_flax_cells(layers[0])[0])[0]
+    ins, hs = {"gru": ("ir", "iz", "in"), "lstm": ("ii", "if", "ig", "io"), "rnn": ("i",)}[cell], \
+        {"gru": ("hr", "hz", "hn"), "lstm": ("hi", "hf", "hg", "ho"), "rnn": ("h",)}[cell]
 
+    def stack(p: Mapping, keys: tuple) -> tuple[np.ndarray, np.ndarray]:
+        w = np.concatenate([np.asarray(p[k]["kernel"], dtype=np.float64).T for k in keys])
+        H = w.shape[0] // len(keys)
+        b = np.concatenate([np.asarray(p[k]["bias"], dtype=np.float64) if "bias" in p[k] else np.zeros(H)
+                            for k in keys])
+        return w, b
+
+    units = []
+    for lp in layers:
+        layer = []
+        for p in _flax_cells(lp):
+            (wi, bi), (wh, bh) = stack(p, ins), stack(p, hs)
+            layer.append((wi, wh, bi, bh))
+        units.append(layer)
+    return cell, _reference_runner(cell, _stack_blocks(units, len(ins)), None)
+
+
+def _flax_case(params: Any, options: dict, *, build: bool = True) -> _Case:
     from . import files
 
     if isinstance(params, Mapping):
         layers = files.flax_layers(dict(params))
     else:
         layers = [(lp["params"] if isinstance(lp, Mapping) and set(lp) == {"params"} else lp) for lp in params]
+    try:
+        if options.get("_reference"):
+            raise ImportError("flax")
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
+        import flax
+        import flax.linen as fnn
+        import jax.numpy as jnp
+    except ImportError:
+        cell, ref_run = _flax_reference(layers)
+        module = _cls(cell).from_flax(layers) if build else None
+        return _Case("flax", module, ref_run, _fallback("flax", options), "float64")
     built = []
     for lp in layers:
         cells = _flax_cells(lp)

@@ -10,6 +10,7 @@ without the gate swap.
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -99,6 +100,8 @@ def test_keras(keras, cell, topology):
     layers = keras_layers(keras, cell, L, bi, seed=len(cell) * 10 + L + bi)
     report = verify(layers if L > 1 else layers[0])
     assert_ok(report, "keras", cell, L, 2 if bi else 1)
+    # the reference over the Keras arrays agrees, without running Keras
+    assert_ok(verify(layers if L > 1 else layers[0], oracle="reference"), "numpyrnn.reference", cell, L, 2 if bi else 1)
     # one weight of the top layer changed is caught, and only the top layer's rows fail
     converted = _cls(cell).from_keras(layers if L > 1 else layers[0])
     name = f"weight_hh_l{L - 1}" + ("_reverse" if bi else "")
@@ -202,8 +205,10 @@ def test_onnx(cell, topology, tmp_path):
     model, path = onnx_model(cell, L, D, seed=L * 7 + D, tmp_path=tmp_path)
     assert_ok(verify(model), "onnxruntime", cell, L, D)
     assert_ok(verify(path), "onnxruntime", cell, L, D)
+    assert_ok(verify(model, oracle="reference"), "numpyrnn.reference", cell, L, D)
     converted = _cls(cell).from_onnx(model)
     assert_caught(verify(model, perturbed(converted, f"weight_ih_l{L - 1}")), layer=L - 1)
+    assert_caught(verify(path, perturbed(converted, f"weight_ih_l{L - 1}"), oracle="reference"), layer=L - 1)
 
 
 # --------------------------------------------------------------------------------------
@@ -235,8 +240,30 @@ def test_flax(cell, topology):
     params = flax_params(cell, L, bi, seed=L * 3 + bi)
     source = params if L > 1 else {"params": params[0]}
     assert_ok(verify(source), "flax", cell, L, 2 if bi else 1)
+    assert_ok(verify(source, oracle="reference"), "numpyrnn.reference", cell, L, 2 if bi else 1)
     converted = _cls(cell).from_flax(source)
     assert_caught(verify(source, perturbed(converted, f"bias_hh_l{L - 1}")), layer=L - 1)
+    assert_caught(verify(source, perturbed(converted, f"bias_hh_l{L - 1}"), oracle="reference"), layer=L - 1)
+
+
+def test_missing_framework_falls_back_to_the_reference(tmp_path, monkeypatch):
+    model, path = onnx_model("lstm", 2, 2, seed=1, tmp_path=tmp_path)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
+    report = verify(path)
+    assert report.ok and report.oracle.startswith("numpyrnn.reference") and "onnxruntime is not installed" in report.oracle
+    with pytest.raises(LayoutError, match="oracle='tf'"):
+        verify(path, oracle="tf")
+
+
+def test_keras_file_reference(keras, tmp_path):
+    model = keras.Sequential([keras.Input((None, I)), keras.layers.SimpleRNN(H, activation="relu", return_sequences=True),
+                              keras.layers.SimpleRNN(H, activation="relu")])
+    rng = np.random.default_rng(3)
+    model.set_weights([rng.uniform(-0.5, 0.5, w.shape).astype(np.float32) for w in model.get_weights()])
+    model.save(tmp_path / "m.keras")
+    for oracle in (None, "reference"):
+        report = verify(tmp_path / "m.keras", oracle=oracle)
+        assert report.ok and len(report.rows) == 3, str(report)
 
 
 def test_flax_file(tmp_path):
