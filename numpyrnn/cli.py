@@ -504,7 +504,8 @@ def _verify(args: argparse.Namespace) -> int:
         _check_output(Path(args.converted), (".pt", ".pth", ".safetensors"), "CONVERTED")
     options = _format_options(args, args.source_format)
     inputs = files.read_npy(args.input, mmap=False) if args.input else None
-    report = verify(src, args.converted, inputs=inputs, atol=args.atol, rtol=args.rtol, seed=args.seed, **options)
+    report = verify(src, args.converted, inputs=inputs, atol=args.atol, rtol=args.rtol, seed=args.seed,
+                    oracle=None if args.oracle == "framework" else args.oracle, **options)
     print(report)
     return 0 if report.ok else 1
 
@@ -680,6 +681,9 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--atol", type=float, help="absolute tolerance (default from the dtype: float32 1e-5)")
     v.add_argument("--rtol", type=float, help="relative tolerance (default 0)")
     v.add_argument("--seed", type=int, default=0, help="seed of the random inputs and states (default 0)")
+    v.add_argument("--oracle", choices=("framework", "reference"), default="framework",
+                   help="framework: the source's own where installed (default); reference: numpyrnn.reference "
+                        "over the source's arrays")
     common(v, cell_required=False)
     v.set_defaults(func=_verify)
 

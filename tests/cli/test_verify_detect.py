@@ -109,6 +109,18 @@ def test_verify_atol_and_seed(recorded, capsys):
     assert "1e-09" in out and "overridden" in out and "FAILED" in out
 
 
+def test_verify_reference_oracle_for_an_onnx_file(tmp_path, capsys):
+    pytest.importorskip("onnx", reason="onnx not installed: pip install numpyrnn[interop]")
+    rng = np.random.default_rng(0)
+    layers = [{"W": rng.uniform(-0.5, 0.5, (2, 12, 3)).astype(np.float32),
+               "R": rng.uniform(-0.5, 0.5, (2, 12, 3)).astype(np.float32),
+               "B": rng.uniform(-0.5, 0.5, (2, 24)).astype(np.float32)}]
+    files.write_onnx(tmp_path / "m.onnx", layers, mode="LSTM")
+    assert main(["verify", str(tmp_path / "m.onnx"), "--oracle", "reference"]) == 0
+    out = capsys.readouterr().out
+    assert "oracle: numpyrnn.reference (numpy, float64; asked for)" in out and "c_n[layer 0, backward]" in out
+
+
 def test_convert_verify_writes_nothing_when_the_conversion_is_wrong(recorded, monkeypatch, capsys):
     d = recorded
     real = cli._build
