@@ -2,8 +2,10 @@
 
 from . import compat, reference
 from .compat import convert, safe_globals
+from .detect import Detection, detect
 from .errors import LayoutError
 from .modules import NumpyGRU, NumpyLSTM, NumpyRNN, load_numpy, to_numpy
+from .verify import VerifyReport, verify
 
 __version__ = "0.1.0"
 
@@ -16,6 +18,10 @@ __all__ = [
     "to_numpy",
     "convert",
     "safe_globals",
+    "verify",
+    "detect",
+    "Detection",
+    "VerifyReport",
     "compat",
     "reference",
     "__version__",

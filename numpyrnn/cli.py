@@ -1,4 +1,4 @@
-"""The ``numpyrnn`` command: ``demo``, ``convert``, ``export`` and ``inspect``.
+"""The ``numpyrnn`` command: ``demo``, ``convert``, ``export``, ``inspect``, ``verify`` and ``detect``.
 
 Exit codes: 0 success, 1 bad weights or files (one-line cause; ``--debug``
 shows the traceback), 2 usage errors.
@@ -31,14 +31,14 @@ def _demo(args: argparse.Namespace) -> int:
     import torch
     from torch import nn
 
-    from . import reference
     from ._seed import row_loop, seed_arrays
     from .modules import NumpyGRU
+    from .verify import verify
 
     I, H, L, D, T, N = args.input_size, args.hidden_size, 2, 2, 6, 3
     w0, w = seed_arrays(I, H, L, D)
     x = np.random.RandomState(0).randn(T, N, I).astype(np.float32)
-    y_ref, h_ref = reference.gru(x.astype(np.float64), w0.astype(np.float64), w.astype(np.float64))
+    h0 = np.zeros((L * D, N, H), np.float32)
 
     def timed(fn, repeats: int = 3) -> float:
         fn()  # warm-up: first-call costs (imports, allocator) are not the load's
@@ -57,18 +57,21 @@ def _demo(args: argparse.Namespace) -> int:
     t_loop = timed(lambda: row_loop(nn.GRU(I, H, L, bias=True, bidirectional=True), w0, w))
 
     rows = []
-    with torch.no_grad():
-        for name, mod, t in (("numpyrnn NumpyGRU.from_numpy", gru, t_np), ("original row loop", plain, t_loop)):
-            y, h = mod(torch.from_numpy(x))
-            rows.append((name, float(np.abs(y.numpy() - y_ref).max()), float(np.abs(h.numpy() - h_ref).max()), t))
+    reports = []
+    for name, mod, t in (("numpyrnn NumpyGRU.from_numpy", gru, t_np), ("original row loop", plain, t_loop)):
+        report = verify({"w0": w0, "w": w}, mod, inputs=(x, h0), cell="gru")
+        hn = max(r.max_error for r in report.rows if r.output.startswith("h_n"))
+        rows.append((name, report.rows[0].max_error, hn, t))
+        reports.append(report)
 
     print(f"numpyrnn demo: the question's GRU (input {I}, hidden {H}, {L} layers, bidirectional), "
           f"weights from RandomState(313), x of shape {x.shape}")
-    print("reference: numpyrnn.reference.gru, plain numpy from the layout's formulas (float64)\n")
+    print("reference: numpyrnn.reference.gru, plain numpy from the layout's formulas (float64), "
+          "compared by numpyrnn.verify\n")
     print(f"{'method':<30} {'max|y - ref|':>13} {'max|h_n - ref|':>15} {'load time*':>11}")
     for name, ey, eh, t in rows:
         print(f"{name:<30} {ey:>13.2e} {eh:>15.2e} {t * 1e3:>9.2f} ms")
-    ok = rows[0][1] < 1e-5 and rows[0][2] < 1e-5
+    ok = reports[0].ok
     print("* median of 3 after a warm-up; the loop's time includes building the nn.GRU it fills")
     if args.grow:
         print(f"\nload time as the model grows (input = hidden, {L} layers, bidirectional):")
@@ -78,6 +81,7 @@ def _demo(args: argparse.Namespace) -> int:
             tl = timed(lambda h=h, a0=a0, a=a: row_loop(nn.GRU(h, h, L, bias=True, bidirectional=True), a0, a), repeats=1)
             tn = timed(lambda a0=a0, a=a: NumpyGRU.from_numpy(a0, a), repeats=1)
             print(f"{h:>8} {(a0.nbytes + a.nbytes) / 1e6:>8.1f}MB {tl * 1e3:>9.1f}ms {tn * 1e3:>9.1f}ms {tl / tn:>6.1f}x")
+    print("\nnumpyrnn.verify for NumpyGRU.from_numpy:\n" + str(reports[0]))
     print("\nnumpyrnn matches the reference" + (" " if ok else " NOT ") + "to float32 tolerance (1e-5).")
     print("The row loop scrambles gates across hidden units and leaves the biases random: "
           f"its error is {rows[1][1]:.2g}.")
@@ -227,6 +231,9 @@ def _convert(args: argparse.Namespace) -> int:
     mode = _mode(args)
     source, tree, info = _read_source(src, fmt)
     module = _build(src, fmt, mode, args, source, tree, info)
+    if getattr(args, "verify", False) and not _verify_converted(src, fmt, mode, args, module):
+        print(f"numpyrnn convert: {out} not written: the conversion does not match the source", file=sys.stderr)
+        return 1
     spec = _spec(module)
     meta = {"numpyrnn.config": spec.describe(), "numpyrnn.mode": spec.mode,
             "numpyrnn.batch_first": str(bool(args.batch_first))}
@@ -453,6 +460,101 @@ def _first_line(exc: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------------------
+# verify and detect
+# --------------------------------------------------------------------------------------
+
+def _format_options(args: argparse.Namespace, fmt: str | None) -> dict:
+    """The reading options of ``verify``/``convert --verify``, after the usage checks."""
+    if fmt not in (None, "blocks") and (args.gates or args.rowwise):
+        raise UsageError("--gates and --rowwise apply to the block layout (--from blocks) only")
+    if fmt not in (None, "tf1") and args.forget_bias is not None:
+        raise UsageError("--forget-bias applies to --from tf1 only")
+    if args.nonlinearity == "relu" and args.cell not in (None, "rnn"):
+        raise UsageError(f"--nonlinearity relu applies to --cell rnn only, not --cell {args.cell}")
+    options: dict[str, Any] = {"format": fmt, "cell": args.cell, "gates": args.gates, "rowwise": args.rowwise}
+    if args.nonlinearity == "relu":
+        options["nonlinearity"] = "relu"
+    if args.forget_bias is not None:
+        options["forget_bias"] = args.forget_bias
+    return {k: v for k, v in options.items() if v not in (None, False)}
+
+
+def _verify_converted(src: Path, fmt: str, mode: str, args: argparse.Namespace, module: Any) -> bool:
+    """``convert --verify``: the module just built, checked against the source's framework."""
+    from .verify import verify
+
+    options: dict[str, Any] = {"format": fmt, "cell": "rnn" if mode.startswith("RNN") else mode.lower()}
+    if fmt == "blocks":
+        options.update(gates=args.gates, rowwise=bool(args.rowwise))
+    if fmt == "tf1":
+        options["forget_bias"] = args.forget_bias
+    if mode == "RNN_RELU":
+        options["nonlinearity"] = "relu"
+    report = verify(src, module, **options)
+    print(report)
+    return report.ok
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from . import files
+    from .verify import verify
+
+    src = Path(args.source)
+    if args.converted:
+        _check_output(Path(args.converted), (".pt", ".pth", ".safetensors"), "CONVERTED")
+    options = _format_options(args, args.source_format)
+    inputs = files.read_npy(args.input, mmap=False) if args.input else None
+    report = verify(src, args.converted, inputs=inputs, atol=args.atol, rtol=args.rtol, seed=args.seed,
+                    oracle=None if args.oracle == "framework" else args.oracle, **options)
+    print(report)
+    return 0 if report.ok else 1
+
+
+def _detect(args: argparse.Namespace) -> int:
+    from . import files
+    from .detect import detect
+
+    src = Path(args.arrays)
+    if not src.exists():
+        raise FileNotFoundError(f"{src}: no such file or folder")
+    if args.save:
+        _check_output(Path(args.save), (".npz",), "--save")
+    arrays = files.read_blocks(src)
+    unknown = sorted(set(arrays) - set(files.BLOCK_KEYS))
+    if unknown:
+        raise UsageError(f"{src}: unexpected arrays {unknown}; block arrays are named {', '.join(files.BLOCK_KEYS)}")
+    load = {name: (files.read_npy(p, mmap=False) if p else None)
+            for name, p in (("x", args.input), ("y", args.output), ("h0", args.h0), ("c0", args.c0))}
+    found = detect(**{k: v for k, v in arrays.items()}, x=load["x"], y=load["y"], h0=load["h0"], c0=load["c0"],
+                   cell=args.cell, atol=args.atol, batch_first=args.batch_first)
+    print(f"match: {found.reading}")
+    print(f"  max |y - y'| = {found.error:.2e} (atol {found.atol:g}), {found.tried} readings tried")
+    target = src
+    if found.rewrites_biases:
+        what = "the summed biases split" if found.bias.startswith("summed") else "no biases stored"
+        if found.forget_bias:
+            what += f" and the run-time forget bias {found.forget_bias:g} folded in"
+        if not args.save:
+            print(f"  the match rewrites the biases ({what}): pass --save FIXED.npz to write arrays that "
+                  "convert reads as they are")
+            return 0
+        fixed = {k: v for k, v in arrays.items() if v is not None}
+        fixed.update({k: found[k] for k in ("b0", "b") if k in found})
+        files.write_npz(args.save, fixed)
+        print(f"  wrote {args.save} with the biases rewritten ({what})")
+        target = Path(args.save)
+    cmd = f"numpyrnn convert {target} -o converted.pt --cell {args.cell}"
+    if found.get("nonlinearity") == "relu":
+        cmd += " --nonlinearity relu"
+    if found["gates"] != {"gru": "rzn", "lstm": "ifgo", "rnn": "h"}[args.cell]:
+        cmd += f" --gates {found['gates']}"
+    if found["rowwise"]:
+        cmd += " --rowwise"
+    print(f"convert with:\n  {cmd} --verify")
+    return 0
+
+
+# --------------------------------------------------------------------------------------
 # argument parsing
 # --------------------------------------------------------------------------------------
 
@@ -475,6 +577,17 @@ _INSPECT_EXAMPLES = """examples:
   numpyrnn inspect weights.npz
   numpyrnn inspect gru.pt
   numpyrnn inspect ckpt.npz --from tf1"""
+
+
+_VERIFY_EXAMPLES = """examples:
+  numpyrnn verify model.keras
+  numpyrnn verify model.onnx lstm.safetensors
+  numpyrnn verify weights.npz --cell gru --gates zrn --rowwise
+  numpyrnn verify ckpt.npz --from tf1 --cell lstm --input x.npy --atol 1e-4"""
+
+_DETECT_EXAMPLES = """examples:
+  numpyrnn detect weights.npz --input x.npy --output y.npy --cell gru
+  numpyrnn detect weights.npz --input x.npy --output y.npy --cell lstm --h0 h0.npy --save fixed.npz"""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -524,6 +637,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--batch-first", action="store_true", help="record batch_first in the printed configuration")
     c.add_argument("--dtype", choices=("float16", "bfloat16", "float32", "float64"),
                    help="parameter dtype (default: the input's)")
+    c.add_argument("--verify", action="store_true",
+                   help="run the converted module next to the source's framework first; write nothing if it "
+                        "does not match (exit 1)")
     common(c)
     c.set_defaults(func=_convert)
 
@@ -550,6 +666,45 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--cell", choices=CELLS, help="check only this cell (default: what the file implies)")
     i.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     i.set_defaults(func=_inspect)
+
+    v = sub.add_parser("verify", help="compare a conversion with the source's own framework, output by output",
+                       description="Run numpyrnn's conversion of SOURCE (or the converted file CONVERTED) and the "
+                                   "source's own framework (Keras, onnxruntime, Flax; numpyrnn.reference for block "
+                                   "arrays and TF1) on the same inputs, and print the error of every output and "
+                                   "final state. Exit 0 within tolerance, 1 beyond it, 2 on a usage error.",
+                       epilog=_VERIFY_EXAMPLES, formatter_class=fmt_cls)
+    v.add_argument("source", help="the original weights: any file convert reads")
+    v.add_argument("converted", nargs="?", help="a converted .pt or .safetensors to check (default: convert SOURCE)")
+    v.add_argument("--from", dest="source_format", choices=("blocks", "keras", "onnx", "flax", "tf1"),
+                   help="layout of SOURCE (default from the suffix)")
+    v.add_argument("--input", metavar="X.npy", help="x to run, in the module's layout (default: seeded random)")
+    v.add_argument("--atol", type=float, help="absolute tolerance (default from the dtype: float32 1e-5)")
+    v.add_argument("--rtol", type=float, help="relative tolerance (default 0)")
+    v.add_argument("--seed", type=int, default=0, help="seed of the random inputs and states (default 0)")
+    v.add_argument("--oracle", choices=("framework", "reference"), default="framework",
+                   help="framework: the source's own where installed (default); reference: numpyrnn.reference "
+                        "over the source's arrays")
+    common(v, cell_required=False)
+    v.set_defaults(func=_verify)
+
+    t = sub.add_parser("detect", help="find the gate order, row reading and bias convention that reproduce an output",
+                       description="Given block arrays of unknown reading and one input/output pair recorded from "
+                                   "the original system, try every gate order, the row loop's reading, split or "
+                                   "summed biases and (LSTM) a forget bias of 0 or 1, and print the reading that "
+                                   "reproduces the output with the convert command that uses it. Exit 1 when "
+                                   "nothing fits (the three closest readings are named).",
+                       epilog=_DETECT_EXAMPLES, formatter_class=fmt_cls)
+    t.add_argument("arrays", help="block arrays: .npz or folder of .npy (w0, w, b0, b, proj)")
+    t.add_argument("--input", required=True, metavar="X.npy", help="the recorded input, (time, batch, input)")
+    t.add_argument("--output", required=True, metavar="Y.npy", help="the output the original system computed")
+    t.add_argument("--cell", choices=CELLS, required=True, help="the recurrent cell")
+    t.add_argument("--h0", metavar="H.npy", help="the initial state it used (default zeros)")
+    t.add_argument("--c0", metavar="C.npy", help="the initial cell state (LSTM; default zeros)")
+    t.add_argument("--batch-first", action="store_true", help="X and Y are (batch, time, features)")
+    t.add_argument("--atol", type=float, help="largest accepted |y - y'| (default from Y's dtype: float32 1e-4)")
+    t.add_argument("--save", metavar="FIXED.npz", help="when the match rewrites the biases, write the arrays here")
+    t.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    t.set_defaults(func=_detect)
     return p
 
 

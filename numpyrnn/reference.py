@@ -10,6 +10,10 @@ layout and never goes through the converter:
 * ``w[k-1]``/``b[k-1]``: the same for layer ``k > 0``, whose input is ``D*R`` wide;
 * ``proj[k, d]``: the ``(P, H)`` LSTM projection.
 
+With ``rowwise=True`` a block is read as the original row loop read it: the
+row-major reshape of each ``(H, G*width)`` half to ``(G*H, width)``, torch row
+``h*G + g`` holding gate ``g`` of unit ``h``.
+
 Equations (torch's; ``σ`` is the logistic sigmoid, ``*`` elementwise):
 
 * GRU: ``r = σ(W_ir x + b_ir + W_hr h + b_hr)``, ``z = σ(W_iz x + b_iz + W_hz h + b_hz)``,
@@ -49,13 +53,29 @@ def _sigmoid(a: np.ndarray) -> np.ndarray:
 class _Unit:
     """Weights of one layer and direction, read straight from a block."""
 
-    def __init__(self, block, bias, proj, G, n_in, R, positions, dtype):
-        self.W_i = [block[:, p * n_in:(p + 1) * n_in].astype(dtype) for p in positions]          # (H, in)
-        self.W_h = [block[:, G * n_in + p * R:G * n_in + (p + 1) * R].astype(dtype) for p in positions]  # (H, R)
+    def __init__(self, block, bias, proj, G, n_in, R, positions, dtype, rowwise=False):
         H = block.shape[0]
+        G_ = len(positions)
+        if rowwise:
+            # The row loop's reading: torch row ``h*G + g`` (gate ``g`` in torch order) holds
+            # unit ``h``'s slot of that gate, so the rows of torch gate ``t`` are rows
+            # ``t*H .. t*H+H-1`` of the row-major (G*H, width) reshape.
+            ih = block[:, :G * n_in].reshape(H, G, n_in)[:, positions].reshape(G * H, n_in)
+            hh = block[:, G * n_in:G * n_in + G * R].reshape(H, G, R)[:, positions].reshape(G * H, R)
+            self.W_i = [ih[t * H:(t + 1) * H].astype(dtype) for t in range(G_)]
+            self.W_h = [hh[t * H:(t + 1) * H].astype(dtype) for t in range(G_)]
+            if bias is not None:
+                bi = bias[:, :G][:, positions].reshape(G * H)
+                bh = bias[:, G:2 * G][:, positions].reshape(G * H)
+        else:
+            self.W_i = [block[:, p * n_in:(p + 1) * n_in].astype(dtype) for p in positions]          # (H, in)
+            self.W_h = [block[:, G * n_in + p * R:G * n_in + (p + 1) * R].astype(dtype) for p in positions]  # (H, R)
+            if bias is not None:
+                bi = bias[:, :G][:, positions].T.reshape(G * H)
+                bh = bias[:, G:2 * G][:, positions].T.reshape(G * H)
         zeros = np.zeros(H, dtype=dtype)
-        self.b_i = [bias[:, p].astype(dtype) if bias is not None else zeros for p in positions]
-        self.b_h = [bias[:, G + p].astype(dtype) if bias is not None else zeros for p in positions]
+        self.b_i = [bi[t * H:(t + 1) * H].astype(dtype) if bias is not None else zeros for t in range(G_)]
+        self.b_h = [bh[t * H:(t + 1) * H].astype(dtype) if bias is not None else zeros for t in range(G_)]
         self.proj = None if proj is None else proj.astype(dtype)  # (P, H)
 
     def x(self, g: int, x: np.ndarray) -> np.ndarray:
@@ -75,7 +95,7 @@ def _positions(cell: str, gates: str | None) -> list[int]:
     return [norm.index(c) for c in order]
 
 
-def _run(cell, x, w0, w, b0, b, proj, h0, c0, batch_first, gates, step: Callable):
+def _run(cell, x, w0, w, b0, b, proj, h0, c0, batch_first, gates, step: Callable, rowwise=False):
     G = len(_ORDER[cell])
     w0 = np.asarray(w0)
     D, H = w0.shape[0], w0.shape[1]
@@ -112,7 +132,7 @@ def _run(cell, x, w0, w, b0, b, proj, h0, c0, batch_first, gates, step: Callable
             bias = None if b0 is None else (np.asarray(b0)[d] if k == 0 else np.asarray(b)[k - 1, d])
             pj = None if proj is None else np.asarray(proj)[k, d]
             n_in = I if k == 0 else D * R
-            unit = _Unit(block, bias, pj, G, n_in, R, pos, dtype)
+            unit = _Unit(block, bias, pj, G, n_in, R, pos, dtype, rowwise)
             h = h0[k * D + d]
             c = None if c0 is None else c0[k * D + d]
             y = np.zeros((T, N, R), dtype=dtype)
@@ -154,7 +174,7 @@ def _lstm_step(u: _Unit, x, h, c):
     return h, c
 
 
-def gru(x, w0, w=None, *, b0=None, b=None, h0=None, batch_first=False, gates=None):
+def gru(x, w0, w=None, *, b0=None, b=None, h0=None, batch_first=False, gates=None, rowwise=False):
     """GRU forward pass over block-layout arrays.
 
     Args:
@@ -163,15 +183,18 @@ def gru(x, w0, w=None, *, b0=None, b=None, h0=None, batch_first=False, gates=Non
         h0: initial state ``(L*D, N, H)``; zeros when ``None``.
         batch_first: ``x`` and ``y`` are batch-major.
         gates: gate order of the arrays; ``None`` is ``"rzn"``.
+        rowwise: read each ``(H, 3*width)`` block as the row loop did (a row-major
+            reshape to ``(3*H, width)``).
 
     Returns:
         ``(y, h_n)`` with torch's shapes.
     """
-    y, hn, _ = _run("gru", x, w0, w, b0, b, None, h0, None, batch_first, gates, _gru_step)
+    y, hn, _ = _run("gru", x, w0, w, b0, b, None, h0, None, batch_first, gates, _gru_step, rowwise)
     return y, hn
 
 
-def lstm(x, w0, w=None, *, b0=None, b=None, proj=None, h0=None, c0=None, batch_first=False, gates=None):
+def lstm(x, w0, w=None, *, b0=None, b=None, proj=None, h0=None, c0=None, batch_first=False, gates=None,
+         rowwise=False):
     """LSTM forward pass over block-layout arrays, with optional projection.
 
     Args:
@@ -180,15 +203,16 @@ def lstm(x, w0, w=None, *, b0=None, b=None, proj=None, h0=None, c0=None, batch_f
         h0: ``(L*D, N, R)``; c0: ``(L*D, N, H)``; zeros when ``None``.
         batch_first: ``x`` and ``y`` are batch-major.
         gates: gate order of the arrays; ``None`` is ``"ifgo"``.
+        rowwise: read each ``(H, 4*width)`` block as the row loop did.
 
     Returns:
         ``(y, (h_n, c_n))`` with torch's shapes.
     """
-    y, hn, cn = _run("lstm", x, w0, w, b0, b, proj, h0, c0, batch_first, gates, _lstm_step)
+    y, hn, cn = _run("lstm", x, w0, w, b0, b, proj, h0, c0, batch_first, gates, _lstm_step, rowwise)
     return y, (hn, cn)
 
 
-def rnn(x, w0, w=None, *, b0=None, b=None, h0=None, batch_first=False, nonlinearity="tanh"):
+def rnn(x, w0, w=None, *, b0=None, b=None, h0=None, batch_first=False, nonlinearity="tanh", rowwise=False):
     """Elman RNN forward pass over block-layout arrays.
 
     Args:
@@ -197,6 +221,7 @@ def rnn(x, w0, w=None, *, b0=None, b=None, h0=None, batch_first=False, nonlinear
         h0: ``(L*D, N, H)``; zeros when ``None``.
         batch_first: ``x`` and ``y`` are batch-major.
         nonlinearity: ``"tanh"`` or ``"relu"``.
+        rowwise: accepted for symmetry; with one gate it reads the same arrays.
 
     Returns:
         ``(y, h_n)`` with torch's shapes.
@@ -208,5 +233,5 @@ def rnn(x, w0, w=None, *, b0=None, b=None, h0=None, batch_first=False, nonlinear
     def step(u: _Unit, x, h, c):
         return act(u.x(0, x) + u.h(0, h)), None
 
-    y, hn, _ = _run("rnn", x, w0, w, b0, b, None, h0, None, batch_first, None, step)
+    y, hn, _ = _run("rnn", x, w0, w, b0, b, None, h0, None, batch_first, None, step, rowwise)
     return y, hn

@@ -1,0 +1,1021 @@
+"""``numpyrnn.verify``: run a converted module next to the source's own framework and compare.
+
+The oracle is the framework the weights came from, running the source's own
+arrays: Keras layers for Keras, onnxruntime for ONNX, a flax linen module
+rebuilt from the params' structure for Flax. Block arrays (and TF1 variables,
+whose TensorFlow is not needed) are checked against :mod:`numpyrnn.reference`,
+the plain-numpy forward pass written from the formulas.
+
+Inputs are seeded random sequences and initial states shaped from the
+configuration (or given). Compared: the output ``y`` and every final state,
+``h_n`` and ``c_n``, per layer and direction.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import LayoutError
+from .spec import RNNSpec
+
+__all__ = ["verify", "VerifyReport", "VerifyRow", "TOLERANCES"]
+
+#: Default ``(atol, rtol)`` per dtype: the coarser of the module's and the oracle's is used.
+TOLERANCES: dict[str, tuple[float, float]] = {
+    "float64": (1e-9, 0.0),
+    "float32": (1e-5, 0.0),
+    "float16": (1e-2, 0.0),
+    "bfloat16": (5e-2, 0.0),
+}
+_PRECISION = ["float64", "float32", "float16", "bfloat16"]  # finest first
+
+_BLOCK_KEYS = ("w0", "w", "b0", "b", "proj")
+_CLASSES = {"GRU": "NumpyGRU", "LSTM": "NumpyLSTM", "RNN": "NumpyRNN"}
+_N, _T = 2, 5  # random inputs: batch and time steps
+
+# Oracle outputs: y batch-major (N, T, D*R); h_n (L*D, N, R); c_n (L*D, N, H) or None.
+Outputs = dict[str, Any]
+Runner = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], Outputs]
+
+
+@dataclass(frozen=True)
+class VerifyRow:
+    """One compared output.
+
+    Attributes:
+        module: the module's name in the source.
+        output: ``"y"``, or a final state of one layer and direction, e.g. ``"h_n[layer 1, backward]"``.
+        shape: the compared array's shape.
+        max_error: ``max |module - oracle|``.
+        atol, rtol: the tolerance: every element must satisfy ``|a - b| <= atol + rtol * |b|``.
+        ok: whether it does.
+    """
+
+    module: str
+    output: str
+    shape: tuple[int, ...]
+    max_error: float
+    atol: float
+    rtol: float
+    ok: bool
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify` found.
+
+    Attributes:
+        source: what was checked (a path or the source's type).
+        oracle: the framework that computed the expected values, or ``numpyrnn.reference``.
+        rows: one :class:`VerifyRow` per compared output.
+        atol, rtol: the tolerance used (defaults from the dtype, see ``dtype``).
+        dtype: the precision the tolerance was chosen for.
+        inputs: a one-line description of the inputs.
+        modules: the checked modules' configurations, by name.
+    """
+
+    source: str
+    oracle: str
+    rows: list[VerifyRow]
+    atol: float
+    rtol: float
+    dtype: str
+    inputs: str
+    modules: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Every row within tolerance."""
+        return bool(self.rows) and all(r.ok for r in self.rows)
+
+    @property
+    def max_error(self) -> float:
+        """The largest error of any row."""
+        return max((r.max_error for r in self.rows), default=float("nan"))
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __str__(self) -> str:
+        lines = [f"source: {self.source}", f"oracle: {self.oracle}"]
+        for name, config in self.modules.items():
+            lines.append(f"module: {name}: {config}")
+        lines.append(f"inputs: {self.inputs}")
+        lines.append(f"tolerance: |error| <= {self.atol:g} + {self.rtol:g} * |expected| ({self.dtype} default"
+                     f"{'' if (self.atol, self.rtol) == TOLERANCES.get(self.dtype) else ', overridden'})")
+        wm = max([len("module")] + [len(r.module) for r in self.rows])
+        wo = max([len("output")] + [len(r.output) for r in self.rows])
+        ws = max([len("shape")] + [len(str(r.shape)) for r in self.rows])
+        lines.append("")
+        lines.append(f"{'module':<{wm}}  {'output':<{wo}}  {'shape':<{ws}}  {'max |error|':>11}  result")
+        for r in self.rows:
+            lines.append(f"{r.module:<{wm}}  {r.output:<{wo}}  {str(r.shape):<{ws}}  {r.max_error:>11.2e}  "
+                         f"{'ok' if r.ok else 'FAIL'}")
+        lines.append("")
+        bad = [r for r in self.rows if not r.ok]
+        if self.ok:
+            lines.append(f"OK: {len(self.rows)} output(s) within tolerance, max error {self.max_error:.2e}")
+        else:
+            lines.append(f"FAILED: {len(bad)} of {len(self.rows)} output(s) beyond tolerance, "
+                         f"max error {self.max_error:.2e}")
+        return "\n".join(lines)
+
+
+@dataclass
+class _Case:
+    """One module of the source with its oracle."""
+
+    name: str
+    module: nn.Module | None  # numpyrnn's conversion (None until built)
+    run: Runner
+    oracle: str
+    dtype: str  # the oracle's precision
+
+
+# --------------------------------------------------------------------------------------
+# public entry point
+# --------------------------------------------------------------------------------------
+
+def verify(source: Any, module: Any = None, *, inputs: Any = None, atol: float | None = None,
+           rtol: float | None = None, seed: int = 0, oracle: str | None = None, **options: Any) -> VerifyReport:
+    """Check a converted module against the source's own framework.
+
+    Args:
+        source: a path in a format numpyrnn reads (``format=`` names it when the suffix
+            does not), a Keras layer, list of layers or model, an ``onnx.ModelProto``,
+            Flax params, TF1 variables (``{"kernel", "bias"}``, lists, ``{"fw", "bw"}``)
+            or a dict of block arrays (``w0``, ``w``, ``b0``, ``b``, ``proj``).
+        module: the torch module to check, or a path to a converted ``.pt``/``.safetensors``
+            file; any ``nn.GRU``/``nn.LSTM``/``nn.RNN`` works. Default: numpyrnn's own
+            conversion of ``source``. A source with several modules needs ``module=None``.
+        inputs: ``x`` in the module's own layout (``batch_first`` as the module), or
+            ``(x, h0)`` / ``(x, (h0, c0))`` as the module's ``forward`` takes them. Default:
+            seeded random ``x`` of 2 sequences of 5 steps, and random initial states.
+        atol, rtol: the tolerance; defaults from the dtype (see :data:`TOLERANCES`).
+        seed: seed of the random inputs.
+        oracle: ``None`` runs the source's framework where it is importable and
+            :mod:`numpyrnn.reference` otherwise; ``"reference"`` always uses the reference,
+            over the source's arrays read with the framework's documented layout.
+        **options: reading options: ``cell`` (``"gru"``, ``"lstm"``, ``"rnn"``: needed for
+            block arrays without biases and for TF1 RNN cells), ``nonlinearity``, ``gates``,
+            ``rowwise`` (block arrays), ``forget_bias`` (TF1), ``format`` (paths).
+
+    Returns:
+        A :class:`VerifyReport`; ``report.ok`` tells whether every output is within tolerance.
+
+    Raises:
+        LayoutError: the source cannot be read or converted, or ``module`` does not have
+            the source's configuration.
+        TypeError: ``source`` is of no kind numpyrnn reads.
+    """
+    if oracle not in (None, "framework", "reference"):
+        raise LayoutError(f"oracle={oracle!r}: expected None (the source's framework) or 'reference'")
+    options = {**options, "_reference": oracle == "reference"}
+    label, cases = _cases(source, module, options)
+    if module is not None:
+        if len(cases) != 1:
+            raise LayoutError(f"{label}: holds {len(cases)} recurrent modules "
+                              f"({', '.join(c.name for c in cases)}); module= can only replace one")
+        cases[0].module = _given_module(module, cases[0])
+    rows: list[VerifyRow] = []
+    configs: dict[str, str] = {}
+    rng = np.random.default_rng(seed)
+    dtypes = {_dtype_name(_param_dtype(c.module)) for c in cases} | {c.dtype for c in cases}
+    dtype = max(dtypes, key=_PRECISION.index)
+    default = TOLERANCES[dtype]
+    a = default[0] if atol is None else float(atol)
+    r = default[1] if rtol is None else float(rtol)
+    described = ""
+    for case in cases:
+        mod = case.module
+        if mod is None:  # pragma: no cover - every reader sets it
+            raise LayoutError(f"{label}: no module for {case.name}")
+        spec = RNNSpec.of(mod)
+        configs[case.name] = spec.describe() + (", batch_first" if mod.batch_first else "")
+        x_bm, h0, c0, described = _inputs(spec, mod, inputs, rng)
+        expected = case.run(x_bm.astype(np.float32) if case.dtype == "float32" else x_bm, h0, c0)
+        got = _run_module(mod, x_bm, h0, c0)
+        rows.extend(_compare(case.name, spec, got, expected, a, r))
+    oracles = sorted({c.oracle for c in cases})
+    return VerifyReport(source=label, oracle="; ".join(oracles), rows=rows, atol=a, rtol=r, dtype=dtype,
+                        inputs=described, modules=configs)
+
+
+# --------------------------------------------------------------------------------------
+# inputs, running, comparing
+# --------------------------------------------------------------------------------------
+
+def _param_dtype(module: Any) -> torch.dtype:
+    p = next(iter(module.parameters()), None)
+    return torch.float32 if p is None else p.dtype
+
+
+def _dtype_name(dtype: Any) -> str:
+    name = str(dtype).replace("torch.", "")
+    return name if name in TOLERANCES else "float32"
+
+
+def _inputs(spec: RNNSpec, module: nn.Module, inputs: Any, rng: np.random.Generator):
+    """``(x batch-major float64, h0, c0, description)``."""
+    LD, R, H = spec.num_layers * spec.directions, spec.rec, spec.hidden_size
+    h0 = c0 = None
+    given = inputs is not None
+    if given:
+        x = inputs
+        if isinstance(inputs, tuple):
+            if len(inputs) != 2:
+                raise LayoutError(f"inputs: expected x, (x, h0) or (x, (h0, c0)), got a tuple of {len(inputs)}")
+            x, state = inputs
+            if isinstance(state, tuple):
+                if spec.mode != "LSTM" or len(state) != 2:
+                    raise LayoutError("inputs: a (h0, c0) pair is for an LSTM; other cells take h0 alone")
+                h0, c0 = (np.asarray(_np(s), dtype=np.float64) for s in state)
+            elif state is not None:
+                h0 = np.asarray(_np(state), dtype=np.float64)
+        x = np.asarray(_np(x), dtype=np.float64)
+        if x.ndim != 3 or x.shape[-1] != spec.input_size:
+            order = "(batch, time, input)" if module.batch_first else "(time, batch, input)"
+            raise LayoutError(f"inputs: x must be {order} with input={spec.input_size} (the module's "
+                              f"input_size), got shape {tuple(x.shape)}")
+        x_bm = x if module.batch_first else x.transpose(1, 0, 2)
+    else:
+        x_bm = rng.uniform(-1.0, 1.0, (_N, _T, spec.input_size))
+    N = x_bm.shape[0]
+    states_given = h0 is not None
+    for name, s, width in (("h0", h0, R), ("c0", c0, H)):
+        if s is not None and s.shape != (LD, N, width):
+            raise LayoutError(f"inputs: {name} must be (layers*directions={LD}, batch={N}, {width}), got {tuple(s.shape)}")
+    if h0 is None:
+        h0 = rng.uniform(-0.5, 0.5, (LD, N, R))
+    if spec.mode == "LSTM" and c0 is None:
+        c0 = rng.uniform(-0.5, 0.5, (LD, N, H))
+    what = "given x" if given else f"random x uniform in [-1, 1] (seeded), batch {N}, {x_bm.shape[1]} steps"
+    states = "h0" + (", c0" if spec.mode == "LSTM" else "")
+    how = "given " + states if states_given else f"random {states} uniform in [-0.5, 0.5]"
+    return x_bm, h0, c0, f"{what}; {how}"
+
+
+def _np(a: Any) -> Any:
+    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a
+
+
+def _run_module(module: nn.Module, x_bm: np.ndarray, h0: np.ndarray, c0: np.ndarray | None) -> Outputs:
+    p = next(iter(module.parameters()))
+    dt, dev = p.dtype, p.device
+    x = x_bm if module.batch_first else x_bm.transpose(1, 0, 2)
+
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(device=dev, dtype=dt)
+
+    with torch.no_grad():
+        state: Any = (t(h0), t(c0)) if c0 is not None else t(h0)
+        y, hn = module(t(x), state)
+    y = y.double().cpu().numpy()
+    if not module.batch_first:
+        y = y.transpose(1, 0, 2)
+    if isinstance(hn, tuple):
+        return {"y": y, "h_n": hn[0].double().cpu().numpy(), "c_n": hn[1].double().cpu().numpy()}
+    return {"y": y, "h_n": hn.double().cpu().numpy(), "c_n": None}
+
+
+def _compare(name: str, spec: RNNSpec, got: Outputs, expected: Outputs, atol: float, rtol: float) -> list[VerifyRow]:
+    D = spec.directions
+    dirs = ("forward", "backward")
+
+    def row(output: str, a: np.ndarray, b: np.ndarray) -> VerifyRow:
+        a = np.asarray(a, dtype=np.float64)
+        b = np.asarray(b, dtype=np.float64)
+        if a.shape != b.shape:
+            raise LayoutError(f"{name}: {output} has shape {a.shape} from the module and {b.shape} from the oracle")
+        err = np.abs(a - b)
+        finite = bool(np.isfinite(a).all() and np.isfinite(b).all())
+        max_err = float(err.max()) if err.size else 0.0
+        ok = finite and bool((err <= atol + rtol * np.abs(b)).all())
+        return VerifyRow(name, output, tuple(a.shape), max_err if finite else float("inf"), atol, rtol, ok)
+
+    rows = [row("y", got["y"], expected["y"])]
+    for key in ("h_n", "c_n"):
+        if expected.get(key) is None:
+            continue
+        for k in range(spec.num_layers):
+            for d in range(D):
+                label = f"{key}[layer {k}" + (f", {dirs[d]}]" if D == 2 else "]")
+                rows.append(row(label, got[key][k * D + d], expected[key][k * D + d]))
+    return rows
+
+
+# --------------------------------------------------------------------------------------
+# sources -> cases
+# --------------------------------------------------------------------------------------
+
+def _cls(cell: str) -> Any:
+    from . import modules
+
+    return getattr(modules, _CLASSES["RNN" if cell.upper().startswith("RNN") else cell.upper()])
+
+
+def _cases(source: Any, module: Any, options: dict) -> tuple[str, list[_Case]]:
+    if isinstance(source, (str, os.PathLike)):
+        return _path_cases(Path(source), module, options)
+    kind = _kind(source)
+    if kind == "blocks":
+        return "block arrays", [_blocks_case("blocks", source, options, build=True)]
+    if kind == "keras":
+        return _keras_label(source), _keras_cases(source, options)
+    if kind == "onnx":
+        return "onnx.ModelProto", [_onnx_case(source, options)]
+    if kind == "flax":
+        return "Flax params", [_flax_case(source, options)]
+    return "TF1 variables", [_tf1_case(source, options, build=True)]
+
+
+def _kind(source: Any) -> str:
+    if isinstance(source, Mapping):
+        keys = set(source)
+        if "w0" in keys:
+            return "blocks"
+        if keys & {"kernel", "fw", "bw"} or any(str(k).endswith("/kernel") for k in keys):
+            return "tf1"
+        return "flax"
+    if type(source).__name__ == "ModelProto" and hasattr(source, "graph"):
+        return "onnx"
+    items = source if isinstance(source, (list, tuple)) else [source]
+    if items and all(_is_keras_layer(i) or _is_keras_model(i) for i in items):
+        return "keras"
+    if items and all(isinstance(i, Mapping) for i in items):
+        first = items[0]
+        return "tf1" if set(first) & {"kernel", "fw", "bw"} else "flax"
+    raise TypeError(f"verify: cannot read a source of type {type(source).__name__}: expected a path, a Keras "
+                    "layer or model, an onnx.ModelProto, Flax params, TF1 variables or a dict of block arrays")
+
+
+def _given_module(module: Any, case: _Case) -> nn.Module:
+    if isinstance(module, (str, os.PathLike)):
+        return _module_from_file(Path(module), case)
+    if not isinstance(module, nn.RNNBase):
+        raise TypeError(f"module: expected a torch.nn.GRU/LSTM/RNN or a path, got {type(module).__name__}")
+    ours, theirs = RNNSpec.of(case.module), RNNSpec.of(module)  # type: ignore[arg-type]
+    # biases or none only change the numbers, which the comparison judges (a module with
+    # random biases where the source has none is wrong by its outputs, not its shape)
+    if ours.replace(bias=theirs.bias) != theirs:
+        raise LayoutError(f"module: {theirs.describe()} does not have the source's configuration {ours.describe()}")
+    return module
+
+
+def _module_from_file(path: Path, case: _Case) -> nn.Module:
+    """A converted ``.pt``/``.safetensors`` file, loaded into the source's configuration."""
+    import numpyrnn
+
+    spec = RNNSpec.of(case.module)  # type: ignore[arg-type]
+    if hasattr(numpyrnn, "load"):
+        loaded = numpyrnn.load(path)
+        return _given_module(loaded, case)
+    from . import files
+
+    sd = files.read_state_dict(path)
+    plain = {"GRU": nn.GRU, "LSTM": nn.LSTM}.get(spec.mode, nn.RNN)(**spec.module_kwargs())
+    try:
+        plain.load_state_dict(sd)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise LayoutError(f"{path.name}: does not hold the source's configuration {spec.describe()}: "
+                          f"{' '.join(first[1:3]) if len(first) > 1 else first[0]}") from None
+    return plain
+
+
+# -- paths ---------------------------------------------------------------------------
+
+def _modules_from_path(path: Path, **options: Any) -> dict[str, nn.Module]:
+    """numpyrnn's conversion of every recurrent module in ``path``, in the source's order."""
+    import numpyrnn
+
+    if hasattr(numpyrnn, "load_all"):
+        return dict(numpyrnn.load_all(path, **options))
+    fmt, source = _read_path(path, options)
+    if fmt == "blocks":
+        return {path.stem: _blocks_module(source, options)}
+    cls = _cls(_source_cell(fmt, source, options))
+    extra = {}
+    if cls.__name__ == "NumpyRNN" and options.get("nonlinearity"):
+        extra["nonlinearity"] = options["nonlinearity"]
+    if fmt == "keras":
+        if cls.__name__ == "NumpyRNN" and source[1].get("activation") == "relu":
+            extra["nonlinearity"] = "relu"  # raw arrays do not say; the file's config does
+        return {path.stem: cls.from_keras(source[0], **extra)}
+    if fmt == "onnx":
+        return {path.stem: cls.from_onnx(source, **extra)}
+    if fmt == "flax":
+        return {path.stem: cls.from_flax(source, **extra)}
+    return {path.stem: cls.from_tf1(source, forget_bias=float(options.get("forget_bias", 1.0)), **extra)}
+
+
+def _read_path(path: Path, options: dict) -> tuple[str, Any]:
+    """``(format, in-memory source)``: the file read by numpyrnn's own safe readers."""
+    from . import files
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    fmt = options.get("format") or files.guess_format(path)
+    if fmt is None:
+        raise LayoutError(f"{path.name}: cannot tell the format from the name; pass format= "
+                          f"(one of {', '.join(files.FORMATS)})")
+    if fmt == "blocks":
+        return fmt, files.read_blocks(path)
+    if fmt == "keras":
+        return fmt, files.read_keras(path)
+    if fmt == "onnx":
+        return fmt, files.read_onnx(path)
+    if fmt == "flax":
+        return fmt, files.flax_layers(files.read_msgpack(path))
+    if fmt == "tf1":
+        return fmt, files.tf1_structure(files.read_npz(path), where=path.name)[0]
+    raise LayoutError(f"format={fmt!r}: unknown; expected one of {', '.join(files.FORMATS)}")
+
+
+def _path_cases(path: Path, module: Any, options: dict) -> tuple[str, list[_Case]]:
+    fmt, source = _read_path(path, options)
+    if fmt == "blocks":
+        cases = [_blocks_case(path.stem, source, options, build=False)]
+    elif fmt == "keras":
+        cases = [_keras_arrays_case(path.stem, source[0], source[1], options)]
+    elif fmt == "onnx":
+        cases = [_onnx_case(source, options, build=False)]
+    elif fmt == "flax":
+        cases = [_flax_case(source, options, build=False)]
+    else:
+        cases = [_tf1_case(source, options, build=False)]
+    opts = {k: v for k, v in options.items() if (k != "format" or v) and not k.startswith("_")}
+    converted = _modules_from_path(path, **opts)
+    if len(converted) != len(cases):
+        raise LayoutError(f"{path.name}: numpyrnn reads {len(converted)} module(s) ({', '.join(converted)}), "
+                          f"the oracle {len(cases)}")
+    for case, (name, mod) in zip(cases, converted.items()):
+        case.name, case.module = name, mod
+    return str(path), cases
+
+
+def _source_cell(fmt: str, source: Any, options: dict) -> str:
+    if options.get("cell"):
+        return str(options["cell"]).lower()
+    if fmt == "keras":
+        return _keras_arrays_cell(source[0][0] if source[0] and isinstance(source[0][0], list) else source[0])
+    if fmt == "onnx":
+        ops = [n.op_type for n in source.graph.node if n.op_type in ("GRU", "LSTM", "RNN")]
+        return ops[0].lower() if ops else "gru"
+    if fmt == "flax":
+        return _flax_cell(_flax_cells(source[0] if isinstance(source, list) else source)[0])[0]
+    return "lstm"
+
+
+# -- numpyrnn.reference over any source's arrays --------------------------------------
+
+def _unit_block(wi: np.ndarray, wh: np.ndarray, bi: np.ndarray | None, bh: np.ndarray | None, G: int):
+    """One unit's block row and biases from gate-major ``(G*H, width)`` matrices (source gate order)."""
+    H = wi.shape[0] // G
+
+    def rows(m: np.ndarray) -> np.ndarray:  # block[h, g*width + i] = m[g*H + h, i]
+        return m.reshape(G, H, m.shape[1]).transpose(1, 0, 2).reshape(H, G * m.shape[1])
+
+    def cols(v: np.ndarray | None) -> np.ndarray:
+        return np.zeros((H, G)) if v is None else np.asarray(v, dtype=np.float64).reshape(G, H).T
+
+    block = np.concatenate([rows(np.asarray(wi, dtype=np.float64)), rows(np.asarray(wh, dtype=np.float64))], axis=1)
+    return block, np.concatenate([cols(bi), cols(bh)], axis=1)
+
+
+def _stack_blocks(units: list[list[tuple]], G: int) -> dict[str, Any]:
+    """Block arrays from ``units[layer][direction] = (wi, wh, bi, bh)``."""
+    blocks = [[_unit_block(u[0], u[1], u[2], u[3], G) for u in layer] for layer in units]
+    w = [np.stack([b for b, _ in layer]) for layer in blocks]
+    b = [np.stack([c for _, c in layer]) for layer in blocks]
+    return {"w0": w[0], "w": np.stack(w[1:]) if len(w) > 1 else None,
+            "b0": b[0], "b": np.stack(b[1:]) if len(b) > 1 else None, "proj": None}
+
+
+def _reference_runner(cell: str, a: Mapping[str, Any], gates: str | None, nonlinearity: str = "tanh",
+                      rowwise: bool = False) -> Runner:
+    from . import reference
+
+    def run(x, h0, c0):
+        common = dict(b0=a.get("b0"), b=a.get("b"), h0=h0, batch_first=True, rowwise=rowwise)
+        if cell == "lstm":
+            y, (hn, cn) = reference.lstm(x, a["w0"], a.get("w"), proj=a.get("proj"), c0=c0, gates=gates, **common)
+            return {"y": y, "h_n": hn, "c_n": cn}
+        if cell == "gru":
+            y, hn = reference.gru(x, a["w0"], a.get("w"), gates=gates, **common)
+        else:
+            y, hn = reference.rnn(x, a["w0"], a.get("w"), nonlinearity=nonlinearity, **common)
+        return {"y": y, "h_n": hn, "c_n": None}
+
+    return run
+
+
+def _fallback(what: str, options: dict) -> str:
+    why = "asked for" if options.get("_reference") else f"{what} is not installed"
+    return f"numpyrnn.reference (numpy, float64; {why}), over the source's arrays"
+
+
+# -- block arrays (oracle: numpyrnn.reference) ---------------------------------------
+
+def _block_cell(arrays: Mapping, options: dict) -> str:
+    cell = options.get("cell")
+    if cell:
+        cell = str(cell).lower()
+        if cell not in ("gru", "lstm", "rnn"):
+            raise LayoutError(f"cell={cell!r}: expected 'gru', 'lstm' or 'rnn'")
+        return cell
+    b0 = arrays.get("b0")
+    if arrays.get("proj") is not None:
+        return "lstm"
+    if b0 is not None and np.ndim(b0) == 3 and int(np.shape(b0)[-1]) in (2, 6, 8):
+        return {2: "rnn", 6: "gru", 8: "lstm"}[int(np.shape(b0)[-1])]
+    raise LayoutError("block arrays: the cell cannot be told from w0 alone (no b0 or proj); pass cell='gru', "
+                      "'lstm' or 'rnn'")
+
+
+def _blocks_module(arrays: Mapping, options: dict) -> nn.Module:
+    cell = _block_cell(arrays, options)
+    kw: dict[str, Any] = {k: arrays.get(k) for k in _BLOCK_KEYS if arrays.get(k) is not None}
+    if cell != "lstm":
+        kw.pop("proj", None)
+    if cell == "rnn":
+        kw["nonlinearity"] = options.get("nonlinearity") or "tanh"
+    return _cls(cell).from_numpy(**kw, gates=options.get("gates"), rowwise=bool(options.get("rowwise", False)))
+
+
+def _blocks_case(name: str, arrays: Mapping, options: dict, *, build: bool) -> _Case:
+    from . import reference
+
+    cell = _block_cell(arrays, options)
+    a = {k: (None if arrays.get(k) is None else np.asarray(arrays[k], dtype=np.float64)) for k in _BLOCK_KEYS}
+    gates, rowwise = options.get("gates"), bool(options.get("rowwise", False))
+    nonlinearity = options.get("nonlinearity") or "tanh"
+
+    def run(x, h0, c0):
+        common = dict(b0=a["b0"], b=a["b"], h0=h0, batch_first=True, rowwise=rowwise)
+        if cell == "lstm":
+            y, (hn, cn) = reference.lstm(x, a["w0"], a["w"], proj=a["proj"], c0=c0, gates=gates, **common)
+            return {"y": y, "h_n": hn, "c_n": cn}
+        if cell == "gru":
+            y, hn = reference.gru(x, a["w0"], a["w"], gates=gates, **common)
+        else:
+            y, hn = reference.rnn(x, a["w0"], a["w"], nonlinearity=nonlinearity, **common)
+        return {"y": y, "h_n": hn, "c_n": None}
+
+    module = _blocks_module(arrays, options) if build else None
+    return _Case(name, module, run, "numpyrnn.reference (numpy, float64, from the block-layout formulas)", "float64")
+
+
+# -- Keras (oracle: Keras itself) ----------------------------------------------------
+
+def _is_keras_layer(x: Any) -> bool:
+    return any(c.__module__.startswith("keras") and c.__name__ == "Layer" for c in type(x).__mro__)
+
+
+def _is_keras_model(x: Any) -> bool:
+    return any(c.__module__.startswith("keras") and c.__name__ == "Model" for c in type(x).__mro__)
+
+
+def _keras() -> Any:
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+
+    return keras
+
+
+def _keras_label(source: Any) -> str:
+    items = source if isinstance(source, (list, tuple)) else [source]
+    return "Keras " + ", ".join(f"{type(i).__name__} {getattr(i, 'name', '')!r}" for i in items)
+
+
+def _keras_recurrent(model: Any) -> list[Any]:
+    keras = _keras()
+    return [layer for layer in model.layers if isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional))]
+
+
+def _keras_cases(source: Any, options: dict) -> list[_Case]:
+    items = list(source) if isinstance(source, (list, tuple)) else [source]
+    if len(items) == 1 and _is_keras_model(items[0]):
+        layers = _keras_recurrent(items[0])
+        if not layers:
+            raise LayoutError(f"Keras model {items[0].name!r}: no recurrent layer (GRU, LSTM, SimpleRNN, "
+                              "Bidirectional)")
+        # each recurrent layer of a model is its own module: what feeds it is the model's business
+        return [_keras_case(layer.name, [layer], options) for layer in layers]
+    name = items[0].name if len(items) == 1 else "+".join(i.name for i in items)
+    return [_keras_case(name, items, options)]
+
+
+def _keras_cell(layer: Any) -> str:
+    keras = _keras()
+    inner = layer.forward_layer if isinstance(layer, keras.layers.Bidirectional) else layer
+    kind = type(inner).__name__
+    return {"GRU": "gru", "LSTM": "lstm", "SimpleRNN": "rnn"}.get(kind, kind)
+
+
+def _keras_case(name: str, layers: list[Any], options: dict) -> _Case:
+    keras = _keras()
+    cell = _keras_cell(layers[0])
+    cls = _cls(cell)
+    module = cls.from_keras(layers if len(layers) > 1 else layers[0])
+    if options.get("_reference"):
+        act = "relu" if getattr(module, "nonlinearity", "tanh") == "relu" else "tanh"
+        run = _keras_reference(cell, [layer.get_weights() for layer in layers], act)
+        return _Case(name, module, run, _fallback("keras", options), "float64")
+    clones = [_keras_clone(keras, layer) for layer in layers]
+    return _Case(name, module, _keras_runner(keras, clones), f"keras {keras.__version__} "
+                 f"(backend {keras.backend.backend()})", _dtype_name(layers[0].get_weights()[0].dtype))
+
+
+def _keras_clone(keras: Any, layer: Any) -> Any:
+    """The layer rebuilt from its own config, returning sequences and states, with its weights."""
+    cfg = copy.deepcopy(layer.get_config())
+    if isinstance(layer, keras.layers.Bidirectional):
+        for key in ("layer", "backward_layer"):
+            if cfg.get(key):
+                cfg[key]["config"].update(return_sequences=True, return_state=True)
+        clone = keras.layers.Bidirectional.from_config(cfg)
+    else:
+        cfg.update(return_sequences=True, return_state=True)
+        clone = type(layer).from_config(cfg)
+    weights = layer.get_weights()
+    clone.build((None, None, int(weights[0].shape[0])))
+    clone.set_weights(weights)
+    return clone
+
+
+def _keras_runner(keras: Any, layers: list[Any]) -> Runner:
+    def run(x, h0, c0):
+        bidirectional = isinstance(layers[0], keras.layers.Bidirectional)
+        D = 2 if bidirectional else 1
+        y = np.asarray(x, dtype=np.float32)
+        hs, cs = [], []
+        for k, layer in enumerate(layers):
+            init = []
+            for d in range(D):
+                init.append(h0[k * D + d].astype(np.float32))
+                if c0 is not None:
+                    init.append(c0[k * D + d].astype(np.float32))
+            out = layer(y, initial_state=init)
+            y = np.asarray(keras.ops.convert_to_numpy(out[0]))
+            states = [np.asarray(keras.ops.convert_to_numpy(s)) for s in out[1:]]
+            per = len(states) // D
+            for d in range(D):
+                hs.append(states[d * per])
+                if per == 2:
+                    cs.append(states[d * per + 1])
+        return {"y": y, "h_n": np.stack(hs), "c_n": np.stack(cs) if cs else None}
+
+    return run
+
+
+def _keras_arrays_cell(weights: list) -> str:
+    rec = np.asarray(weights[1])
+    G = int(rec.shape[1]) // max(1, int(rec.shape[0]))
+    return {3: "gru", 4: "lstm", 1: "rnn"}.get(G, "gru")
+
+
+def _keras_reference(cell: str, layers: list[list], activation: str | None) -> Runner:
+    """The reference over Keras arrays: ``kernel (in, G*H)``, ``recurrent_kernel (R, G*H)`` and
+    ``bias`` (GRU ``(2, 3H)`` input then recurrent; else ``(G*H,)``), gates GRU ``z, r, h``,
+    LSTM ``i, f, c, o``; a ``Bidirectional`` holds the forward list, then the backward one."""
+    G = {"gru": 3, "lstm": 4, "rnn": 1}[cell]
+    units = []
+    for ws in layers:
+        D = 2 if len(ws) in (4, 6) else 1
+        per = len(ws) // D
+        layer = []
+        for d in range(D):
+            kernel, rec, *rest = ws[d * per:(d + 1) * per]
+            bias = np.asarray(rest[0], dtype=np.float64) if rest else None
+            bi, bh = (bias[0], bias[1]) if bias is not None and bias.ndim == 2 else (bias, None)
+            layer.append((np.asarray(kernel).T, np.asarray(rec).T, bi, bh))
+        units.append(layer)
+    gates = {"gru": "zrn", "lstm": "ifgo", "rnn": None}[cell]
+    return _reference_runner(cell, _stack_blocks(units, G), gates, activation or "tanh")
+
+
+def _keras_arrays_case(name: str, layers: list, info: dict, options: dict) -> _Case:
+    """A Keras file: fresh Keras layers of the recorded kinds, given the file's arrays.
+
+    The layers' sizes come from the converted module (set on the case before it runs);
+    their numbers are the file's own arrays, run by Keras.
+    """
+    try:
+        if options.get("_reference"):
+            raise ImportError("keras")
+        keras = _keras()
+    except ImportError:
+        cell = str(options.get("cell") or _keras_arrays_cell(layers[0]))
+        act = "relu" if info.get("activation") == "relu" or options.get("nonlinearity") == "relu" else "tanh"
+        return _Case(name, None, _keras_reference(cell, layers, act), _fallback("keras", options), "float64")
+    built: list[Any] = []
+
+    def run(x, h0, c0):
+        if not built:
+            spec = RNNSpec.of(case.module)  # type: ignore[arg-type]
+            built.extend(_keras_layer_for(keras, spec, k, ws, info) for k, ws in enumerate(layers))
+        return _keras_runner(keras, built)(x, h0, c0)
+
+    case = _Case(name, None, run, f"keras {keras.__version__} (backend {keras.backend.backend()})",
+                 _dtype_name(np.asarray(layers[0][0]).dtype))
+    return case
+
+
+def _keras_layer_for(keras: Any, spec: RNNSpec, k: int, weights: list, info: dict) -> Any:
+    kwargs: dict[str, Any] = dict(return_sequences=True, return_state=True, use_bias=spec.bias)
+    if spec.mode == "RNN_RELU" or info.get("activation") == "relu":
+        kwargs["activation"] = "relu"
+    make = {"GRU": keras.layers.GRU, "LSTM": keras.layers.LSTM}.get(spec.mode, keras.layers.SimpleRNN)
+    layer = make(spec.hidden_size, **kwargs)
+    if spec.bidirectional:
+        layer = keras.layers.Bidirectional(layer)
+    width = spec.input_size if k == 0 else spec.directions * spec.hidden_size
+    layer.build((None, None, width))
+    layer.set_weights([np.asarray(w) for w in weights])
+    return layer
+
+
+# -- ONNX (oracle: onnxruntime) -------------------------------------------------------
+
+def _onnx_case(model: Any, options: dict, *, build: bool = True) -> _Case:
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    nodes = [n for n in graph.node if n.op_type in ("GRU", "LSTM", "RNN") and n.domain in ("", "ai.onnx")]
+    if not nodes:
+        raise LayoutError(f"ONNX model: no GRU, LSTM or RNN node (ops: {', '.join(sorted({n.op_type for n in graph.node}))})")
+    cell = nodes[0].op_type.lower()
+    init = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    module = None
+    if build:
+        extra = {"nonlinearity": options["nonlinearity"]} if cell == "rnn" and options.get("nonlinearity") else {}
+        module = _cls(cell).from_onnx(model, **extra)
+    name = getattr(graph, "name", "") or "onnx"
+    try:
+        if options.get("_reference"):
+            raise ImportError("onnxruntime")
+        import onnxruntime
+    except ImportError:
+        return _Case(name, module, _onnx_reference(cell, nodes, init, options), _fallback("onnxruntime", options),
+                     "float64")
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 14)
+    sessions: list[tuple[Any, bool, int]] = []
+
+    def session(node: Any) -> tuple[Any, bool, int]:
+        import onnxruntime as ort
+
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        layout = int(attrs.get("layout", 0))
+        D = 2 if attrs.get("direction", b"forward") in (b"bidirectional", "bidirectional") else 1
+        names = list(node.input) + [""] * (8 - len(node.input))
+        weights = []
+        for slot in (1, 2, 3):
+            if names[slot]:
+                if names[slot] not in init:
+                    raise LayoutError(f"ONNX node {node.name!r}: input {names[slot]!r} is not an initializer")
+                weights.append(numpy_helper.from_array(init[names[slot]], ["W", "R", "B"][slot - 1]))
+        inputs = ["X", "W", "R", "B" if names[3] else "", "", "initial_h"] + (["initial_c"] if cell == "lstm" else [])
+        outputs = ["Y", "Y_h"] + (["Y_c"] if cell == "lstm" else [])
+        sub = helper.make_node(node.op_type, inputs, outputs, **attrs)
+        dt = helper.np_dtype_to_tensor_dtype(init[names[1]].dtype)
+        vin = [helper.make_tensor_value_info(n, dt, None) for n in ["X", "initial_h"] + (["initial_c"] if cell == "lstm" else [])]
+        vout = [helper.make_tensor_value_info(n, dt, None) for n in outputs]
+        g = helper.make_graph([sub], "verify", vin, vout, initializer=weights)
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+        m.ir_version = min(model.ir_version or 8, m.ir_version)
+        return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]), layout == 1, D
+
+    def run(x, h0, c0):
+        if not sessions:
+            sessions.extend(session(n) for n in nodes)
+        y = np.asarray(x, dtype=np.float32)  # (N, T, F)
+        hs, cs = [], []
+        row = 0
+        for sess, batch_major, D in sessions:
+            feed = {"X": y if batch_major else y.transpose(1, 0, 2)}
+            h = h0[row:row + D].astype(np.float32)
+            feed["initial_h"] = h.transpose(1, 0, 2) if batch_major else h
+            if c0 is not None:
+                c = c0[row:row + D].astype(np.float32)
+                feed["initial_c"] = c.transpose(1, 0, 2) if batch_major else c
+            outs = sess.run(None, feed)
+            Y = outs[0]  # [T, D, N, H] or [N, T, D, H]
+            Y = Y if batch_major else Y.transpose(2, 0, 1, 3)
+            y = Y.reshape(Y.shape[0], Y.shape[1], -1)
+            hs.append(outs[1].transpose(1, 0, 2) if batch_major else outs[1])
+            if c0 is not None:
+                cs.append(outs[2].transpose(1, 0, 2) if batch_major else outs[2])
+            row += D
+        return {"y": y, "h_n": np.concatenate(hs), "c_n": np.concatenate(cs) if cs else None}
+
+    return _Case(name, module, run, f"onnxruntime {onnxruntime.__version__}",
+                 _dtype_name(init[nodes[0].input[1]].dtype) if nodes[0].input[1] in init else "float32")
+
+
+def _onnx_reference(cell: str, nodes: list, init: dict, options: dict) -> Runner:
+    """The reference over ONNX arrays: ``W [D, G*H, in]``, ``R [D, G*H, H]``, ``B [D, 2*G*H]``
+    (input then recurrent), gates GRU ``z, r, h`` (``linear_before_reset=1``), LSTM ``i, o, f, c``."""
+    G = {"gru": 3, "lstm": 4, "rnn": 1}[cell]
+    units = []
+    act = "tanh"
+    for node in nodes:
+        names = list(node.input) + [""] * 4
+        W, R = init[names[1]].astype(np.float64), init[names[2]].astype(np.float64)
+        B = init[names[3]].astype(np.float64) if names[3] in init else None
+        GH = W.shape[1]
+        for a in node.attribute:
+            if a.name == "activations" and a.strings and a.strings[0].decode().lower() == "relu":
+                act = "relu"
+        units.append([(W[d], R[d], None if B is None else B[d][:GH], None if B is None else B[d][GH:])
+                      for d in range(W.shape[0])])
+    gates = {"gru": "zrn", "lstm": "iofg", "rnn": None}[cell]
+    return _reference_runner(cell, _stack_blocks(units, G), gates, options.get("nonlinearity") or act)
+
+
+# -- Flax (oracle: flax linen, rebuilt from the params' structure) --------------------
+
+_FLAX_CELLS = {
+    frozenset({"ir", "iz", "in", "hr", "hz", "hn"}): ("gru", "GRUCell"),
+    frozenset({"ii", "if", "ig", "io", "hi", "hf", "hg", "ho"}): ("lstm", "LSTMCell"),
+    frozenset({"i", "h"}): ("rnn", "SimpleCell"),
+}
+
+
+def _flax_cell(params: Mapping) -> tuple[str, str]:
+    found = _FLAX_CELLS.get(frozenset(params))
+    if found is None:
+        raise LayoutError(f"Flax params: keys {sorted(params)} are not those of a GRUCell, LSTMCell or SimpleCell")
+    return found
+
+
+def _flax_cells(layer: Mapping) -> list[Mapping]:
+    """A layer's cell params, forward first."""
+    if set(layer) == {"params"}:
+        layer = layer["params"]
+    if "forward_rnn" in layer:
+        return [layer["forward_rnn"]["cell"], layer["backward_rnn"]["cell"]]
+    if "cell" in layer:
+        return [layer["cell"]]
+    return [layer]
+
+
+def _flax_reference(layers: list) -> tuple[str, Runner]:
+    """The reference over Flax params: one ``Dense`` per gate, ``kernel (in, H)``; GRU biases on
+    ``ir``, ``iz``, ``in`` and ``hn`` (inside the reset product), LSTM biases on ``hi..ho``,
+    ``SimpleCell`` bias on ``i``."""
+    cell = _flax_cell(_flax_cells(layers[0])[0])[0]
+    ins, hs = {"gru": ("ir", "iz", "in"), "lstm": ("ii", "if", "ig", "io"), "rnn": ("i",)}[cell], \
+        {"gru": ("hr", "hz", "hn"), "lstm": ("hi", "hf", "hg", "ho"), "rnn": ("h",)}[cell]
+
+    def stack(p: Mapping, keys: tuple) -> tuple[np.ndarray, np.ndarray]:
+        w = np.concatenate([np.asarray(p[k]["kernel"], dtype=np.float64).T for k in keys])
+        H = w.shape[0] // len(keys)
+        b = np.concatenate([np.asarray(p[k]["bias"], dtype=np.float64) if "bias" in p[k] else np.zeros(H)
+                            for k in keys])
+        return w, b
+
+    units = []
+    for lp in layers:
+        layer = []
+        for p in _flax_cells(lp):
+            (wi, bi), (wh, bh) = stack(p, ins), stack(p, hs)
+            layer.append((wi, wh, bi, bh))
+        units.append(layer)
+    return cell, _reference_runner(cell, _stack_blocks(units, len(ins)), None)
+
+
+def _flax_case(params: Any, options: dict, *, build: bool = True) -> _Case:
+    from . import files
+
+    if isinstance(params, Mapping):
+        layers = files.flax_layers(dict(params))
+    else:
+        layers = [(lp["params"] if isinstance(lp, Mapping) and set(lp) == {"params"} else lp) for lp in params]
+    try:
+        if options.get("_reference"):
+            raise ImportError("flax")
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
+        import flax
+        import flax.linen as fnn
+        import jax.numpy as jnp
+    except ImportError:
+        cell, ref_run = _flax_reference(layers)
+        module = _cls(cell).from_flax(layers) if build else None
+        return _Case("flax", module, ref_run, _fallback("flax", options), "float64")
+    built = []
+    for lp in layers:
+        cells = _flax_cells(lp)
+        cell, cls_name = _flax_cell(cells[0])
+        H = int(np.shape(cells[0]["hn" if cell == "gru" else ("hi" if cell == "lstm" else "h")]["kernel"])[1])
+        make = getattr(fnn, cls_name)
+        mod: Any
+        p: dict[str, Any]
+        if len(cells) == 2:
+            mod = fnn.Bidirectional(fnn.RNN(make(H)), fnn.RNN(make(H)), return_carry=True)
+            p = {"forward_rnn": {"cell": cells[0]}, "backward_rnn": {"cell": cells[1]}}
+        else:
+            mod = fnn.RNN(make(H), return_carry=True)
+            p = {"cell": cells[0]}
+        built.append((mod, p, cell, len(cells)))
+
+    def run(x, h0, c0):
+        y: Any = jnp.asarray(np.asarray(x, dtype=np.float32))
+        hs, cs = [], []
+        row = 0
+        for mod, p, cell, D in built:
+            carries = []
+            for d in range(D):
+                h = jnp.asarray(h0[row + d].astype(np.float32))
+                carries.append((jnp.asarray(c0[row + d].astype(np.float32)), h) if cell == "lstm" else h)
+            carry = tuple(carries) if D == 2 else carries[0]
+            out_carry, y = mod.apply({"params": p}, y, initial_carry=carry)
+            outs = list(out_carry) if D == 2 else [out_carry]
+            for c in outs:
+                if cell == "lstm":
+                    cs.append(np.asarray(c[0]))
+                    hs.append(np.asarray(c[1]))
+                else:
+                    hs.append(np.asarray(c))
+            row += D
+        return {"y": np.asarray(y), "h_n": np.stack(hs), "c_n": np.stack(cs) if cs else None}
+
+    module = _cls(built[0][2]).from_flax(layers) if build else None
+    dt = _dtype_name(np.asarray(_flax_cells(layers[0])[0][next(iter(_flax_cells(layers[0])[0]))]["kernel"]).dtype)
+    return _Case("flax", module, run, f"flax {flax.__version__} (linen, rebuilt from the params)", dt)
+
+
+# -- TF1 (oracle: numpyrnn.reference over the TF1 formulas) --------------------------
+
+def _tf1_layers(source: Any) -> list[list[Mapping]]:
+    items = list(source) if isinstance(source, (list, tuple)) else [source]
+    out = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            raise TypeError(f"TF1 variables: expected mappings, got {type(item).__name__}")
+        out.append([item["fw"], item["bw"]] if "fw" in item else [item])
+    return out
+
+
+def _tf1_case(source: Any, options: dict, *, build: bool) -> _Case:
+    from . import reference
+
+    cell = str(options.get("cell") or "lstm").lower()
+    fb = float(options.get("forget_bias", 1.0))
+    layers = _tf1_layers(source)
+    G = 4 if cell == "lstm" else 1
+    D = len(layers[0])
+    w0 = w = b0 = b = proj = None
+    blocks, biases, projs = [], [], []
+    for units in layers:
+        lb, bb, pb = [], [], []
+        for unit in units:
+            kernel = np.asarray(unit["kernel"], dtype=np.float64)
+            bias = np.asarray(unit.get("bias", np.zeros(kernel.shape[1])), dtype=np.float64)
+            H = kernel.shape[1] // G
+            pk = unit.get("projection/kernel")
+            R = H if pk is None else int(np.shape(pk)[1])
+            n_in = kernel.shape[0] - R
+            # TF1: [x, h] @ kernel, columns gate-major (i, j, f, o): block[h, g*in + i] = kernel[i, g*H + h]
+            wi = kernel[:n_in].reshape(n_in, G, H).transpose(2, 1, 0).reshape(H, G * n_in)
+            wh = kernel[n_in:].reshape(R, G, H).transpose(2, 1, 0).reshape(H, G * R)
+            lb.append(np.concatenate([wi, wh], axis=1))
+            bi = bias.reshape(G, H).T.copy()
+            if cell == "lstm":
+                bi[:, 2] += fb  # TF1 adds forget_bias to the f gate (slot 2 of i, j, f, o) at run time
+            bb.append(np.concatenate([bi, np.zeros_like(bi)], axis=1))
+            if pk is not None:
+                pb.append(np.asarray(pk, dtype=np.float64).T)
+        blocks.append(np.stack(lb))
+        biases.append(np.stack(bb))
+        if pb:
+            projs.append(np.stack(pb))
+    w0, b0 = blocks[0], biases[0]
+    if len(blocks) > 1:
+        w, b = np.stack(blocks[1:]), np.stack(biases[1:])
+    proj = np.stack(projs) if projs else None
+    del D
+
+    def run(x, h0, c0):
+        if cell == "lstm":
+            y, (hn, cn) = reference.lstm(x, w0, w, b0=b0, b=b, proj=proj, h0=h0, c0=c0, batch_first=True, gates="ijfo")
+            return {"y": y, "h_n": hn, "c_n": cn}
+        y, hn = reference.rnn(x, w0, w, b0=b0, b=b, h0=h0, batch_first=True,
+                              nonlinearity=options.get("nonlinearity") or "tanh")
+        return {"y": y, "h_n": hn, "c_n": None}
+
+    module = None
+    if build:
+        extra = {"nonlinearity": options["nonlinearity"]} if cell == "rnn" and options.get("nonlinearity") else {}
+        module = _cls(cell).from_tf1(source, forget_bias=fb, **extra)
+    return _Case("tf1", module, run, "numpyrnn.reference (numpy, float64, from TF1's LSTMCell formulas; "
+                 "TensorFlow is not used)", "float64")

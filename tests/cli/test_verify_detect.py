@@ -1,0 +1,150 @@
+"""``numpyrnn verify``, ``numpyrnn detect`` and ``numpyrnn convert --verify``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from numpyrnn import NumpyGRU, cli, files
+from numpyrnn._seed import seed_arrays
+from numpyrnn.cli import main
+
+from .conftest import run_cli
+
+I, H = 10, 20
+
+
+@pytest.fixture
+def recorded(tmp_path):
+    """The question's arrays, an input, and the output of those arrays read as ``zrn`` through the row loop."""
+    w0, w = seed_arrays(I, H, 2, 2)
+    np.savez(tmp_path / "weights.npz", w0=w0, w=w)
+    x = np.random.default_rng(0).standard_normal((8, 3, I)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    with torch.no_grad():
+        y = NumpyGRU.from_numpy(w0, w, gates="zrn", rowwise=True)(torch.from_numpy(x))[0].numpy()
+    np.save(tmp_path / "y.npy", y)
+    np.save(tmp_path / "noise.npy", np.random.default_rng(1).uniform(-1, 1, y.shape).astype(np.float32))
+    return tmp_path
+
+
+@pytest.mark.parametrize("sub", ["verify", "detect"])
+def test_help_has_examples(sub, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([sub, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and f"numpyrnn {sub}" in out
+
+
+def test_detect_prints_the_match_and_the_convert_line(recorded, capsys):
+    d = recorded
+    assert main(["detect", str(d / "weights.npz"), "--input", str(d / "x.npy"), "--output", str(d / "y.npy"),
+                 "--cell", "gru"]) == 0
+    out = capsys.readouterr().out
+    assert "match: gates='zrn' rowwise=True" in out
+    line = next(ln.strip() for ln in out.splitlines() if ln.strip().startswith("numpyrnn convert"))
+    assert line == f"numpyrnn convert {d / 'weights.npz'} -o converted.pt --cell gru --gates zrn --rowwise --verify"
+    # and that command line does what it says
+    args = line.split()[1:]
+    args[args.index("converted.pt")] = str(d / "converted.pt")
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "OK:" in out and "wrote" in out and (d / "converted.pt").exists()
+    assert main(["verify", str(d / "weights.npz"), str(d / "converted.pt"), "--cell", "gru", "--gates", "zrn",
+                 "--rowwise"]) == 0
+
+
+def test_detect_refuses_noise(recorded, capsys):
+    d = recorded
+    code = main(["detect", str(d / "weights.npz"), "--input", str(d / "x.npy"), "--output", str(d / "noise.npy"),
+                 "--cell", "gru"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "no reading of the arrays reproduces y" in err and "closest:" in err
+
+
+def test_detect_saves_rewritten_biases(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    w0 = rng.uniform(-0.5, 0.5, (1, 4, 4 * (3 + 4))).astype(np.float32)
+    b0 = rng.uniform(-0.5, 0.5, (1, 4, 4)).astype(np.float32)  # one summed bias per gate
+    np.savez(tmp_path / "w.npz", w0=w0, b0=b0)
+    x = rng.uniform(-1, 1, (5, 2, 3)).astype(np.float32)
+    full = np.concatenate([b0, np.zeros_like(b0)], axis=-1)
+    full[..., 1] += 1.0  # torch order i, f, g, o; forget bias 1 added at run time
+    from numpyrnn import NumpyLSTM
+
+    with torch.no_grad():
+        y = NumpyLSTM.from_numpy(w0, b0=full)(torch.from_numpy(x))[0].numpy()
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    base = ["detect", str(tmp_path / "w.npz"), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy"),
+            "--cell", "lstm"]
+    assert main(base) == 0
+    out = capsys.readouterr().out
+    assert "bias=summed forget_bias=1" in out and "--save FIXED.npz" in out and "numpyrnn convert" not in out
+    assert main([*base, "--save", str(tmp_path / "fixed.npz")]) == 0
+    out = capsys.readouterr().out
+    assert f"numpyrnn convert {tmp_path / 'fixed.npz'} -o converted.pt --cell lstm --verify" in out
+    np.testing.assert_allclose(files.read_blocks(tmp_path / "fixed.npz")["b0"], full, atol=1e-7)
+
+
+def test_verify_exit_codes(recorded):
+    d = recorded
+    ok = run_cli("verify", d / "weights.npz", "--cell", "gru", "--gates", "zrn", "--rowwise", "--input", d / "x.npy")
+    assert ok.returncode == 0, ok.stderr
+    assert "oracle: numpyrnn.reference" in ok.stdout and "given x" in ok.stdout and "OK:" in ok.stdout
+    files.write_state_dict(d / "loop.pt", NumpyGRU.from_numpy(*seed_arrays(I, H, 2, 2), rowwise=True).state_dict())
+    bad = run_cli("verify", d / "weights.npz", d / "loop.pt", "--cell", "gru")
+    assert bad.returncode == 1 and "FAILED:" in bad.stdout and "FAIL" in bad.stdout
+    usage = run_cli("verify", d / "weights.npz", "--from", "onnx", "--gates", "zrn")
+    assert usage.returncode == 2 and "--gates and --rowwise apply to the block layout" in usage.stderr
+
+
+def test_verify_atol_and_seed(recorded, capsys):
+    d = recorded
+    assert main(["verify", str(d / "weights.npz"), "--cell", "gru", "--atol", "1e-9", "--seed", "3"]) == 1
+    out = capsys.readouterr().out
+    assert "1e-09" in out and "overridden" in out and "FAILED" in out
+
+
+def test_verify_reference_oracle_for_an_onnx_file(tmp_path, capsys):
+    pytest.importorskip("onnx", reason="onnx not installed: pip install numpyrnn[interop]")
+    rng = np.random.default_rng(0)
+    layers = [{"W": rng.uniform(-0.5, 0.5, (2, 12, 3)).astype(np.float32),
+               "R": rng.uniform(-0.5, 0.5, (2, 12, 3)).astype(np.float32),
+               "B": rng.uniform(-0.5, 0.5, (2, 24)).astype(np.float32)}]
+    files.write_onnx(tmp_path / "m.onnx", layers, mode="LSTM")
+    assert main(["verify", str(tmp_path / "m.onnx"), "--oracle", "reference"]) == 0
+    out = capsys.readouterr().out
+    assert "oracle: numpyrnn.reference (numpy, float64; asked for)" in out and "c_n[layer 0, backward]" in out
+
+
+def test_convert_verify_writes_nothing_when_the_conversion_is_wrong(recorded, monkeypatch, capsys):
+    d = recorded
+    real = cli._build
+
+    def wrong(*args, **kwargs):  # a conversion with one weight off, as a bug in a reader would leave it
+        module = real(*args, **kwargs)
+        with torch.no_grad():
+            module.weight_hh_l1_reverse[0, 0] += 0.1
+        return module
+
+    monkeypatch.setattr(cli, "_build", wrong)
+    out_path = d / "gru.safetensors"
+    assert main(["convert", str(d / "weights.npz"), "-o", str(out_path), "--cell", "gru", "--verify"]) == 1
+    captured = capsys.readouterr()
+    assert "FAILED:" in captured.out and "not written" in captured.err
+    assert not out_path.exists()
+
+
+def test_convert_verify_keras(tmp_path):
+    keras = pytest.importorskip("keras", reason="keras not installed: pip install numpyrnn[interop]")
+    model = keras.Sequential([keras.Input((None, 3)), keras.layers.LSTM(4, return_sequences=True)])
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.uniform(-0.5, 0.5, w.shape).astype(np.float32) for w in model.get_weights()])
+    model.save(tmp_path / "m.keras")
+    r = run_cli("convert", tmp_path / "m.keras", "-o", tmp_path / "lstm.pt", "--cell", "lstm", "--verify")
+    assert r.returncode == 0, r.stderr
+    assert "oracle: keras" in r.stdout and "OK:" in r.stdout and (tmp_path / "lstm.pt").exists()
