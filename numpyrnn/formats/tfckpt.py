@@ -1,6 +1,10 @@
-r"""TensorFlow's TensorBundle checkpoint format, read without TensorFlow.
+r"""TensorFlow checkpoints (TF1 ``Saver``, TF2 ``tf.train.Checkpoint``, SavedModel variables), read without TensorFlow.
 
-A checkpoint ``model.ckpt`` is an index file ``model.ckpt.index`` and data shards
+Two parts: a reader of the TensorBundle files (names -> arrays), and the mapping
+of the variable names it finds to numpyrnn modules (see the TF checkpoints page
+of the documentation for every scope that is recognised and what is refused).
+
+**The files.** A checkpoint ``model.ckpt`` is an index file ``model.ckpt.index`` and data shards
 ``model.ckpt.data-00000-of-00001`` ... The index is a LevelDB-style sorted string
 table (blocks of prefix-compressed key/value entries, an index block and a
 48-byte footer ending in a magic number). Its values are protocol buffers:
@@ -25,12 +29,14 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
 from ..errors import LayoutError
 
-__all__ = ["BundleEntry", "Bundle", "open_bundle", "crc32c", "checkpoint_prefix"]
+__all__ = ["BundleEntry", "Bundle", "open_bundle", "crc32c", "checkpoint_prefix", "read_checkpoint",
+           "scan", "read", "load_all_from_checkpoint", "sniff", "FORMAT"]
 
 #: The footer's magic number (LevelDB's table magic, as TensorFlow's table writes it).
 TABLE_MAGIC = 0xDB4775248B80FB57
@@ -355,10 +361,10 @@ class Bundle:
             raise LayoutError(f"{where}: CRC32C of its {e.size} bytes in {shard.name} does not match the index; the data is corrupt")
         order = ">" if self.big_endian else "<"
         if dtype == "bfloat16":
-            bits = np.frombuffer(raw, order + "u2").astype(np.uint32) << np.uint32(16)
+            bits = np.frombuffer(raw, np.dtype(order + "u2")).astype(np.uint32) << np.uint32(16)
             return bits.view(np.float32).reshape(e.shape)
-        arr = np.frombuffer(raw, np.dtype(dtype).newbyteorder(order) if itemsize > 1 else dtype)
-        return arr.astype(np.dtype(dtype).newbyteorder("="), copy=True).reshape(e.shape)
+        stored = np.dtype(dtype).newbyteorder(">" if self.big_endian else "<")
+        return np.frombuffer(raw, stored).astype(np.dtype(dtype), copy=True).reshape(e.shape)
 
 
 def open_bundle(path: str | os.PathLike) -> Bundle:
@@ -408,3 +414,389 @@ def open_bundle(path: str | os.PathLike) -> Bundle:
             raise LayoutError(f"{where}: tensor {e.name!r}: bytes {e.offset}..{e.offset + e.size} lie outside "
                               f"{shards[e.shard].name} ({sizes[e.shard]} bytes)")
     return Bundle(prefix, entries, shards, big)
+
+
+def read_checkpoint(path: str | os.PathLike, *, check_crc: bool = True) -> dict[str, np.ndarray]:
+    """Every numeric tensor of a checkpoint, by its name in the checkpoint.
+
+    Strings (such as TF2's ``_CHECKPOINTABLE_OBJECT_GRAPH``), resources and variants
+    are left out.
+
+    Args:
+        path: the checkpoint prefix (``model.ckpt``), its ``.index`` or a ``.data-*`` shard,
+            a directory holding a ``checkpoint`` file, or a SavedModel directory.
+        check_crc: compare each tensor's bytes with the CRC32C stored in the index.
+
+    Raises:
+        LayoutError: the files are missing, malformed or corrupt (the message names the file and tensor).
+    """
+    bundle = open_bundle(path)
+    return {n: bundle.read(n, check_crc=check_crc) for n, e in bundle.entries.items() if e.numeric}
+
+
+# --------------------------------------------------------------------------------------
+# from variable names to modules
+# --------------------------------------------------------------------------------------
+
+#: Variable leaves a cell scope may hold, longest first (TF1 cells, then Keras cells).
+LEAVES = tuple(sorted((
+    "kernel", "bias", "projection/kernel", "w_i_diag", "w_f_diag", "w_o_diag",
+    "gates/kernel", "gates/bias", "candidate/kernel", "candidate/bias",
+    "candidate/input_projection/kernel", "candidate/input_projection/bias",
+    "candidate/hidden_projection/kernel", "candidate/hidden_projection/bias",
+    "w_ru", "b_ru", "w_c", "b_c", "recurrent_kernel",
+), key=len, reverse=True))
+
+#: TF1 cell scopes, by the cell's default name (``lstm_cell_1`` for a second one in a scope).
+LSTM_SCOPE = re.compile(r"(basic_)?lstm_(block_|fused_)?cell(_\d+)?|cudnn_compatible_lstm_cell(_\d+)?")
+GRU_SCOPE = re.compile(r"(cudnn_compatible_)?gru_(block_)?cell(_\d+)?")
+RNN_SCOPE = re.compile(r"basic_rnn_cell(_\d+)?")
+#: Path components that place a cell in a stack (``cell_<k>``) or a direction.
+_LAYER = re.compile(r"cell_(\d+)")
+_STRUCTURE = re.compile(r"cell_\d+|multi_rnn_cell|fw|bw")
+#: TF2 object-graph suffix of a variable's value, and the markers of what is not a model weight.
+_VALUE = "/.ATTRIBUTES/VARIABLE_VALUE"
+_SLOTS = (".OPTIMIZER_SLOT", "/.ATTRIBUTES/", "save_counter")
+
+REFUSES = {
+    "GRUCell": (
+        "TF1's GRUCell (gates/kernel, candidate/kernel) and GRUBlockCell (w_ru, w_c) apply the reset gate "
+        "before the candidate matmul, concat([x, r * h]) @ K_c, but nn.GRU applies it after: r * (W_hn h + b_hn); "
+        "no choice of weights makes the two equal. CudnnGRU and CudnnCompatibleGRUCell weights "
+        "(candidate/input_projection, candidate/hidden_projection) are read"
+    ),
+    "peepholes": (
+        "LSTMCell(use_peepholes=True) adds w_i_diag * c, w_f_diag * c and w_o_diag * c to the gates; "
+        "nn.LSTM has no peephole connections"
+    ),
+    "reset_after=False": (
+        "a Keras GRU bias of shape (3*units,) is a GRU with reset_after=False (the Keras 2 default), which "
+        "applies the reset gate before the recurrent matmul; nn.GRU applies it after"
+    ),
+}
+
+CUDNN_NOTE = ("CudnnLSTM/CudnnGRU save the sum of cuDNN's input and recurrent biases; as TensorFlow does when it "
+              "restores them, each of bias_ih and bias_hh gets half of the sum (split_bias=False puts it all in bias_ih)")
+KERAS_NOTE = ("a checkpoint does not record a Keras layer's activations: the module computes Keras's defaults "
+              "(tanh, recurrent sigmoid); a layer built with recurrent_activation='hard_sigmoid' (the old Keras 2 "
+              "default) or other activations computes something else")
+
+
+@dataclass
+class _Cell:
+    prefix: str               # the cell's scope in the checkpoint
+    kind: str                 # "tf1" | "keras"
+    cell: str                 # "LSTM" | "GRU" | "RNN"
+    names: dict[str, str]     # leaf -> tensor name in the checkpoint
+    cudnn: bool = False
+
+
+@dataclass
+class _Module:
+    name: str
+    kind: str
+    cell: str
+    cudnn: bool
+    slots: dict[tuple[int, str], _Cell]  # (layer, "" | "fw" | "bw") -> cell
+    note: str = ""
+
+
+def _classify(prefix: str, leaves: dict[str, str]) -> tuple[_Cell | None, str | None]:
+    """``(cell, None)``, ``(None, refusal)`` or ``(None, None)`` for variables that are no recurrent cell."""
+    token = prefix.rsplit("/", 1)[-1]
+    if "recurrent_kernel" in leaves:
+        if not {"kernel", "recurrent_kernel"} <= set(leaves) or set(leaves) - {"kernel", "recurrent_kernel", "bias"}:
+            return None, None
+        return _Cell(prefix, "keras", "", leaves), None
+    if {"candidate/kernel", "w_ru", "w_c"} & set(leaves):
+        return None, REFUSES["GRUCell"]
+    if "gates/kernel" in leaves and "candidate/input_projection/kernel" in leaves and GRU_SCOPE.fullmatch(token):
+        return _Cell(prefix, "tf1", "GRU", leaves, cudnn=True), None
+    if {"kernel", "bias"} <= set(leaves):
+        if LSTM_SCOPE.fullmatch(token):
+            peep = sorted(set(leaves) & {"w_i_diag", "w_f_diag", "w_o_diag"})
+            if peep:
+                return None, f"{peep}: " + REFUSES["peepholes"]
+            return _Cell(prefix, "tf1", "LSTM", leaves, cudnn=token.startswith("cudnn_compatible")), None
+        if RNN_SCOPE.fullmatch(token):
+            return _Cell(prefix, "tf1", "RNN", leaves), None
+    return None, None
+
+
+def _place(prefix: str) -> tuple[str, int, int, str]:
+    """``(module name, outer layer, inner layer, direction)`` of a TF1 cell scope."""
+    parts = prefix.split("/")[:-1]
+    first = next((i for i, p in enumerate(parts) if _STRUCTURE.fullmatch(p)), len(parts))
+    name = "/".join(parts[:first]) or prefix.rsplit("/", 1)[-1]
+    d = next((i for i in range(len(parts) - 1, -1, -1) if parts[i] in ("fw", "bw")), None)
+    outer = [int(m.group(1)) for p in parts[:d] if (m := _LAYER.fullmatch(p))] if d is not None else []
+    inner = [int(m.group(1)) for p in (parts[d + 1:] if d is not None else parts) if (m := _LAYER.fullmatch(p))]
+    return name, (outer[-1] if outer else -1), (inner[-1] if inner else -1), (parts[d] if d is not None else "")
+
+
+def _keras_place(prefix: str) -> tuple[str, str]:
+    parts = prefix.split("/")[:-1]  # drop the cell ("cell", "lstm_cell", ...)
+    if parts and parts[-1] in ("forward_layer", "backward_layer"):
+        return "/".join(parts[:-1]), "fw" if parts[-1] == "forward_layer" else "bw"
+    return "/".join(parts) or prefix, ""
+
+
+def _gather(bundle: Bundle) -> tuple[list[_Module], list[tuple[str, str]], list[str]]:
+    groups: dict[str, dict[str, str]] = {}
+    skipped: list[tuple[str, str]] = []
+    problems: list[str] = []
+    for name, e in bundle.entries.items():
+        if not e.numeric:
+            skipped.append((name, f"{e.dtype_name} tensor" + (" (partitioned)" if e.sliced else "")))
+            continue
+        clean = name[: -len(_VALUE)] if name.endswith(_VALUE) else name
+        if any(s in clean for s in _SLOTS) or clean.endswith("/.ATTRIBUTES"):
+            continue
+        leaf = next((f for f in LEAVES if clean == f or clean.endswith("/" + f)), None)
+        if leaf is None:
+            continue
+        groups.setdefault(clean[: len(clean) - len(leaf)].rstrip("/"), {})[leaf] = name
+    modules: dict[str, _Module] = {}
+    stacks: dict[str, list[tuple[_Cell, int, int, str]]] = {}
+    for prefix in sorted(groups, key=_natural):
+        cell, refusal = _classify(prefix, groups[prefix])
+        if refusal:
+            skipped.append((prefix, "refused"))
+            problems.append(f"{prefix}: cannot be loaded into torch: {refusal}")
+            continue
+        if cell is None:
+            skipped.append((prefix, "not a recurrent cell"))
+            continue
+        if cell.kind == "keras":
+            name, d = _keras_place(prefix)
+            m = modules.setdefault(name, _Module(name, "keras", "", False, {}, KERAS_NOTE))
+            if (0, d) in m.slots or m.kind != "keras":
+                problems.append(f"{prefix}: a second cell for {name!r}{' ' + d if d else ''}; skipped")
+                continue
+            m.slots[(0, d)] = cell
+        else:
+            name, outer, inner, d = _place(prefix)
+            stacks.setdefault(name, []).append((cell, outer, inner, d))
+    for name, cells in stacks.items():
+        if any(o >= 0 for _, o, _, _ in cells) and any(i > 0 for _, o, i, _ in cells if o >= 0):
+            problems.append(f"{name}: each layer of a stack_bidirectional_rnn holds a multi-layer stack per direction; "
+                            f"torch cannot represent it; skipped")
+            skipped.append((name, "refused"))
+            continue
+        independent = any(d for _, _, _, d in cells) and any(i > 0 for _, o, i, _ in cells if o < 0)
+        for cell, outer, inner, d in cells:
+            layer = outer if outer >= 0 else max(inner, 0)
+            key, slot_d, note = name, d, ""
+            if independent:
+                # bidirectional_dynamic_rnn over two MultiRNNCells: two independent stacks
+                key, slot_d = f"{name}/{d}", ""
+                if d == "bw":
+                    note = ("the backward stack of bidirectional_dynamic_rnn: feed it the time-reversed input "
+                            "(tf.reverse_sequence) and reverse its output again")
+            found = modules.get(key)
+            if found is not None and found.kind == "tf1" and found.cell == cell.cell and found.cudnn == cell.cudnn \
+                    and (layer, slot_d) not in found.slots:
+                m = found
+            else:
+                if found is not None:
+                    key = cell.prefix
+                m = modules.setdefault(key, _Module(key, "tf1", cell.cell, cell.cudnn, {}, note))
+                if (layer, slot_d) in m.slots:
+                    problems.append(f"{cell.prefix}: a second cell for layer {layer} of {key!r}; skipped")
+                    continue
+            m.slots[(layer, slot_d)] = cell
+    out: list[_Module] = []
+    for m in modules.values():
+        layers = sorted({k for k, _ in m.slots})
+        dirs = {k: sorted(d for kk, d in m.slots if kk == k) for k in layers}
+        if layers != list(range(len(layers))):
+            problems.append(f"{m.name}: layers {layers} do not run 0..{len(layers) - 1}; skipped")
+            skipped.append((m.name, "incomplete stack"))
+            continue
+        if any(v not in ([""], ["bw", "fw"]) for v in dirs.values()) or len({tuple(v) for v in dirs.values()}) > 1:
+            problems.append(f"{m.name}: directions per layer {dirs}; every layer needs one direction or both fw and bw; skipped")
+            skipped.append((m.name, "incomplete stack"))
+            continue
+        out.append(m)
+    return out, skipped, problems
+
+
+def _natural(key: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", key)]
+
+
+def _shape(bundle: Bundle, cell: _Cell, leaf: str) -> tuple[int, ...]:
+    return bundle.entries[cell.names[leaf]].shape
+
+
+def _config(bundle: Bundle, m: _Module) -> dict:
+    first = m.slots[(0, "fw")] if (0, "fw") in m.slots else m.slots[(0, "")]
+    where = f"{bundle.prefix}: {m.name}"
+    proj = 0
+    if m.kind == "keras":
+        k, rk = _shape(bundle, first, "kernel"), _shape(bundle, first, "recurrent_kernel")
+        if len(k) != 2 or len(rk) != 2 or rk[0] < 1 or rk[1] % rk[0] or rk[1] // rk[0] not in (1, 3, 4):
+            raise LayoutError(f"{where}: kernel {k} and recurrent_kernel {rk} are not (input, G*units) and "
+                              f"(units, G*units) for G = 1, 3 or 4")
+        hidden, inp = rk[0], k[0]
+        cell = {1: "RNN", 3: "GRU", 4: "LSTM"}[rk[1] // rk[0]]
+        if cell == "GRU" and "bias" in first.names and len(_shape(bundle, first, "bias")) == 1:
+            raise LayoutError(f"{bundle.prefix}: {first.prefix}/bias: shape {_shape(bundle, first, 'bias')}: "
+                              f"cannot be loaded into torch: " + REFUSES["reset_after=False"])
+        bias = "bias" in first.names
+    else:
+        cell, bias = m.cell, True
+        k = _shape(bundle, first, "gates/kernel" if cell == "GRU" else "kernel")
+        G = {"LSTM": 4, "GRU": 2, "RNN": 1}[cell]
+        if len(k) != 2 or k[1] % G or k[1] < G:
+            raise LayoutError(f"{where}: kernel of shape {k} is not [input+units, {G}*units]")
+        hidden = k[1] // G
+        if "projection/kernel" in first.names:
+            pk = _shape(bundle, first, "projection/kernel")
+            proj = pk[1] if len(pk) == 2 else 0
+        inp = k[0] - (proj or hidden)
+    dtype = bundle.entries[first.names["kernel" if "kernel" in first.names else "gates/kernel"]].dtype_name
+    config = dict(cell=cell.lower(), input_size=inp, hidden_size=hidden, num_layers=1 + max(k for k, _ in m.slots),
+                  bidirectional=(0, "fw") in m.slots, bias=bias, proj_size=proj,
+                  batch_first=m.kind == "keras", dtype=dtype, source=m.name,
+                  scopes=[c.prefix for _, c in sorted(m.slots.items())])
+    if m.kind == "tf1" and cell == "LSTM":
+        config["forget_bias"] = 0.0 if m.cudnn else 1.0
+    if m.cudnn:
+        config["bias_split"] = "half"
+    if m.note:
+        config["note"] = m.note
+    return config
+
+
+def _build(bundle: Bundle, m: _Module, config: dict) -> Callable[..., Any]:
+    from ..modules import NumpyGRU, NumpyLSTM, NumpyRNN
+
+    classes: dict[str, Any] = {"gru": NumpyGRU, "lstm": NumpyLSTM, "rnn": NumpyRNN}
+
+    def build(*, forget_bias: float | None = None, split_bias: bool = True, check_crc: bool = True,
+              batch_first: bool | None = None, dropout: float = 0.0, device: Any = None,
+              dtype: Any = None, freeze: bool = False, nonlinearity: str | None = None, **_: Any) -> Any:
+        cls = classes[config["cell"]]
+        common = dict(batch_first=config["batch_first"] if batch_first is None else batch_first, dropout=dropout,
+                      device=device, dtype=dtype, freeze=freeze)
+        if config["cell"] == "rnn" and nonlinearity is not None:
+            common["nonlinearity"] = nonlinearity
+
+        def arrays(cell: _Cell) -> dict[str, np.ndarray]:
+            return {leaf: bundle.read(n, check_crc=check_crc) for leaf, n in cell.names.items()}
+
+        layers = range(config["num_layers"])
+        if m.kind == "keras":
+            order = ("kernel", "recurrent_kernel", "bias")
+            weights: list[np.ndarray] = []
+            for d in (("fw", "bw") if config["bidirectional"] else ("",)):
+                a = arrays(m.slots[(0, d)])
+                weights += [a[n] for n in order if n in a]
+            return cls.from_keras(weights, **common)
+        source: list[Any] = []
+        for k in layers:
+            if config["bidirectional"]:
+                source.append({"fw": arrays(m.slots[(k, "fw")]), "bw": arrays(m.slots[(k, "bw")])})
+            else:
+                source.append(arrays(m.slots[(k, "")]))
+        extra: dict[str, Any] = {}
+        if config["cell"] == "lstm":
+            recorded = config["forget_bias"]
+            if m.cudnn and forget_bias not in (None, 0, 0.0):
+                raise LayoutError(f"{bundle.prefix}: {m.name}: forget_bias={forget_bias}, but these are "
+                                  f"CudnnLSTM/CudnnCompatibleLSTMCell weights, which add no forget bias (0)")
+            extra["forget_bias"] = recorded if forget_bias is None else forget_bias
+        module = cls.from_tf1(source if len(source) > 1 else source[0], **extra, **common)
+        if m.cudnn and split_bias:
+            _split_halves(module, config)
+        return module
+
+    return build
+
+
+def _split_halves(module: Any, config: dict) -> None:
+    """Give ``bias_ih`` and ``bias_hh`` half of the summed bias each, as TensorFlow restores CudnnLSTM/CudnnGRU."""
+    import torch
+
+    rows = 2 * config["hidden_size"] if config["cell"] == "gru" else None  # GRU: r, z only; n keeps b_in / b_hn
+    with torch.no_grad():
+        for k in range(config["num_layers"]):
+            for s in ("", "_reverse")[: 1 + config["bidirectional"]]:
+                bih, bhh = getattr(module, f"bias_ih_l{k}{s}"), getattr(module, f"bias_hh_l{k}{s}")
+                total = bih[:rows] + bhh[:rows]
+                bih[:rows].copy_(total * 0.5)
+                bhh[:rows].copy_(total * 0.5)
+
+
+def scan(path: str | os.PathLike, **options: Any) -> tuple[list[tuple[str, str, dict, Callable[..., Any]]],
+                                                            list[tuple[str, str]], list[str]]:
+    """The recurrent modules a checkpoint holds, what was skipped and the problems found.
+
+    Returns:
+        ``(modules, skipped, problems)``: ``modules`` as :func:`read` returns them;
+        ``skipped`` the ``(name, kind)`` of what is not converted; ``problems`` one line each.
+
+    Raises:
+        LayoutError: the files are malformed, or no cell can be loaded (the message
+            gives every refusal with its reason).
+    """
+    bundle = open_bundle(path)
+    found, skipped, problems = _gather(bundle)
+    out = []
+    for m in found:
+        config = _config(bundle, m)
+        out.append((m.name, config["cell"], config, _build(bundle, m, config)))
+    if any(m.cudnn for m in found):
+        problems.append(CUDNN_NOTE)
+    if any(m.kind == "keras" for m in found):
+        problems.append(KERAS_NOTE)
+    problems += [f"{m.name}: {m.note}" for m in found if m.note and m.kind != "keras"]
+    if not out:
+        numeric = [n for n, e in bundle.entries.items() if e.numeric]
+        raise LayoutError(
+            f"{bundle.prefix}: no recurrent cell that torch can compute"
+            + (": " + "; ".join(p for p in problems) if problems else
+               f" among {len(numeric)} variables ({', '.join(numeric[:5])}{', ...' if len(numeric) > 5 else ''}); "
+               f"expected TF1 cell scopes (.../lstm_cell/kernel, .../cudnn_compatible_gru_cell/gates/kernel, ...) "
+               f"or Keras layers (.../cell/recurrent_kernel)")
+        )
+    return out, skipped, problems
+
+
+def read(path: str | os.PathLike, **options: Any) -> list[tuple[str, str, dict, Callable[..., Any]]]:
+    """``(name, cell, config, build)`` for every recurrent module of a checkpoint, in name order.
+
+    ``build(**options)`` reads the arrays and returns the module. Options:
+    ``forget_bias`` (TF1 ``LSTMCell``: the run-time forget bias, default 1.0; not
+    stored in checkpoints), ``split_bias`` (CudnnLSTM/CudnnGRU: halve the summed bias
+    into ``bias_ih`` and ``bias_hh``, default True), ``batch_first``, ``dropout``,
+    ``device``, ``dtype``, ``freeze``, ``nonlinearity`` (``NumpyRNN``), ``check_crc``.
+    """
+    return scan(path, **options)[0]
+
+
+def load_all_from_checkpoint(path: str | os.PathLike, **options: Any) -> dict[str, Any]:
+    """Every recurrent module of a checkpoint, built: ``{name: NumpyLSTM/NumpyGRU/NumpyRNN}``."""
+    return {name: build(**options) for name, _, _, build in read(path, **options)}
+
+
+def sniff(path: str | os.PathLike) -> bool:
+    """True for a checkpoint prefix, its ``.index``/``.data-*`` files or a directory holding one."""
+    try:
+        prefix = checkpoint_prefix(path)
+    except (LayoutError, OSError):
+        return False
+    index = prefix.with_name(prefix.name + ".index")
+    try:
+        with open(index, "rb") as fp:
+            fp.seek(0, 2)
+            if fp.tell() < FOOTER_SIZE:
+                return False
+            fp.seek(-8, 2)
+            return int.from_bytes(fp.read(8), "little") == TABLE_MAGIC
+    except OSError:
+        return False
+
+
+FORMAT = dict(name="tfckpt", suffixes=(".index", ".ckpt"), sniff=sniff, read=read, scan=scan)

@@ -2,7 +2,7 @@
 
 Run with TensorFlow and tf_keras installed (``pip install numpyrnn[tf-era]``)::
 
-    TF_USE_LEGACY_KERAS=1 python tests/data/make_tf_checkpoints.py
+    TF_USE_LEGACY_KERAS=1 python tests/data/make_tf_checkpoints.py [OUT_DIR]
 
 Each case writes ``<case>.ckpt.index`` + ``<case>.ckpt.data-00000-of-00001`` (or a
 ``tf.train.Checkpoint``'s ``<case>-1.*``), and ``<case>.npz`` with the input ``x``
@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "tf"
+OUT = Path(__file__).parent / "tf"
 T, N, I, H, P = 5, 2, 3, 4, 2
 rnn_cell = tf.compat.v1.nn.rnn_cell
 v1 = tf.compat.v1
@@ -206,7 +206,10 @@ def keras_cases() -> None:
     (OUT / "checkpoint").unlink(missing_ok=True)
 
 
-def main() -> None:
+def main(out: str | os.PathLike | None = None) -> None:
+    global OUT
+    if out is not None:
+        OUT = Path(out)
     OUT.mkdir(parents=True, exist_ok=True)
     graph_case("lstm_stack", lstm_stack, seed=1, adam=True)
     graph_case("lstm_proj", lstm_proj, seed=2)
@@ -225,4 +228,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1] if len(sys.argv) > 1 else None)
