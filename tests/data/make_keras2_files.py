@@ -1,4 +1,4 @@
-"""Write the Keras 2 (``tf_keras``) fixtures under ``tests/data/keras2/`` with tf_keras's own outputs.
+"""Write the Keras 2 (``tf_keras``) fixtures under ``tests/data/keras2_files/`` with tf_keras's own outputs.
 
 Run with TensorFlow and tf_keras installed (``pip install numpyrnn[tf-era]``)::
 
@@ -92,7 +92,7 @@ def plain(out: Path) -> None:
 
 
 def main(out: str | os.PathLike | None = None) -> None:
-    path = Path(out) if out is not None else Path(__file__).parent / "keras2"
+    path = Path(out) if out is not None else Path(__file__).parent / "keras2_files"
     path.mkdir(parents=True, exist_ok=True)
     cudnn(path, "CuDNNLSTM", False, 1)
     cudnn(path, "CuDNNGRU", False, 2)

@@ -1,4 +1,4 @@
-"""Write the PaddlePaddle fixtures under ``tests/data/paddle/`` with Paddle's own outputs.
+"""Write the PaddlePaddle fixtures under ``tests/data/paddle_params/`` with Paddle's own outputs.
 
 Run with paddlepaddle installed (``pip install numpyrnn[tf-era]``), in a process
 that has not imported TensorFlow::
@@ -46,7 +46,7 @@ CASES = {
 
 
 def main(out: str | os.PathLike | None = None) -> None:
-    path = Path(out) if out is not None else Path(__file__).parent / "paddle"
+    path = Path(out) if out is not None else Path(__file__).parent / "paddle_params"
     path.mkdir(parents=True, exist_ok=True)
     paddle.seed(0)
     for k, (case, make) in enumerate(CASES.items()):

@@ -1,4 +1,4 @@
-"""Write the TensorFlow checkpoint fixtures under ``tests/data/tf/`` and TensorFlow's own outputs for them.
+"""Write the TensorFlow checkpoint fixtures under ``tests/data/tf_checkpoints/`` and TensorFlow's own outputs for them.
 
 Run with TensorFlow and tf_keras installed (``pip install numpyrnn[tf-era]``)::
 
@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-OUT = Path(__file__).parent / "tf"
+OUT = Path(__file__).parent / "tf_checkpoints"
 T, N, I, H, P = 5, 2, 3, 4, 2
 rnn_cell = tf.compat.v1.nn.rnn_cell
 v1 = tf.compat.v1

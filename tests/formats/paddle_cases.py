@@ -9,7 +9,7 @@ import torch
 
 from numpyrnn.formats import paddle
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "paddle"
+DATA = Path(__file__).resolve().parent.parent / "data" / "paddle_params"
 
 #: case -> (module name, build options, class, proj_size, bidirectional, num_layers)
 CASES = {

@@ -14,7 +14,7 @@ from numpyrnn.formats import keras2
 
 h5py = pytest.importorskip("h5py", reason="h5py is not installed: pip install numpyrnn[interop]")
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "keras2"
+DATA = Path(__file__).resolve().parent.parent / "data" / "keras2_files"
 
 
 def layer_of(path: Path) -> tuple[str, dict, list[np.ndarray], bool]:

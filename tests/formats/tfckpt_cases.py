@@ -9,7 +9,7 @@ import torch
 
 from numpyrnn.formats import tfckpt
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "tf"
+DATA = Path(__file__).resolve().parent.parent / "data" / "tf_checkpoints"
 
 #: case -> module names it holds (in the order read returns them)
 CASES = {
