@@ -281,11 +281,14 @@ def _table_entries(data: bytes, where: str) -> list[tuple[bytes, bytes]]:
     if int.from_bytes(footer[-8:], "little") != TABLE_MAGIC:
         raise LayoutError(f"{where}: no table magic number at the end; not a TensorFlow checkpoint index")
     pos = 0
-    _, pos = _varint(footer, pos, where + " footer")        # metaindex offset (unused)
-    _, pos = _varint(footer, pos, where + " footer")        # metaindex size
+    moff, pos = _varint(footer, pos, where + " footer")
+    msize, pos = _varint(footer, pos, where + " footer")
     ioff, pos = _varint(footer, pos, where + " footer")
     isize, pos = _varint(footer, pos, where + " footer")
+    if pos > FOOTER_SIZE - 8 or any(footer[pos:-8]):
+        raise LayoutError(f"{where}: the footer's padding is not zero; the index is corrupt")
     body = data[:-FOOTER_SIZE]
+    _block(body, moff, msize, where + " metaindex block")  # unused, but checked like the others
     entries: list[tuple[bytes, bytes]] = []
     for _, handle in _block(body, ioff, isize, where + " index block"):
         boff, p = _varint(handle, 0, where + " block handle")

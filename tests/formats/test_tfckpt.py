@@ -234,3 +234,34 @@ def test_entry_decoding_checks_sizes():
         tfckpt._entry("t", b"\x08", "t")
     with pytest.raises(LayoutError, match="length 5 runs past the end"):
         tfckpt._entry("t", b"\x12\x05\x00", "t")
+
+
+def test_every_flipped_index_bit_is_caught(copy):
+    """Any single bit flip in an index is refused, except an equivalent varint encoding."""
+    prefix = copy()
+    index = prefix.with_name(prefix.name + ".index")
+    orig = index.read_bytes()
+    want = tfckpt.read_checkpoint(prefix)
+    passed = []
+    for i in range(len(orig)):
+        for bit in (0x01, 0x80):
+            raw = bytearray(orig)
+            raw[i] ^= bit
+            index.write_bytes(bytes(raw))
+            try:
+                got = tfckpt.read_checkpoint(prefix)
+            except LayoutError:
+                continue
+            assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in want)
+            passed.append((i, bit))
+    assert len(passed) <= 1  # 0x8F 0x00 reads as 15, like 0x0F
+
+
+def test_every_truncation_is_refused(copy):
+    prefix = copy()
+    index = prefix.with_name(prefix.name + ".index")
+    orig = index.read_bytes()
+    for n in range(len(orig)):
+        index.write_bytes(orig[:n])
+        with pytest.raises(LayoutError):
+            tfckpt.read_checkpoint(prefix)
