@@ -48,22 +48,74 @@ from ..spec import RNNSpec
 
 __all__ = ["read_pdparams", "scan", "read", "load_all_from_pdparams", "sniff", "FORMAT"]
 
-_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]
-_SCALAR = np.float32(0).__reduce__()[0]  # type: ignore[index]
-#: (module, name) -> the object the unpickler may return for it; nothing else is importable.
-ALLOWED: dict[tuple[str, str], Any] = {
-    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy.core.multiarray", "scalar"): _SCALAR,
-    ("numpy._core.multiarray", "scalar"): _SCALAR,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("collections", "OrderedDict"): OrderedDict,
-}
+#: numpy dtype names an array of a state dict may have (numpy pickles a dtype by these).
+NUMERIC = {"b1", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8"}
 
 
 class _Refused(Exception):
     pass
+
+
+class _DType:
+    """What a pickled ``numpy.dtype`` becomes: checked, and turned into a dtype only when numeric."""
+
+    def __init__(self, name: Any = None, *_: Any) -> None:
+        if not isinstance(name, str) or name not in NUMERIC:
+            raise _Refused(f"numpy.dtype({name!r}) (only numeric dtypes are read)")
+        self.dtype = np.dtype(name)
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, tuple) or len(state) < 2 or state[1] not in ("<", ">", "|", "="):
+            raise ValueError(f"dtype state {str(state)[:60]}")
+        if state[1] in "<>":
+            self.dtype = self.dtype.newbyteorder(state[1])
+
+
+class _Array:
+    """What a pickled ``numpy.ndarray`` becomes: its bytes checked against shape and dtype, then copied."""
+
+    def __init__(self, cls: Any = None, *_: Any) -> None:
+        if cls is not np.ndarray:
+            raise _Refused(f"numpy.core.multiarray._reconstruct({getattr(cls, '__name__', cls)!r}) "
+                           f"(only plain numpy arrays are read)")
+        self.array: np.ndarray | None = None
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, tuple) or len(state) != 5:
+            raise ValueError("array state is not (version, shape, dtype, fortran, data)")
+        _, shape, dtype, fortran, data = state
+        if not isinstance(dtype, _DType):
+            raise ValueError("array state holds no numeric dtype")
+        if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape) or len(shape) > 32:
+            raise ValueError(f"array shape {str(shape)[:60]}")
+        if not isinstance(data, (bytes, bytearray)):
+            raise _Refused("an array whose data is not raw bytes (an object array)")
+        count = 1
+        for n in shape:
+            count *= n
+        if count * dtype.dtype.itemsize != len(data):
+            raise ValueError(f"array of shape {shape} and dtype {dtype.dtype} needs {count * dtype.dtype.itemsize} "
+                             f"bytes, the pickle holds {len(data)}")
+        arr = np.frombuffer(bytes(data), dtype.dtype).reshape(shape, order="F" if fortran else "C")
+        self.array = np.ascontiguousarray(arr).astype(dtype.dtype.newbyteorder("="), copy=True)
+
+
+def _scalar(dtype: Any, data: Any = None) -> Any:
+    if not isinstance(dtype, _DType) or not isinstance(data, bytes) or len(data) != dtype.dtype.itemsize:
+        raise ValueError("a numpy scalar without a numeric dtype and its bytes")
+    return np.frombuffer(data, dtype.dtype)[0]
+
+
+#: (module, name) -> what the unpickler returns for it; nothing else is importable.
+ALLOWED: dict[tuple[str, str], Any] = {
+    ("numpy.core.multiarray", "_reconstruct"): _Array,
+    ("numpy._core.multiarray", "_reconstruct"): _Array,
+    ("numpy.core.multiarray", "scalar"): _scalar,
+    ("numpy._core.multiarray", "scalar"): _scalar,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): _DType,
+    ("collections", "OrderedDict"): OrderedDict,
+}
 
 
 class _AllowList(pickle.Unpickler):
@@ -77,20 +129,24 @@ class _AllowList(pickle.Unpickler):
         raise _Refused(f"persistent id {str(pid)[:40]!r}")
 
 
-def _check_tree(node: Any, path: str, where: Path) -> None:
-    if isinstance(node, np.ndarray):
-        if node.dtype.kind not in "biuf":
-            raise LayoutError(f"{where}: {path}: an array of dtype {node.dtype}; only numeric arrays are read")
-    elif isinstance(node, Mapping):
+def _resolve(node: Any, path: str, where: Path) -> Any:
+    """The loaded tree with every array placeholder replaced by its array; anything unexpected refused."""
+    if isinstance(node, _Array):
+        if node.array is None:
+            raise LayoutError(f"{where}: {path}: an array without its data; the file is damaged")
+        return node.array
+    if isinstance(node, Mapping):
+        out = {}
         for k, v in node.items():
             if not isinstance(k, (str, int)):
                 raise LayoutError(f"{where}: {path}: a key of type {type(k).__name__}; expected names")
-            _check_tree(v, f"{path}[{k!r}]" if path else repr(k), where)
-    elif isinstance(node, (list, tuple)):
-        for i, v in enumerate(node):
-            _check_tree(v, f"{path}[{i}]", where)
-    elif not isinstance(node, (str, bytes, int, float, bool, type(None), np.generic)):
+            out[k] = _resolve(v, f"{path}[{k!r}]" if path else repr(k), where)
+        return out
+    if isinstance(node, (list, tuple)):
+        return [_resolve(v, f"{path}[{i}]", where) for i, v in enumerate(node)]
+    if isinstance(node, (_DType, np.ndarray)) or not isinstance(node, (str, bytes, int, float, bool, type(None), np.generic)):
         raise LayoutError(f"{where}: {path}: a {type(node).__name__}; a .pdparams file holds arrays in plain containers")
+    return node
 
 
 def read_pdparams(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -107,17 +163,19 @@ def read_pdparams(path: str | os.PathLike) -> dict[str, np.ndarray]:
         with open(p, "rb") as fp:
             tree = _AllowList(fp).load()
     except _Refused as exc:
-        raise LayoutError(f"{p}: refused: the pickle names {exc}; a .pdparams file holds numpy arrays in plain "
-                          f"containers only, and building anything else would run code from the file") from None
+        text = str(exc)
+        raise LayoutError(f"{p}: refused: the pickle names {text}" + ("" if "(only" in text else
+                          "; a .pdparams file holds numpy arrays in plain containers only, and building anything "
+                          "else would run code from the file")) from None
     except FileNotFoundError:
         raise LayoutError(f"{p}: no such file") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            MemoryError, OverflowError) as exc:
+            MemoryError, OverflowError, RecursionError, SystemError) as exc:
         text = str(exc).strip().splitlines()
         raise LayoutError(f"{p}: not a readable .pdparams pickle ({type(exc).__name__}: {text[0] if text else ''})") from None
     if not isinstance(tree, Mapping):
         raise LayoutError(f"{p}: expected a state dict (a mapping of names to arrays), got {type(tree).__name__}")
-    _check_tree(tree, "", p)
+    tree = _resolve(tree, "", p)
     arrays = {str(k): v for k, v in tree.items() if isinstance(v, np.ndarray)}
     if not arrays:
         raise LayoutError(f"{p}: no arrays in the state dict (keys {list(tree)[:5]})")
@@ -197,6 +255,14 @@ def _config(where: str, name: str, units: dict[tuple[int, int], dict[str, str]],
                               f"(G*hidden, input) for G = 1 (SimpleRNN), 3 (GRU) or 4 (LSTM)")
         cell = _CELLS[wih[0] // hidden]
     bias = "bias_ih" in first or "bias_hh" in first
+    need = {"weight_ih", "weight_hh"} | ({"bias_ih", "bias_hh"} if bias else set()) | ({"weight_ho"} if proj else set())
+    for (k, d), unit in sorted(units.items()):
+        missing, extra = sorted(need - set(unit)), sorted(set(unit) - need)
+        if missing or extra:
+            cell_name = f"{k}.cell" + (("_bw" if d else "_fw") if D == 2 else "")
+            raise LayoutError(f"{where}: {name + '.' if name else ''}{cell_name}: "
+                              + (f"missing {missing}" if missing else f"unexpected {extra}")
+                              + f"; every cell of this layer has {sorted(need)} (as layer 0 has)")
     return dict(cell=cell, input_size=wih[1], hidden_size=hidden, num_layers=len(layers), bidirectional=D == 2,
                 bias=bias, proj_size=proj, batch_first=True, dtype=str(arrays[first["weight_ih"]].dtype),
                 source=name or "state dict")
