@@ -99,6 +99,20 @@ def independent(inp):
     return {"bidirectional_rnn/fw": yf, "bidirectional_rnn/bw": yb}
 
 
+def stacked_multi(inp):
+    # the names of CudnnLSTM's backward-compatible bidirectional saveable (Magenta's encoders): each layer
+    # cell_<k> is a bidirectional_rnn over one-cell MultiRNNCells
+    y = inp
+    with v1.variable_scope("encoder"):
+        for k in range(2):
+            with v1.variable_scope(f"cell_{k}"):
+                fw = rnn_cell.MultiRNNCell([rnn_cell.LSTMCell(H)])
+                bw = rnn_cell.MultiRNNCell([rnn_cell.LSTMCell(H)])
+                (yf, yb), _ = v1.nn.bidirectional_dynamic_rnn(fw, bw, y, time_major=True, dtype=tf.float32)
+                y = tf.concat([yf, yb], -1)
+    return {"": y}
+
+
 def block_cell(inp):
     # LSTMBlockCell's variables (scope lstm_cell: kernel [I+H, 4H], bias [4H]) run by its kernel op
     with v1.variable_scope("rnn/lstm_cell"):
@@ -217,6 +231,7 @@ def main(out: str | os.PathLike | None = None) -> None:
     graph_case("bidir", bidir, seed=4)
     graph_case("stack_bidir", stack_bidir, seed=5)
     graph_case("independent", independent, seed=6)
+    graph_case("stacked_multi", stacked_multi, seed=15)
     graph_case("block_cell", block_cell, seed=9)
     graph_case("cudnn_lstm", cudnn_lstm, seed=10)
     graph_case("cudnn_lstm_bidir", cudnn_lstm_bidir, seed=11)

@@ -19,6 +19,7 @@ CASES = {
     "bidir": ["bidirectional_rnn"],
     "stack_bidir": ["stack_bidirectional_rnn"],
     "independent": ["bidirectional_rnn/bw", "bidirectional_rnn/fw"],
+    "stacked_multi": ["encoder"],
     "block_cell": ["rnn"],
     "cudnn_lstm": ["cudnn_lstm/rnn"],
     "cudnn_lstm_bidir": ["cudnn_lstm/stack_bidirectional_rnn"],
