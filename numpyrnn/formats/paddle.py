@@ -171,8 +171,8 @@ def read_pdparams(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise LayoutError(f"{p}: no such file") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
             MemoryError, OverflowError, RecursionError, SystemError) as exc:
-        text = str(exc).strip().splitlines()
-        raise LayoutError(f"{p}: not a readable .pdparams pickle ({type(exc).__name__}: {text[0] if text else ''})") from None
+        lines = str(exc).strip().splitlines()
+        raise LayoutError(f"{p}: not a readable .pdparams pickle ({type(exc).__name__}: {lines[0] if lines else ''})") from None
     if not isinstance(tree, Mapping):
         raise LayoutError(f"{p}: expected a state dict (a mapping of names to arrays), got {type(tree).__name__}")
     tree = _resolve(tree, "", p)

@@ -370,6 +370,67 @@ class Bundle:
         return np.frombuffer(raw, stored).astype(np.dtype(dtype), copy=True).reshape(e.shape)
 
 
+def object_graph_names(bundle: Bundle) -> dict[str, str]:
+    """TF2 checkpoints: each variable's key -> its path through named children of the object graph.
+
+    A SavedModel's ``variables/`` names its variables ``variables/<n>/...``; the
+    ``_CHECKPOINTABLE_OBJECT_GRAPH`` (a ``TrackableObjectGraph`` message in a string
+    tensor) also records that the same variable is ``layer_with_weights-0/cell/kernel``.
+    Paths through list wrappers (``variables``, ``trainable_variables``, ``keras_api``)
+    are not taken. Empty when there is no object graph.
+    """
+    e = bundle.entries.get("_CHECKPOINTABLE_OBJECT_GRAPH")
+    if e is None or e.dtype != 7 or e.shape != () or e.shard >= len(bundle.shards):
+        return {}
+    where = f"{bundle.prefix}: _CHECKPOINTABLE_OBJECT_GRAPH"
+    shard = bundle.shards[e.shard]
+    if e.offset + e.size > shard.stat().st_size:
+        raise LayoutError(f"{where}: bytes {e.offset}..{e.offset + e.size} lie outside {shard.name}")
+    with open(shard, "rb") as fp:
+        fp.seek(e.offset)
+        raw = fp.read(e.size)
+    # a string tensor: varint64 length per element, 4 bytes of checksum over the lengths, the bytes
+    n, pos = _varint(raw, 0, where)
+    if pos + 4 + n != len(raw):
+        raise LayoutError(f"{where}: a string of {n} bytes does not fill its {len(raw)}-byte entry")
+    graph = raw[pos + 4:]
+    nodes: list[tuple[list[tuple[int, str]], list[tuple[str, str]]]] = []
+    for field, _, node in _fields(graph, where):
+        if field != 1 or not isinstance(node, bytes):
+            continue
+        children: list[tuple[int, str]] = []
+        attributes: list[tuple[str, str]] = []
+        for f2, _, v in _fields(node, where):
+            if f2 in (1, 2) and isinstance(v, bytes):
+                got = {f3: v3 for f3, _, v3 in _fields(v, where)}
+                if f2 == 1 and isinstance(got.get(1, 0), int) and isinstance(got.get(2, b""), bytes):
+                    children.append((int(got.get(1, 0)), bytes(got.get(2, b"")).decode("utf-8", "replace")))  # type: ignore[arg-type]
+                elif f2 == 2 and isinstance(got.get(1, b""), bytes) and isinstance(got.get(3, b""), bytes):
+                    attributes.append((bytes(got.get(1, b"")).decode("utf-8", "replace"),  # type: ignore[arg-type]
+                                       bytes(got.get(3, b"")).decode("utf-8", "replace")))  # type: ignore[arg-type]
+        nodes.append((children, attributes))
+    paths: dict[int, str] = {0: ""}
+    queue = [0]
+    while queue:
+        node = queue.pop(0)
+        for child, local in nodes[node][0] if node < len(nodes) else []:
+            if child in paths or not 0 <= child < len(nodes) or local in _WRAPPERS:
+                continue
+            paths[child] = f"{paths[node]}/{local}" if paths[node] else local
+            queue.append(child)
+    names = {}
+    for node, path in paths.items():
+        for attr, key in nodes[node][1]:
+            if key in bundle.entries and path:
+                names[key] = f"{path}/.ATTRIBUTES/{attr}"
+    return names
+
+
+#: Object-graph children that only list other objects again.
+_WRAPPERS = {"variables", "trainable_variables", "non_trainable_variables", "keras_api",
+             "_self_saveable_object_factories", "signatures"}
+
+
 def open_bundle(path: str | os.PathLike) -> Bundle:
     """Parse a checkpoint's index and check its shards exist.
 
@@ -502,6 +563,7 @@ class _Module:
     cudnn: bool
     slots: dict[tuple[int, str], _Cell]  # (layer, "" | "fw" | "bw") -> cell
     note: str = ""
+    cudnn_layer: str = ""                # Keras 2 "CuDNNLSTM" / "CuDNNGRU"
 
 
 def _classify(prefix: str, leaves: dict[str, str]) -> tuple[_Cell | None, str | None]:
@@ -538,7 +600,9 @@ def _place(prefix: str) -> tuple[str, int, int, str]:
 
 
 def _keras_place(prefix: str) -> tuple[str, str]:
-    parts = prefix.split("/")[:-1]  # drop the cell ("cell", "lstm_cell", ...)
+    parts = prefix.split("/")
+    if parts[-1] == "cell" or parts[-1].endswith("_cell"):
+        parts = parts[:-1]  # the layer's cell ("cell", "lstm_cell", ...); cuDNN layers hold their weights directly
     if parts and parts[-1] in ("forward_layer", "backward_layer"):
         return "/".join(parts[:-1]), "fw" if parts[-1] == "forward_layer" else "bw"
     return "/".join(parts) or prefix, ""
@@ -548,11 +612,13 @@ def _gather(bundle: Bundle) -> tuple[list[_Module], list[tuple[str, str]], list[
     groups: dict[str, dict[str, str]] = {}
     skipped: list[tuple[str, str]] = []
     problems: list[str] = []
+    aliases = object_graph_names(bundle)
     for name, e in bundle.entries.items():
         if not e.numeric:
             skipped.append((name, f"{e.dtype_name} tensor" + (" (partitioned)" if e.sliced else "")))
             continue
-        clean = name[: -len(_VALUE)] if name.endswith(_VALUE) else name
+        clean = aliases.get(name, name)
+        clean = clean[: -len(_VALUE)] if clean.endswith(_VALUE) else clean
         if any(s in clean for s in _SLOTS) or clean.endswith("/.ATTRIBUTES"):
             continue
         leaf = next((f for f in LEAVES if clean == f or clean.endswith("/" + f)), None)
@@ -643,7 +709,10 @@ def _config(bundle: Bundle, m: _Module) -> dict:
                               f"(units, G*units) for G = 1, 3 or 4")
         hidden, inp = rk[0], k[0]
         cell = {1: "RNN", 3: "GRU", 4: "LSTM"}[rk[1] // rk[0]]
-        if cell == "GRU" and "bias" in first.names and len(_shape(bundle, first, "bias")) == 1:
+        G = rk[1] // rk[0]
+        if G > 1 and "bias" in first.names and _shape(bundle, first, "bias") == (2 * G * hidden,):
+            m.cudnn_layer = "CuDNNLSTM" if G == 4 else "CuDNNGRU"  # Keras 2's flat double bias
+        elif cell == "GRU" and "bias" in first.names and len(_shape(bundle, first, "bias")) == 1:
             raise LayoutError(f"{bundle.prefix}: {first.prefix}/bias: shape {_shape(bundle, first, 'bias')}: "
                               f"cannot be loaded into torch: " + REFUSES["reset_after=False"])
         bias = "bias" in first.names
@@ -669,6 +738,8 @@ def _config(bundle: Bundle, m: _Module) -> dict:
         config["bias_split"] = "half"
     if m.note:
         config["note"] = m.note
+    if m.cudnn_layer:
+        config["keras_layer"] = m.cudnn_layer
     return config
 
 
@@ -696,6 +767,10 @@ def _build(bundle: Bundle, m: _Module, config: dict) -> Callable[..., Any]:
             for d in (("fw", "bw") if config["bidirectional"] else ("",)):
                 a = arrays(m.slots[(0, d)])
                 weights += [a[n] for n in order if n in a]
+            if m.cudnn_layer:
+                from .keras2 import build_cudnn
+
+                return build_cudnn(m.cudnn_layer, weights, where=f"{bundle.prefix}: {m.name}", **common)
             return cls.from_keras(weights, **common)
         source: list[Any] = []
         for k in layers:

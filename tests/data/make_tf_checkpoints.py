@@ -214,6 +214,27 @@ def keras_cases() -> None:
     # tf.train.Checkpoint(model=...): names model/layer_with_weights-K/...
     tf.train.Checkpoint(model=model).write(str(OUT / "keras_object.ckpt"))
     np.savez(OUT / "keras_object.npz", x=x, **ys)
+    # a SavedModel: its variables/ folder is a checkpoint of the same object graph (only that folder is kept)
+    saved = OUT / "keras_savedmodel"
+    model.save(str(saved), save_format="tf")
+    for p in sorted(saved.rglob("*"), reverse=True):
+        if p.is_file() and p.parent.name != "variables":
+            p.unlink()
+        elif p.is_dir() and p.name != "variables" and not any(p.iterdir()):
+            p.rmdir()
+    np.savez(OUT / "keras_savedmodel.npz", x=x, **ys)
+    # Keras 2's CuDNNLSTM/CuDNNGRU (gone from tf_keras) as TF2 checkpoints of their weights: a flat double bias
+    for name, G, layer in (("cu_dnnlstm", 4, keras.layers.LSTM), ("cu_dnngru", 3, keras.layers.GRU)):
+        k = tf.Variable(rng.uniform(-0.6, 0.6, (I, G * H)).astype(np.float32))
+        rk = tf.Variable(rng.uniform(-0.6, 0.6, (H, G * H)).astype(np.float32))
+        b = tf.Variable(rng.uniform(-0.6, 0.6, (2 * G * H,)).astype(np.float32))
+        holder = tf.Module()
+        holder.kernel, holder.recurrent_kernel, holder.bias = k, rk, b
+        tf.train.Checkpoint(**{name: holder}).write(str(OUT / f"keras_{name}.ckpt"))
+        plain = keras.Sequential([keras.Input((T, I)), layer(H, return_sequences=True)])
+        bias = b.numpy()
+        plain.set_weights([k.numpy(), rk.numpy(), bias[:G * H] + bias[G * H:] if G == 4 else bias.reshape(2, G * H)])
+        np.savez(OUT / f"keras_{name}.npz", x=x, **{f"y:{name}": np.asarray(plain(x))})
     # reset_after=False is refused
     g = keras.Sequential([keras.Input((T, I)), keras.layers.GRU(H, reset_after=False)])
     g.save_weights(str(OUT / "keras_gru_v1.ckpt"))

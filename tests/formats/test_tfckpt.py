@@ -265,3 +265,34 @@ def test_every_truncation_is_refused(copy):
         index.write_bytes(orig[:n])
         with pytest.raises(LayoutError):
             tfckpt.read_checkpoint(prefix)
+
+
+def test_savedmodel_variables_named_through_the_object_graph():
+    bundle = tfckpt.open_bundle(DATA / "keras_savedmodel")
+    names = tfckpt.object_graph_names(bundle)
+    assert names["variables/0/.ATTRIBUTES/VARIABLE_VALUE"] == "layer_with_weights-0/cell/kernel/.ATTRIBUTES/VARIABLE_VALUE"
+    assert names["variables/6/.ATTRIBUTES/VARIABLE_VALUE"] == \
+        "layer_with_weights-1/backward_layer/cell/kernel/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def test_keras2_cudnn_layer_in_a_checkpoint():
+    (name, cell, config, _), = tfckpt.read(DATA / "keras_cu_dnnlstm.ckpt")
+    assert (name, cell, config["keras_layer"]) == ("cu_dnnlstm", "lstm", "CuDNNLSTM")
+
+
+def test_every_flipped_shard_bit_of_the_object_graph_is_harmless(tmp_path):
+    src = DATA / "keras_savedmodel" / "variables"
+    (tmp_path / "variables").mkdir()
+    for f in src.iterdir():
+        shutil.copy(f, tmp_path / "variables" / f.name)
+    shard = tmp_path / "variables" / "variables.data-00000-of-00001"
+    orig = shard.read_bytes()
+    e = tfckpt.open_bundle(tmp_path).entries["_CHECKPOINTABLE_OBJECT_GRAPH"]
+    for i in range(e.offset, e.offset + e.size, 41):  # every 41st byte: the graph is 8 kB
+        raw = bytearray(orig)
+        raw[i] ^= 0x80
+        shard.write_bytes(bytes(raw))
+        try:
+            tfckpt.read(tmp_path)
+        except LayoutError:
+            pass

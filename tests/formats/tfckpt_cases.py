@@ -26,7 +26,12 @@ CASES = {
     "cudnn_gru": ["cudnn_gru/rnn"],
     "keras_weights": ["layer_with_weights-0", "layer_with_weights-1", "layer_with_weights-2"],
     "keras_object": ["model/layer_with_weights-0", "model/layer_with_weights-1", "model/layer_with_weights-2"],
+    "keras_savedmodel": ["layer_with_weights-0", "layer_with_weights-1", "layer_with_weights-2"],
+    "keras_cu_dnnlstm": ["cu_dnnlstm"],
+    "keras_cu_dnngru": ["cu_dnngru"],
 }
+#: cases whose path is a directory (a SavedModel), not a checkpoint prefix
+FOLDERS = {"keras_savedmodel"}
 #: Keras layer names in the model the checkpoints were written from, in layer order.
 KERAS_LAYERS = ["lstm", "bidi", "simple"]
 
@@ -35,10 +40,12 @@ def check_case(directory: Path, case: str) -> None:
     """Every module of the case's checkpoint reproduces TensorFlow's saved output."""
     data = np.load(directory / f"{case}.npz")
     x = data["x"]
-    modules = tfckpt.load_all_from_checkpoint(directory / f"{case}.ckpt")
+    modules = tfckpt.load_all_from_checkpoint(directory / (case if case in FOLDERS else f"{case}.ckpt"))
     assert list(modules) == CASES[case]
     for k, (name, module) in enumerate(modules.items()):
-        if case.startswith("keras"):
+        if case.startswith("keras_cu"):
+            want, inp = data[f"y:{name}"], x
+        elif case.startswith("keras"):
             want = data[f"y:{KERAS_LAYERS[k]}"]
             inp = x if k == 0 else data[f"y:{KERAS_LAYERS[k - 1]}"]
         else:
