@@ -62,8 +62,9 @@ def _demo(args: argparse.Namespace) -> int:
             y, h = mod(torch.from_numpy(x))
             rows.append((name, float(np.abs(y.numpy() - y_ref).max()), float(np.abs(h.numpy() - h_ref).max()), t))
 
-    print(f"numpyrnn demo: the question's GRU (input {I}, hidden {H}, {L} layers, bidirectional), "
-          f"weights from RandomState(313), x of shape {x.shape}")
+    print(f"numpyrnn demo: a GRU (input {I}, hidden {H}, {L} layers, bidirectional) filled from numpy block arrays "
+          f"drawn with np.random.RandomState(313), by numpyrnn and by the row-by-row loop numpyrnn was written "
+          f"to replace; x of shape {x.shape}")
     print("reference: numpyrnn.reference.gru, plain numpy from the layout's formulas (float64)\n")
     print(f"{'method':<30} {'max|y - ref|':>13} {'max|h_n - ref|':>15} {'load time*':>11}")
     for name, ey, eh, t in rows:
@@ -490,9 +491,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     d = sub.add_parser(
         "demo",
-        help="load the question's GRU with numpyrnn and with the original row loop, and compare",
-        description="Rebuild the question's example (RandomState(313), bidirectional, 2 layers), load it with "
-                    "numpyrnn and with the original row loop, and compare both against numpyrnn.reference.",
+        help="fill a GRU from numpy blocks with numpyrnn and with the row-by-row loop, and compare",
+        description="Draw the block arrays of a bidirectional 2-layer GRU with np.random.RandomState(313), fill "
+                    "the GRU with numpyrnn and with the row-by-row loop numpyrnn was written to replace, and "
+                    "compare both against numpyrnn.reference.",
         epilog="example:  numpyrnn demo --hidden-size 32",
     )
     d.add_argument("--input-size", type=int, default=10, help="input features (default 10)")
