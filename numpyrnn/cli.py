@@ -143,9 +143,9 @@ def _read_source(path: Path, fmt: str) -> tuple[Any, Any, dict]:
         layers, info = files.read_keras(path)
         return layers, {name: ws for name, ws in zip(info["names"], layers)}, info
     if fmt == "onnx":
+        model = files.read_onnx(path)  # first: it says how to install onnx where it is missing
         from onnx import numpy_helper
 
-        model = files.read_onnx(path)
         tree = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
         return model, tree, {"ops": [n.op_type for n in model.graph.node]}
     if fmt == "flax":

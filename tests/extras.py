@@ -6,9 +6,8 @@ there is named correctly here without a second list to keep in step.
 
 from __future__ import annotations
 
-import importlib
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from types import ModuleType
 
@@ -17,7 +16,7 @@ import pytest
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 
-@lru_cache(maxsize=None)
+@cache
 def extras() -> dict[str, str]:
     """Package name (lower case, ``-`` as ``_``) -> the first extra of pyproject.toml that lists it."""
     text = PYPROJECT.read_text(encoding="utf-8")
