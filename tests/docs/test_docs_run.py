@@ -13,8 +13,11 @@ import doctest
 import importlib.util
 import io
 import os
+import re
+import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -92,7 +95,8 @@ def run_python(block: pages.Block, namespace: dict, where: str) -> None:
 
 def run_console(block: pages.Block, env: dict[str, str], folder: Path, where: str) -> None:
     for cmd, expected in pages.commands(block.code):
-        assert not cmd.split()[0:1] == ["pip"], f"{where}: `{cmd}` installs packages; put install lines in a bash block"
+        assert not re.match(r"(python3? -m )?pip\b", cmd), (
+            f"{where}: `{cmd}` installs packages; put install lines in a bash block")
         done = subprocess.run(["bash", "-c", cmd], cwd=folder, env=env, capture_output=True, text=True, timeout=600)
         shown = done.stdout + done.stderr
         assert done.returncode == 0, f"{where}: `{cmd}` exited with {done.returncode}\n{shown}"
@@ -107,16 +111,25 @@ def test_page_runs_as_written(page, tmp_path, monkeypatch):
     env = _shims(tmp_path)
     namespace: dict = {"__name__": "__main__"}
     skipped = []
-    for block in runnable:
-        where = f"{_id(page)}:{block.line}"
-        why = unmet(block.needs)
-        if why:
-            skipped.append(f"{where} {'; '.join(why)}")
-            continue
-        if block.lang == "console":
-            run_console(block, env, tmp_path, where)
-        else:
-            run_python(block, namespace, where)
+    environ, dtype = dict(os.environ), torch.get_default_dtype()
+    try:
+        with warnings.catch_warnings():  # a page may change the filters, the environment, the default dtype
+            for block in runnable:
+                where = f"{_id(page)}:{block.line}"
+                why = unmet(block.needs)
+                if block.lang == "console" and shutil.which("bash") is None:
+                    why.append("needs bash to run its commands")
+                if why:
+                    skipped.append(f"{where} {'; '.join(why)}")
+                    continue
+                if block.lang == "console":
+                    run_console(block, env, tmp_path, where)
+                else:
+                    run_python(block, namespace, where)
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+        torch.set_default_dtype(dtype)
     if skipped:
         pytest.skip(f"ran {len(runnable) - len(skipped)} of {len(runnable)} blocks; skipped " + ", ".join(skipped))
 
