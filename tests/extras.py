@@ -18,15 +18,18 @@ PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 @cache
 def extras() -> dict[str, str]:
-    """Package name (lower case, ``-`` as ``_``) -> the first extra of pyproject.toml that lists it."""
+    """Package name (lower case, ``-`` as ``_``) -> the smallest extra of pyproject.toml that lists it."""
     text = PYPROJECT.read_text(encoding="utf-8")
     section = text.split("[project.optional-dependencies]", 1)[1].split("\n[", 1)[0]
-    found: dict[str, str] = {}
+    listed: dict[str, list[str]] = {}
     for extra, body in re.findall(r"^(\w[\w-]*)\s*=\s*\[(.*?)\]\s*$", section, re.M | re.S):
-        for req in re.findall(r'"([^"]+)"', body):
-            name = re.split(r"[\[<>=!~;\s]", req, maxsplit=1)[0].lower().replace("-", "_")
-            if name != "numpyrnn":
-                found.setdefault(name, extra)
+        names = [re.split(r"[\[<>=!~;\s]", req, maxsplit=1)[0].lower().replace("-", "_")
+                 for req in re.findall(r'"([^"]+)"', body)]
+        listed[extra] = [n for n in names if n != "numpyrnn"]
+    found: dict[str, str] = {}
+    for extra in sorted(listed, key=lambda e: len(listed[e])):
+        for name in listed[extra]:
+            found.setdefault(name, extra)
     return found
 
 
@@ -39,4 +42,5 @@ def install_hint(module: str) -> str:
 
 def needs(module: str) -> ModuleType:
     """``module``, imported, or a skip naming the extra that installs it."""
+    __tracebackhide__ = True  # the skip is reported at the test that asked
     return pytest.importorskip(module, reason=f"needs {module}: {install_hint(module)}")
