@@ -8,8 +8,9 @@ The conventions a page follows (see CONTRIBUTING.md, "Documentation"):
   same namespace and its outputs are checked by doctest.
 - A fenced ``text`` block directly after a ``python`` block (blank lines only
   in between) is what that block prints; it is checked.
-- A fenced ``console`` block holds commands, each after ``$ ``, each followed by
-  its output, which is checked. The commands run with bash in the page's folder,
+- A fenced ``console`` block (or a ``bash`` block whose commands carry the
+  ``$ `` prompt) holds commands, each after ``$ ``, each followed by its
+  output, which is checked. The commands run with bash in the page's folder,
   after the ``python`` blocks above them; ``numpyrnn`` and ``python`` are this
   checkout's. A command that exits with another code than 0 fails the page.
 - A block whose first line is ``# needs: NAME, ...`` (``>>> # needs: ...`` in a
@@ -18,7 +19,8 @@ The conventions a page follows (see CONTRIBUTING.md, "Documentation"):
   module to import, and the skip names the extra that installs it.
 - Outputs are compared with whitespace runs made one space, and ``...`` stands
   for any text (timings, addresses, sizes that vary).
-- ``bash``, ``text`` blocks elsewhere and other languages are prose: never run.
+- ``bash`` blocks without prompts (install lines), ``text`` blocks elsewhere and
+  other languages are prose: never run.
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ def blocks(text: str) -> list[Block]:
             body.append(lines[j][indent:] if lines[j][:indent].strip() == "" else lines[j].lstrip())
             j += 1
         code = "\n".join(body) + "\n"
+        if lang in ("bash", "sh", "shell", "shell-session") and any(
+                b.startswith(PROMPT) for b in body if b.strip() and not b.lstrip().startswith("#")):
+            lang = "console"  # a session with prompts runs; plain install lines stay prose
         previous = found[-1] if found else None
         if lang == "text" and gap_ok and previous is not None and previous.lang in ("python", "py") \
                 and not previous.doctest and previous.expected is None:

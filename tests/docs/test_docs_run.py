@@ -145,9 +145,11 @@ def test_conventions_are_read_as_documented():
         "prose", "```text", "not an output", "```",
         "  ```python", "  >>> 1 + 1", "  2", "  ```",
         "```console", "$ numpyrnn --help \\", "   | head -1", "usage: ...", "$ true", "```",
+        "```bash", "pip install .", "```", "```bash", "# a session", "$ numpyrnn demo", "```",
     ])
     found = pages.blocks(text)
-    assert [(b.lang, b.line) for b in found] == [("python", 1), ("text", 10), ("python", 13), ("console", 17)]
+    assert [(b.lang, b.line) for b in found] == [("python", 1), ("text", 10), ("python", 13), ("console", 17),
+                                                 ("bash", 23), ("console", 26)]
     assert found[0].needs == ["cuda", "keras"] and found[0].expected == "1\n"
     assert found[1].expected is None and found[2].doctest and found[2].code == ">>> 1 + 1\n2\n"
     assert pages.commands(found[3].code) == [("numpyrnn --help  | head -1", "usage: ..."), ("true", "")]
