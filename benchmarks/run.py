@@ -401,7 +401,7 @@ def plot(report: dict, path: Path) -> bool:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("matplotlib is not installed (pip install 'numpyrnn[bench]'): no plot written")
+        print('matplotlib is not installed (pip install "numpyrnn[bench]"): no plot written')
         return False
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
     sizes = report["sizes"]

@@ -64,8 +64,9 @@ def _demo(args: argparse.Namespace) -> int:
         rows.append((name, report.rows[0].max_error, hn, t))
         reports.append(report)
 
-    print(f"numpyrnn demo: the question's GRU (input {I}, hidden {H}, {L} layers, bidirectional), "
-          f"weights from RandomState(313), x of shape {x.shape}")
+    print(f"numpyrnn demo: a GRU (input {I}, hidden {H}, {L} layers, bidirectional) filled from numpy block arrays "
+          f"drawn with np.random.RandomState(313), by numpyrnn and by the row-by-row loop numpyrnn was written "
+          f"to replace; x of shape {x.shape}")
     print("reference: numpyrnn.reference.gru, plain numpy from the layout's formulas (float64), "
           "compared by numpyrnn.verify\n")
     print(f"{'method':<30} {'max|y - ref|':>13} {'max|h_n - ref|':>15} {'load time*':>11}")
@@ -146,9 +147,9 @@ def _read_source(path: Path, fmt: str) -> tuple[Any, Any, dict]:
         layers, info = files.read_keras(path)
         return layers, {name: ws for name, ws in zip(info["names"], layers)}, info
     if fmt == "onnx":
+        model = files.read_onnx(path)  # first: it says how to install onnx where it is missing
         from onnx import numpy_helper
 
-        model = files.read_onnx(path)
         tree = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
         return model, tree, {"ops": [n.op_type for n in model.graph.node]}
     if fmt == "flax":
@@ -603,9 +604,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     d = sub.add_parser(
         "demo",
-        help="load the question's GRU with numpyrnn and with the original row loop, and compare",
-        description="Rebuild the question's example (RandomState(313), bidirectional, 2 layers), load it with "
-                    "numpyrnn and with the original row loop, and compare both against numpyrnn.reference.",
+        help="fill a GRU from numpy blocks with numpyrnn and with the row-by-row loop, and compare",
+        description="Draw the block arrays of a bidirectional 2-layer GRU with np.random.RandomState(313), fill "
+                    "the GRU with numpyrnn and with the row-by-row loop numpyrnn was written to replace, and "
+                    "compare both against numpyrnn.reference.",
         epilog="example:  numpyrnn demo --hidden-size 32",
     )
     d.add_argument("--input-size", type=int, default=10, help="input features (default 10)")

@@ -234,7 +234,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             from safetensors import SafetensorError
             from safetensors.torch import load_file
         except ImportError:
-            raise _fail(path, "reading .safetensors needs the safetensors package: pip install 'numpyrnn[files]'") from None
+            raise _fail(path, "reading .safetensors needs the safetensors package: pip install \"numpyrnn[files]\"") from None
         try:
             sd: Any = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
@@ -305,7 +305,7 @@ def write_state_dict(path: str | os.PathLike, state: Mapping[str, torch.Tensor],
         try:
             from safetensors.torch import save_file
         except ImportError:
-            raise _fail(path, "writing .safetensors needs the safetensors package: pip install 'numpyrnn[files]'") from None
+            raise _fail(path, "writing .safetensors needs the safetensors package: pip install \"numpyrnn[files]\"") from None
         return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=dict(metadata or {})))
 
     def write(tmp: str) -> None:
@@ -420,7 +420,7 @@ def read_keras(path: str | os.PathLike) -> tuple[list[list[np.ndarray]], dict]:
     try:
         import h5py
     except ImportError:
-        raise _fail(path, "reading Keras files needs h5py: pip install h5py") from None
+        raise _fail(path, "reading Keras files needs the h5py package: pip install \"numpyrnn[files]\"") from None
     config = None
     if suffix == ".keras":
         try:
@@ -571,7 +571,7 @@ def read_onnx(path: str | os.PathLike) -> Any:
     try:
         import onnx
     except ImportError:
-        raise _fail(path, "reading .onnx needs the onnx package: pip install onnx") from None
+        raise _fail(path, "reading .onnx needs the onnx package: pip install \"numpyrnn[files]\"") from None
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf raises its own DecodeError and friends
@@ -599,8 +599,11 @@ def write_onnx(path: str | os.PathLike, layers: list[Mapping[str, np.ndarray]], 
     Returns:
         The number of bytes written.
     """
-    import onnx
-    from onnx import helper, numpy_helper
+    try:
+        import onnx
+        from onnx import helper, numpy_helper
+    except ImportError:
+        raise _fail(path, "writing .onnx needs the onnx package: pip install \"numpyrnn[files]\"") from None
 
     first = layers[0]
     dtype = np.asarray(first["W"]).dtype
@@ -648,7 +651,7 @@ def _msgpack() -> Any:
     try:
         import msgpack
     except ImportError:
-        raise LayoutError("reading or writing Flax .msgpack files needs msgpack: pip install msgpack") from None
+        raise LayoutError("reading or writing Flax .msgpack files needs the msgpack package: pip install \"numpyrnn[files]\"") from None
     return msgpack
 
 

@@ -3,12 +3,42 @@
 from __future__ import annotations
 
 import os
+import re
 
-import numpy as np
-import pytest
-import torch
+# Keras picks its backend when it is first imported: the tests run it on torch, whatever the shell says.
+os.environ.setdefault("KERAS_BACKEND", "torch")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-from numpyrnn.spec import RNNSpec
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from numpyrnn.spec import RNNSpec  # noqa: E402
+
+from .extras import install_hint  # noqa: E402
+
+_MISSING = re.compile(r"could not import '(?P<module>[\w.]+)'")
+
+
+def _name_the_extra(report) -> None:
+    """A skip for a missing package (``pytest.importorskip``) also says which extra installs it."""
+    if report.skipped and isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+        path, line, reason = report.longrepr
+        m = _MISSING.search(reason)
+        if m and "pip install" not in reason:
+            report.longrepr = (path, line, f"{reason} ({install_hint(m.group('module'))})")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _name_the_extra(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _name_the_extra(outcome.get_result())
 
 GATES = {"GRU": 3, "LSTM": 4, "RNN_TANH": 1, "RNN_RELU": 1}
 

@@ -21,6 +21,7 @@ from numpyrnn import NumpyGRU, NumpyLSTM, NumpyRNN, reference
 from numpyrnn.spec import RNNSpec
 
 from ..conftest import make_blocks
+from ..extras import needs
 from .conftest import ROOT, needs_layout, run_cli
 
 
@@ -339,6 +340,7 @@ def test_onnx_both_directions(tmp_path):
 
 @needs_layout("flax")
 def test_flax_both_directions(tmp_path):
+    needs("msgpack")
     torch.manual_seed(3)
     gru = nn.GRU(3, 4, num_layers=2, bidirectional=True)
     torch.save(gru.state_dict(), tmp_path / "g.pt")

@@ -17,6 +17,8 @@ from torch import nn
 from numpyrnn import LayoutError, NumpyGRU, files
 from numpyrnn.cli import infer_state_spec, module_from_state_dict
 
+from ..extras import needs
+
 
 def _huge_npy_bytes(shape=(10**6, 10**6), payload: bytes = b"\0" * 16) -> bytes:
     buf = io.BytesIO()
@@ -353,6 +355,7 @@ def test_keras_settings_torch_cannot_compute_are_refused(tmp_path, keras, layer,
 
 
 def test_keras_corrupted_archive(tmp_path):
+    needs("h5py")
     (tmp_path / "bad.keras").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(LayoutError, match=r"bad\.keras: not a readable \.keras archive"):
         files.read_keras(tmp_path / "bad.keras")

@@ -40,8 +40,11 @@ def test_cpu_autocast_bf16_matches_torch(cls):
     parent = torch_twin(rnn)
     x = inputs()
     with torch.autocast("cpu", dtype=torch.bfloat16):
+        try:
+            ref, h_ref = parent(x)
+        except RuntimeError as exc:  # torch's own module: oneDNN has no bf16 kernel for it on this CPU
+            pytest.skip(f"torch's {type(parent).__name__} cannot run in bfloat16 on this CPU: {str(exc)[:80]}")
         out, h = rnn(x)
-        ref, h_ref = parent(x)
         loss = out.float().square().mean()
     # same dtype policy as torch (the GRU op is not on CPU autocast's list; LSTM and RNN are)
     assert out.dtype == ref.dtype

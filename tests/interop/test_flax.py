@@ -16,8 +16,8 @@ from numpyrnn.errors import LayoutError
 from numpyrnn.modules import NumpyGRU, NumpyLSTM, NumpyRNN
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-jax = pytest.importorskip("jax", reason="jax is not installed: pip install numpyrnn[interop]")
-nn = pytest.importorskip("flax.linen", reason="flax is not installed: pip install numpyrnn[interop]")
+jax = pytest.importorskip("jax", reason="jax is not installed: pip install \"numpyrnn[interop]\"")
+nn = pytest.importorskip("flax.linen", reason="flax is not installed: pip install \"numpyrnn[interop]\"")
 jnp = jax.numpy
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -42,7 +42,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't
 
 @pytest.fixture(scope="module")
 def keras():
-    return pytest.importorskip("keras", reason="keras not installed: pip install numpyrnn[interop]")
+    return pytest.importorskip("keras", reason="keras not installed: pip install \"numpyrnn[interop]\"")
 
 
 def to_np(keras, t) -> np.ndarray:

@@ -15,8 +15,8 @@ import torch
 from numpyrnn.errors import LayoutError
 from numpyrnn.modules import NumpyGRU, NumpyLSTM, NumpyRNN
 
-onnx = pytest.importorskip("onnx", reason="onnx is not installed: pip install numpyrnn[interop]")
-ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed: pip install numpyrnn[interop]")
+onnx = pytest.importorskip("onnx", reason="onnx is not installed: pip install \"numpyrnn[interop]\"")
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed: pip install \"numpyrnn[interop]\"")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -60,7 +60,7 @@ def test_bad_nonlinearity_value(relu_rnn):
 
 def test_keras_layer_that_records_relu_conflicts_with_tanh():
     os.environ.setdefault("KERAS_BACKEND", "torch")
-    keras = pytest.importorskip("keras", reason="keras not installed: pip install numpyrnn[interop]")
+    keras = pytest.importorskip("keras", reason="keras not installed: pip install \"numpyrnn[interop]\"")
     layer = keras.layers.SimpleRNN(4, activation="relu")
     layer.build((None, None, 3))
     assert NumpyRNN.from_keras(layer).nonlinearity == "relu"

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from numpyrnn import NumpyGRU, cli
 from numpyrnn.spec import RNNSpec
 
+from ..extras import install_hint
 from .profiles import budget
 
 SPEC = RNNSpec("GRU", 3, 4, num_layers=2, bidirectional=True, bias=True)
@@ -93,6 +94,7 @@ def damage(draw, data: bytes):
 
 
 KINDS = ["npz", "pt", "onnx", "safetensors"]
+PACKAGE = {"npz": "numpy", "pt": "torch", "onnx": "onnx", "safetensors": "safetensors"}
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -100,7 +102,7 @@ KINDS = ["npz", "pt", "onnx", "safetensors"]
 @given(data=st.data())
 def test_damaged_file_gives_exit_1_and_no_output_or_a_complete_result(valid, kind, data):
     if kind not in valid:
-        pytest.skip(f"{kind} support is not installed")
+        pytest.skip(f"writing {kind} files needs {PACKAGE[kind]}: {install_hint(PACKAGE[kind])}")
     raw = valid[kind].read_bytes()
     how, damaged = data.draw(damage(raw), label="damage")
     with tempfile.TemporaryDirectory() as d:
@@ -128,7 +130,7 @@ SUFFIXES = [".npz", ".pt", ".onnx", ".safetensors", ".msgpack", ".h5", ".npy"]
 @given(suffix=st.sampled_from(SUFFIXES))
 def test_wrong_suffix_is_refused_cleanly(valid, kind, suffix):
     if kind not in valid:
-        pytest.skip(f"{kind} support is not installed")
+        pytest.skip(f"writing {kind} files needs {PACKAGE[kind]}: {install_hint(PACKAGE[kind])}")
     if suffix == valid[kind].suffix:
         return
     with tempfile.TemporaryDirectory() as d:
