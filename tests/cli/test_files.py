@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from numpyrnn import LayoutError, NumpyGRU, files
-from numpyrnn.cli import infer_state_spec, module_from_state_dict
+from numpyrnn.formats.native import infer_state_spec, module_from_state_dict
 
 
 def _huge_npy_bytes(shape=(10**6, 10**6), payload: bytes = b"\0" * 16) -> bytes:
