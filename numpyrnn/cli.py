@@ -188,12 +188,17 @@ def _convert(args: argparse.Namespace) -> int:
         configs[e.name] = config_of(modules[e.name], source=e.config["source"], format=mf.format, **extra)
     nbytes = native.write(out, modules, configs)
     seconds = time.perf_counter() - t0
-    for e in entries:
-        m = modules[e.name]
+
+    def text(e: Any) -> str:
         c = configs[e.name]
-        prefix = "" if len(entries) == 1 else f"{e.name}: "
-        print(f"{prefix}{_spec(m).describe()} {c['dtype']}" + (", batch_first" if c["batch_first"] else ""))
-    print(f"wrote {out}: {len(entries)} module(s), {nbytes} bytes, {seconds:.2f} s")
+        return f"{_spec(modules[e.name]).describe()} {c['dtype']}" + (", batch_first" if c["batch_first"] else "")
+
+    if len(entries) == 1:
+        print(f"wrote {out}: {entries[0].name!r} {text(entries[0])}, {nbytes} bytes, {seconds:.2f} s")
+    else:
+        print(f"wrote {out}: {len(entries)} modules, {nbytes} bytes, {seconds:.2f} s")
+        for e in entries:
+            print(f"  {e.name!r}: {text(e)}")
     for name, kind in mf.skipped:
         print(f"not converted: {name} ({kind})")
     return 0

@@ -325,7 +325,10 @@ def read(path: str | os.PathLike, *, cell: str | None = None, nonlinearity: str 
     if suffix == ".npz":
         return _read_npz(path, mf, cell, nonlinearity, dtype, batch_first)
     if suffix == ".keras":
-        names = zip_names(path)
+        try:
+            names = zip_names(path)
+        except LayoutError as exc:
+            raise fail(path, "not a readable .keras archive" + str(exc).split("zip archive", 1)[-1]) from None
         if "model.weights.h5" not in names:
             raise fail(path, f"a .keras archive holds model.weights.h5, this one holds {names}")
         config = _load_config(path, read_zip_member(path, "config.json")) if "config.json" in names else None
