@@ -143,25 +143,144 @@ def _signature(node: Any) -> tuple:
             attrs.get("linear_before_reset", 0), attrs.get("layout", 0), len([i for i in node.input[3:4] if i]))
 
 
-def _view(graph: Any, group: list[Any], recurrent: list[Any]) -> Any:
-    """``graph`` as the layout sees it when only ``group`` are recurrent: the others become opaque nodes."""
+def _view(graph: Any, group: list[Any], recurrent: list[Any], computed: dict[str, Any]) -> Any:
+    """``graph`` as the layout sees it when only ``group`` are recurrent: the others become opaque nodes.
+
+    Weights that the exporter computes from initializers with reshaping ops
+    (torch's dynamo exporter slices and concatenates ``weight_hh`` into ONNX
+    gate order) are given as the initializers they fold to.
+    """
+    from onnx import numpy_helper
+
     inside = {id(n) for n in group}
     nodes = [n if id(n) in inside or n not in recurrent else
              SimpleNamespace(op_type=n.op_type, domain="numpyrnn.separate", input=list(n.input),
                              output=list(n.output), name=n.name, attribute=[])
              for n in graph.node]
-    return SimpleNamespace(graph=SimpleNamespace(node=nodes, initializer=graph.initializer))
+    names = {t.name for t in graph.initializer}
+    extra = [numpy_helper.from_array(arr, name) for name, arr in computed.items() if name not in names
+             and any(name in list(n.input)[1:4] for n in group)]
+    return SimpleNamespace(graph=SimpleNamespace(node=nodes, initializer=[*graph.initializer, *extra]))
 
 
-def _chained(graph: Any, below: Any, above: Any) -> bool:
+#: Ops whose result on constant inputs numpyrnn computes (they only move numbers around).
+_FOLDABLE = frozenset({"Constant", "Identity", "Cast", "Slice", "Concat", "Unsqueeze", "Squeeze", "Reshape",
+                       "Transpose", "ConstantOfShape", "Expand"})
+
+
+class _Folder:
+    """Values of tensors computed from initializers by data-moving ops only (no arithmetic)."""
+
+    def __init__(self, graph: Any):
+        from onnx import numpy_helper
+
+        self.values: dict[str, Any] = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        self.producer = {o: n for n in graph.node for o in n.output if o}
+        self._failed: set[str] = set()
+
+    def get(self, name: str) -> Any:
+        if not name or name in self._failed:
+            return None
+        if name in self.values:
+            return self.values[name]
+        node = self.producer.get(name)
+        out = None
+        if node is not None and node.op_type in _FOLDABLE and node.domain in ("", "ai.onnx"):
+            try:
+                out = self._run(node)
+            except (ValueError, IndexError, TypeError, KeyError):
+                out = None
+        if out is None:
+            self._failed.add(name)
+            return None
+        self.values[name] = out
+        return out
+
+    def _run(self, node: Any) -> Any:
+        from onnx import helper, numpy_helper
+
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        op = node.op_type
+        if op == "Constant":
+            return numpy_helper.to_array(attrs["value"]) if "value" in attrs else None
+        if op == "ConstantOfShape":
+            shape = self.get(node.input[0])
+            if shape is None:
+                return None
+            value = numpy_helper.to_array(attrs["value"]) if "value" in attrs else np.zeros(1, np.float32)
+            return np.full([int(n) for n in shape], value.reshape(-1)[0], dtype=value.dtype)
+        ins = [self.get(i) if i else None for i in node.input]
+        if ins[0] is None:
+            return None
+        x = ins[0]
+        if op in ("Identity",):
+            return x
+        if op == "Cast":
+            return x.astype(helper.tensor_dtype_to_np_dtype(attrs["to"]))
+        if op == "Transpose":
+            return np.transpose(x, attrs.get("perm"))
+        if op == "Concat":
+            if any(v is None for v in ins):
+                return None
+            return np.concatenate(ins, axis=int(attrs["axis"]))
+        if op in ("Unsqueeze", "Squeeze"):
+            axes = attrs.get("axes", None)
+            if axes is None and len(ins) > 1 and ins[1] is not None:
+                axes = [int(a) for a in ins[1]]
+            if op == "Squeeze":
+                return np.squeeze(x, axis=tuple(axes) if axes is not None else None)
+            out = x
+            for a in sorted(int(a) % (x.ndim + len(axes)) for a in axes):
+                out = np.expand_dims(out, a)
+            return out
+        if op == "Reshape":
+            if ins[1] is None:
+                return None
+            shape = [int(d) if int(d) != 0 else x.shape[k] for k, d in enumerate(ins[1])]
+            return x.reshape(shape)
+        if op == "Slice":
+            if any(v is None for v in ins[1:3]):
+                return None
+            starts, ends = ins[1], ins[2]
+            axes = ins[3] if len(ins) > 3 and ins[3] is not None else range(len(starts))
+            steps = ins[4] if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
+            index = [slice(None)] * x.ndim
+            for a, b, e, st in zip(axes, starts, ends, steps):
+                index[int(a)] = slice(int(b), int(e), int(st))
+            return x[tuple(index)]
+        if op == "Expand":
+            return None  # its shape comes from the input: not a constant
+        return None
+
+    def zero(self, name: str) -> bool:
+        """Whether ``name`` is a constant zero (also an ``Expand`` or ``ConstantOfShape`` of zeros)."""
+        if not name:
+            return True
+        v = self.get(name)
+        if v is not None:
+            return not np.any(v)
+        node = self.producer.get(name)
+        if node is None:
+            return False
+        if node.op_type == "ConstantOfShape":
+            from onnx import helper, numpy_helper
+
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            return "value" not in attrs or not np.any(numpy_helper.to_array(attrs["value"]))
+        if node.op_type in ("Expand", "Identity", "Cast", "Reshape", "Unsqueeze", "Squeeze", "Transpose"):
+            return self.zero(node.input[0])
+        return False
+
+
+def _chained(graph: Any, below: Any, above: Any, folder: _Folder) -> bool:
     if _signature(below) != _signature(above):
         return False
     try:
         _check_chain(graph, [below, above])
     except LayoutError:
         return False
-    # the upper node's other inputs (initial states, sequence lengths) must not come from the graph
-    return not any(above.input[4:]) and not any(below.input[4:])
+    # sequence lengths and initial states: a stacked torch module starts every layer from zeros
+    return all(folder.zero(i) for n in (below, above) for i in list(n.input)[4:])
 
 
 def read(path: str | os.PathLike, *, cell: str | None = None, nonlinearity: str | None = None,
@@ -182,13 +301,20 @@ def read(path: str | os.PathLike, *, cell: str | None = None, nonlinearity: str 
         except LayoutError as exc:
             raise fail(path, str(exc).replace("source: ", "", 1)) from None
     mf = ModelFile(path=path, format="onnx", modules=[])
-    skipped_ops = sorted({n.op_type for n in graph.node if n.op_type not in _CELLS
-                          and n.op_type not in ("Constant", "Shape", "Gather", "Concat", "Expand", "Unsqueeze",
-                                                "Squeeze", "Transpose", "Reshape", "Identity", "Slice", "Cast")})
-    mf.skipped.extend((op, "op") for op in skipped_ops)
+    plumbing = _FOLDABLE | {"Shape", "Gather", "Transpose", "Reshape", "Flatten", "Dropout", "Range"}
+    mf.skipped.extend((n.name or n.output[0], n.op_type) for n in graph.node
+                      if n.op_type not in _CELLS and n.op_type not in plumbing)
+    folder = _Folder(graph)
+    computed: dict[str, Any] = {}
+    for n in recurrent:
+        for name in list(n.input)[1:4]:
+            if name and name not in {t.name for t in graph.initializer}:
+                value = folder.get(name)
+                if value is not None:
+                    computed[name] = value
     groups: list[list[Any]] = []
     for n in recurrent:
-        if groups and _chained(graph, groups[-1][-1], n):
+        if groups and _chained(graph, groups[-1][-1], n, folder):
             groups[-1].append(n)
         else:
             groups.append([n])
@@ -199,14 +325,20 @@ def read(path: str | os.PathLike, *, cell: str | None = None, nonlinearity: str 
         recorded = _CELLS[first.op_type]
         check_cell(path, recorded, cell, _where(first))
         cls = module_class(recorded)
-        source = _view(graph, group, recurrent)
+        source = _view(graph, group, recurrent, computed)
+        for n in group:
+            for k, what in ((4, "sequence_lens"), (5, "initial_h"), (6, "initial_c")):
+                if len(n.input) > k and not folder.zero(n.input[k]):
+                    mf.notes.append(f"{_where(n)}: takes {what} from the graph ({n.input[k]!r}); the module "
+                                    f"starts from zeros unless you pass that state yourself")
         mode_nl: dict[str, Any] = {}
         if recorded == "rnn":
             acts = _signature(first)[3]
             rec = ("relu" if acts and acts[0] == "relu" else "tanh") if acts else None
             mode_nl = {"nonlinearity": check_nonlinearity(path, rec, nonlinearity, _where(first))}
         w = first.input[1] if len(first.input) > 1 else ""
-        kind = str(np.dtype(_np_dtype(initializers[w].data_type))) if w in initializers else None
+        kind = (str(np.dtype(_np_dtype(initializers[w].data_type))) if w in initializers else
+                str(computed[w].dtype) if w in computed else None)
 
         def make(source: Any = source, cls: Any = cls, nl: dict = mode_nl, **opts: Any) -> Any:
             lbr = {"linear_before_reset": linear_before_reset} if linear_before_reset is not None else {}
