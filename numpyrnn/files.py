@@ -257,9 +257,16 @@ def write_state_dict(path: str | os.PathLike, state: Mapping[str, torch.Tensor],
             raise _fail(path, "writing .safetensors needs the safetensors package: pip install 'numpyrnn[files]'") from None
         return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=dict(metadata or {})))
 
+    saved: Any = tensors
+    if getattr(state, "_metadata", None) is not None:  # a state_dict's own record travels with it
+        from collections import OrderedDict
+
+        saved = OrderedDict(tensors)
+        saved._metadata = state._metadata  # type: ignore[attr-defined]
+
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
-            torch.save(tensors, f)
+            torch.save(saved, f)
 
     return atomic_write(path, write)
 
