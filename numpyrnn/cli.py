@@ -280,8 +280,8 @@ def _inspect(args: argparse.Namespace) -> int:
             print(f"note: {note}")
     problems = [p for _, mf in good for p in mf.problems]
     if not good:
-        for cell, exc in tries:
-            print(f"problem{f' ({cell})' if cell else ''}: {_first_line(exc)}")
+        for tried, failure in tries:
+            print(f"problem{f' ({tried})' if tried else ''}: {_first_line(failure)}")
         return 1
     for p in problems:
         print(f"problem: {p}")

@@ -314,10 +314,10 @@ def entry_from(name: str, make: Callable[..., Any], *, batch_first: bool, source
     return Entry(name=name, cell=config["cell"], config=config, build=build)
 
 
-def try_entry(mf: ModelFile, name: str, make: Callable[[], Entry]) -> None:
-    """Append ``make()`` to ``mf.modules``, or its LayoutError to ``mf.problems``."""
+def try_entry(mf: ModelFile, name: str, make: Callable[..., Any], **kwargs: Any) -> None:
+    """Append ``entry_from(name, make, **kwargs)`` to ``mf.modules``, or its LayoutError to ``mf.problems``."""
     try:
-        mf.modules.append(make())
+        mf.modules.append(entry_from(name, make, **kwargs))
     except LayoutError as exc:
         text = str(exc)
         mf.problems.append(text if repr(name) in text else f"layer {name!r}: {text}")

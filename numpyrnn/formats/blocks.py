@@ -22,7 +22,6 @@ from . import (
     ModelFile,
     NeedsOption,
     check_cell,
-    entry_from,
     module_class,
     option,
     register,
@@ -113,8 +112,8 @@ def read(path: str | os.PathLike, *, cell: str | None = None, nonlinearity: str 
         return cls.from_numpy(**arrays, gates=gates, rowwise=bool(rowwise), **extra, **opts)
 
     mf = ModelFile(path=path, format="blocks", modules=[])
-    try_entry(mf, name, lambda: entry_from(name, make, batch_first=bool(batch_first),
-                                           dtype=dtype or _source_dtype(arrays)))
+    try_entry(mf, name, make, batch_first=bool(batch_first),
+                                           dtype=dtype or _source_dtype(arrays))
     if mf.problems:  # one module, no other layers: its problem is the file's
         raise LayoutError(mf.problems[0].replace(f"layer {name!r}: ", "", 1))
     return mf

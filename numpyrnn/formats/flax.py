@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import LayoutError
 from ..files import _one_line, fail, read_bytes, write_bytes
 from ..layouts.flax import FLAX
-from . import Format, ModelFile, check_cell, entry_from, module_class, option, register, try_entry
+from . import Format, ModelFile, check_cell, module_class, option, register, try_entry
 
 __all__ = ["read_msgpack", "flax_layers", "flax_named_layers", "write_msgpack", "read", "write", "LAYOUT"]
 
@@ -266,9 +266,8 @@ def read(path: str | os.PathLike, *, stack: bool = False, cell: str | None = Non
         def make(source: Any = source, cls: Any = cls, extra: dict = extra, **opts: Any) -> Any:
             return cls.from_flax(source, **extra, **opts)
 
-        more = {"layers": [p for p, _ in group]} if stack and len(group) > 1 else {}
-        try_entry(mf, name, lambda name=name, make=make, group=group, more=more: entry_from(
-            name, make, batch_first=bool(batch_first), dtype=dtype or _dtype(group[0][1]), **more))
+        more: dict[str, Any] = {"layers": [p for p, _ in group]} if stack and len(group) > 1 else {}
+        try_entry(mf, name, make, batch_first=bool(batch_first), dtype=dtype or _dtype(group[0][1]), **more)
     return mf
 
 

@@ -403,12 +403,12 @@ def _add(path: Path, mf: ModelFile, group: list[KerasLayer], weights: Any, cell:
     cls = module_class(recorded)
     source = arrays[0] if len(arrays) == 1 else arrays
     kind = str(arrays[0][0].dtype) if arrays[0] else None
-    more = {"layers": [layer.name for layer in group]} if len(group) > 1 else {}
+    more: dict[str, Any] = {"layers": [layer.name for layer in group]} if len(group) > 1 else {}
 
     def make(**opts: Any) -> Any:
         return cls.from_keras(source, **nl, **opts)
 
-    try_entry(mf, name, lambda: entry_from(name, make, batch_first=batch_first, dtype=dtype or kind, **more))
+    try_entry(mf, name, make, batch_first=batch_first, dtype=dtype or kind, **more)
 
 
 def _cell_from_shapes(weights: list[np.ndarray]) -> str | None:
@@ -439,7 +439,7 @@ def _no_config_entry(path: Path, mf: ModelFile, name: str, ws: list[np.ndarray],
     def make(**opts: Any) -> Any:
         return cls.from_keras(ws, **nl, **opts)
 
-    try_entry(mf, name, lambda: entry_from(name, make, batch_first=batch_first, dtype=dtype or str(ws[0].dtype)))
+    try_entry(mf, name, make, batch_first=batch_first, dtype=dtype or str(ws[0].dtype))
 
 
 def _natural(key: str) -> list:

@@ -234,7 +234,7 @@ def read(path: str | os.PathLike, *, cell: str | None = None, nonlinearity: str 
         config = {"cell": chosen, "nonlinearity": nonlinearity or "tanh", "batch_first": bool(batch_first)}
         mf.notes.append("a plain state_dict: it records no configuration; the cell comes from the shapes"
                         + ("" if chosen != "rnn" else f", the nonlinearity from {option('nonlinearity')} (tanh)"))
-        recs = [{"name": path.stem, "prefix": "", "config": config}]
+        recs: list[dict[str, Any]] = [{"name": path.stem, "prefix": "", "config": config}]
     else:
         recs = rec["modules"]
     for m in recs:
@@ -242,7 +242,7 @@ def read(path: str | os.PathLike, *, cell: str | None = None, nonlinearity: str 
         if config.get("cell") not in ("gru", "lstm", "rnn"):
             raise fail(path, f"module {name!r}: the record's cell {config.get('cell')!r} is not gru, lstm or rnn")
         if rec is not None:
-            check_cell(path, config["cell"], cell, f"module {name!r}")
+            check_cell(path, str(config["cell"]), cell, f"module {name!r}")
             if nonlinearity is not None and config["cell"] == "rnn" and nonlinearity != config.get("nonlinearity"):
                 raise fail(path, f"module {name!r} records nonlinearity {config.get('nonlinearity')!r}, but "
                                  f"{option('nonlinearity', nonlinearity)} was given")

@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import LayoutError
 from ..files import _one_line, atomic_write, fail, read_beside, read_bytes
 from ..layouts.onnx import ONNX, _check_chain, _text, _where
-from . import Format, ModelFile, check_cell, check_nonlinearity, entry_from, module_class, register, try_entry
+from . import Format, ModelFile, check_cell, check_nonlinearity, module_class, register, try_entry
 
 __all__ = ["read_onnx", "write_onnx", "read", "write", "LAYOUT"]
 
@@ -209,7 +209,7 @@ class _Folder:
                 return None
             value = numpy_helper.to_array(attrs["value"]) if "value" in attrs else np.zeros(1, np.float32)
             return np.full([int(n) for n in shape], value.reshape(-1)[0], dtype=value.dtype)
-        ins = [self.get(i) if i else None for i in node.input]
+        ins: list[Any] = [self.get(i) if i else None for i in node.input]
         if ins[0] is None:
             return None
         x = ins[0]
@@ -224,7 +224,7 @@ class _Folder:
                 return None
             return np.concatenate(ins, axis=int(attrs["axis"]))
         if op in ("Unsqueeze", "Squeeze"):
-            axes = attrs.get("axes", None)
+            axes: Any = attrs.get("axes", None)
             if axes is None and len(ins) > 1 and ins[1] is not None:
                 axes = [int(a) for a in ins[1]]
             if op == "Squeeze":
@@ -344,9 +344,8 @@ def read(path: str | os.PathLike, *, cell: str | None = None, nonlinearity: str 
             lbr = {"linear_before_reset": linear_before_reset} if linear_before_reset is not None else {}
             return cls.from_onnx(source, **lbr, **nl, **opts)
 
-        more = {"layers": [n.name or n.output[0] for n in group]} if len(group) > 1 else {}
-        try_entry(mf, name, lambda name=name, make=make, kind=kind, more=more: entry_from(
-            name, make, batch_first=bool(batch_first), dtype=dtype or kind, **more))
+        more: dict[str, Any] = {"layers": [n.name or n.output[0] for n in group]} if len(group) > 1 else {}
+        try_entry(mf, name, make, batch_first=bool(batch_first), dtype=dtype or kind, **more)
     return mf
 
 
