@@ -249,6 +249,8 @@ def read(path: str | os.PathLike, *, cell: str | None = None, nonlinearity: str 
         part = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
         if not part:
             raise fail(path, f"module {name!r}: no tensors under the prefix {prefix!r}")
+        if batch_first is not None:  # the caller's override of the recorded layout
+            config["batch_first"] = bool(batch_first)
         build = _builder(path, part, config, name)
         probe = build()
         from . import config_of
