@@ -250,7 +250,8 @@ def check_cell(path: Path, recorded: str, given: str | None, where: str = "") ->
         LayoutError: naming the recorded cell.
     """
     if given is not None and str(given).lower() != recorded:
-        raise LayoutError(f"{path.name}: the file records a {recorded.upper()} cell{f' ({where})' if where else ''}, but "
+        article = "an" if recorded == "lstm" else "a"
+        raise LayoutError(f"{path.name}: the file records {article} {recorded.upper()} cell{f' ({where})' if where else ''}, but "
                           f"{option('cell', given)} was given; drop {option('cell')} (the file says its cell) "
                           f"or pass {option('cell', recorded)}")
 

@@ -380,6 +380,18 @@ def _from_config(path: Path, mf: ModelFile, config: dict, weights: Any, cell: st
             mf.skipped.append((layer.name, layer.class_name))
     for group in stacks(layers):
         _add(path, mf, group, weights, cell, nonlinearity, dtype, batch_first)
+    for layer in layers:
+        if not layer.recurrent:
+            continue
+        if len(layer.calls) > 1:
+            mf.notes.append(f"layer {layer.name!r} is called {len(layer.calls)} times in the model (shared "
+                            f"weights); its module is one, run it on each input")
+        for call in layer.calls[:1]:
+            states = sorted({src for src, _, _ in call[1:]})
+            if states:
+                mf.notes.append(f"layer {layer.name!r} starts from the state of {', '.join(map(repr, states))} "
+                                f"(initial_state): pass that state to its module, e.g. module(x, (h, c)) for an "
+                                f"LSTM; alone it starts from zeros")
 
 
 def _add(path: Path, mf: ModelFile, group: list[KerasLayer], weights: Any, cell: str | None,
