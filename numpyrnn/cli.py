@@ -470,5 +470,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def __getattr__(name: str) -> Any:
+    """``infer_state_spec`` and ``module_from_state_dict`` moved to :mod:`numpyrnn.formats.native`."""
+    if name in ("infer_state_spec", "module_from_state_dict"):
+        from .formats import native
+
+        return getattr(native, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
