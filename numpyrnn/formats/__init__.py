@@ -161,9 +161,10 @@ def get(name: str) -> Format:
 
 
 def all_formats() -> list[Format]:
-    """Every registered format, built-ins first."""
+    """Every registered format, built-ins first (in :data:`BUILTIN` order)."""
     _load_builtins()
-    return list(_REGISTRY.values())
+    first = [_REGISTRY[n] for n in BUILTIN if n in _REGISTRY]
+    return first + [f for n, f in _REGISTRY.items() if n not in BUILTIN]
 
 
 def _claims(fmt: Format, path: Path) -> bool:
