@@ -40,6 +40,9 @@ __all__ = [
 #: The built-in format modules, imported on first use, in the order ``detect_format`` sniffs them.
 BUILTIN = ("native", "keras", "onnx", "flax", "tf1", "blocks")
 
+#: The format a built-in module registers, where its name is not the module's.
+_FORMAT_OF = {"native": "numpyrnn"}
+
 
 class NeedsOption(LayoutError):
     """The file does not record something, and the option that says it was not given."""
@@ -163,8 +166,9 @@ def get(name: str) -> Format:
 def all_formats() -> list[Format]:
     """Every registered format, built-ins first (in :data:`BUILTIN` order)."""
     _load_builtins()
-    first = [_REGISTRY[n] for n in BUILTIN if n in _REGISTRY]
-    return first + [f for n, f in _REGISTRY.items() if n not in BUILTIN]
+    order = [_FORMAT_OF.get(m, m) for m in BUILTIN]
+    first = [_REGISTRY[n] for n in order if n in _REGISTRY]
+    return first + [f for n, f in _REGISTRY.items() if n not in order]
 
 
 def _claims(fmt: Format, path: Path) -> bool:
