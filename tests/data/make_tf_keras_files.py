@@ -18,10 +18,15 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-import tf_keras as keras  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 T = 5
+
+
+def _keras():
+    import tf_keras  # only this script needs TensorFlow and tf_keras
+
+    return tf_keras
 
 
 def _randomise(model, seed: int) -> None:
@@ -33,6 +38,7 @@ def _randomise(model, seed: int) -> None:
 
 
 def models() -> dict:
+    keras = _keras()
     out = {}
     out["k2_sequential"] = keras.Sequential([
         keras.Input((T, 3)),
@@ -49,6 +55,7 @@ def models() -> dict:
 
 
 def main() -> None:
+    keras = _keras()
     io = {}
     for seed, (name, model) in enumerate(models().items()):
         _randomise(model, seed)
