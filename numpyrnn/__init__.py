@@ -1,6 +1,7 @@
 """numpyrnn: foreign recurrent weights as exact, fast, trainable torch modules."""
 
 from . import compat, reference
+from .api import load, load_all, read_model
 from .compat import convert, safe_globals
 from .detect import Detection, detect
 from .errors import LayoutError
@@ -11,6 +12,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LayoutError",
+    "load",
+    "load_all",
+    "read_model",
     "NumpyGRU",
     "NumpyLSTM",
     "NumpyRNN",

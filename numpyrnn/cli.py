@@ -1,5 +1,8 @@
 """The ``numpyrnn`` command: ``demo``, ``convert``, ``export``, ``inspect``, ``verify`` and ``detect``.
 
+Each subcommand is one ``_add_<name>`` function in :data:`SUBCOMMANDS`; the
+commands that read model files find formats through :mod:`numpyrnn.formats`.
+
 Exit codes: 0 success, 1 bad weights or files (one-line cause; ``--debug``
 shows the traceback), 2 usage errors.
 """
@@ -102,103 +105,6 @@ def _mode(args: argparse.Namespace) -> str:
     return "RNN_TANH" if cell == "RNN" else cell
 
 
-def _class(mode: str) -> Any:
-    from .modules import NumpyGRU, NumpyLSTM, NumpyRNN
-
-    return {"GRU": NumpyGRU, "LSTM": NumpyLSTM}.get(mode, NumpyRNN)
-
-
-def _torch_dtype(name: str | None, fallback: Any = None) -> Any:
-    import torch
-
-    table = {"float16": torch.float16, "float32": torch.float32, "float64": torch.float64,
-             "bfloat16": torch.bfloat16}
-    if name is None:
-        return fallback
-    return table.get(str(name).replace("torch.", ""), fallback)
-
-
-def _source_dtype(tree: Any) -> str | None:
-    """The floating dtype most arrays of ``tree`` have (the input's precision is kept)."""
-    from collections import Counter
-
-    from .files import listing
-
-    counts = Counter(dtype for _, _, dtype in listing(tree) if "float" in dtype)
-    return counts.most_common(1)[0][0] if counts else None
-
-
-def _check_output(path: Path, allowed: Sequence[str], what: str) -> None:
-    name = path.name.lower()
-    if not any(name.endswith(s) for s in allowed):
-        raise UsageError(f"{what} must end in {' or '.join(allowed)}, got {str(path)!r}")
-
-
-def _read_source(path: Path, fmt: str) -> tuple[Any, Any, dict]:
-    """``(source for from_<fmt>, tree for the listing, extra info)``."""
-    from . import files
-
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or folder")
-    if fmt == "blocks":
-        arrays = files.read_blocks(path)
-        return arrays, arrays, {}
-    if fmt == "keras":
-        layers, info = files.read_keras(path)
-        return layers, {name: ws for name, ws in zip(info["names"], layers)}, info
-    if fmt == "onnx":
-        model = files.read_onnx(path)  # first: it says how to install onnx where it is missing
-        from onnx import numpy_helper
-
-        tree = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-        return model, tree, {"ops": [n.op_type for n in model.graph.node]}
-    if fmt == "flax":
-        tree = files.read_msgpack(path)
-        return files.flax_layers(tree), tree, {}
-    if fmt == "tf1":
-        arrays = files.read_npz(path)
-        source, ignored = files.tf1_structure(arrays, where=path.name)
-        return source, arrays, {"ignored": ignored}
-    raise UsageError(f"unknown format {fmt!r}")  # pragma: no cover - argparse restricts choices
-
-
-def _build(path: Path, fmt: str, mode: str, args: argparse.Namespace, source: Any, tree: Any, info: dict) -> Any:
-    """The torch module that ``source`` describes, through the library's own constructors."""
-    from .errors import LayoutError
-
-    cls = _class(mode)
-    dtype = _torch_dtype(getattr(args, "dtype", None)) or _torch_dtype(_source_dtype(tree))
-    common = dict(batch_first=bool(getattr(args, "batch_first", False)), dtype=dtype)
-    if fmt == "blocks":
-        arrays = dict(source)
-        if "proj" in arrays and mode != "LSTM":
-            raise LayoutError(f"{path.name}: holds 'proj', but only an LSTM has a projection (weight_hr); "
-                              f"is this --cell lstm?")
-        extra = {"nonlinearity": "relu" if mode == "RNN_RELU" else "tanh"} if mode.startswith("RNN") else {}
-        return cls.from_numpy(**arrays, gates=getattr(args, "gates", None), rowwise=bool(getattr(args, "rowwise", False)),
-                              **extra, **common)
-    act = info.get("activation")
-    if act and (act == "relu") != (mode == "RNN_RELU"):
-        raise LayoutError(f"{path.name}: the Keras layers use activation={act!r}; pass "
-                          + ("--cell rnn --nonlinearity relu" if act == "relu" else "no --nonlinearity relu"))
-    if fmt == "keras":
-        module = cls.from_keras(source, **common)
-    elif fmt == "onnx":
-        module = cls.from_onnx(source, **common)
-    elif fmt == "flax":
-        module = cls.from_flax(source, **common)
-    else:
-        module = cls.from_tf1(source, forget_bias=args.forget_bias, **common)
-    if mode == "RNN_RELU" and module.nonlinearity != "relu":
-        # The weights are the same; only the nonlinearity the caller states differs.
-        relu = cls(**{**_spec(module).module_kwargs(), "nonlinearity": "relu"}, batch_first=module.batch_first,
-                   device="meta")
-        relu = relu.to_empty(device="cpu").to(next(module.parameters()).dtype)
-        relu.load_state_dict(module.state_dict())
-        module = relu
-    return module
-
-
 def _spec(module: Any) -> Any:
     from .spec import RNNSpec
 
@@ -209,39 +115,100 @@ def _summary(verb: str, path: Path, spec: Any, nbytes: int, seconds: float, extr
     print(f"{verb} {path}: {spec.describe()}{extra}, {nbytes} bytes, {seconds:.2f} s")
 
 
+def _check_output(path: Path, allowed: Sequence[str], what: str) -> None:
+    name = path.name.lower()
+    if not any(name.endswith(s) for s in allowed):
+        raise UsageError(f"{what} must end in {' or '.join(allowed)}, got {str(path)!r}")
+
+
+def _read_options(args: argparse.Namespace) -> dict:
+    """The options of ``convert``/``inspect`` as :func:`numpyrnn.read_model` takes them."""
+    opts: dict[str, Any] = {}
+    for key in ("cell", "nonlinearity", "gates", "forget_bias", "dtype"):
+        value = getattr(args, key, None)
+        if value is not None:
+            opts[key] = value
+    for key in ("rowwise", "stack"):
+        if getattr(args, key, False):
+            opts[key] = True
+    if getattr(args, "batch_first", False):
+        opts["batch_first"] = True
+    return opts
+
+
+def _read(args: argparse.Namespace, path: Path) -> Any:
+    """The :class:`~numpyrnn.formats.ModelFile` of ``path``, after the option checks."""
+    from . import formats
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    if args.nonlinearity == "relu" and args.cell not in (None, "rnn"):
+        raise UsageError(f"--nonlinearity relu applies to --cell rnn only, not --cell {args.cell}")
+    fmt = formats.detect_format(path, args.source_format)
+    if fmt.name != "blocks" and (args.gates or args.rowwise):
+        raise UsageError("--gates and --rowwise apply to the block layout (--from blocks) only")
+    if fmt.name != "tf1" and args.forget_bias is not None:
+        raise UsageError("--forget-bias applies to --from tf1 only")
+    if fmt.name not in ("flax",) and getattr(args, "stack", False):
+        raise UsageError(f"--stack applies to --from flax only (a {fmt.name} file records its graph, or has one "
+                         f"module)")
+    try:
+        return fmt.read(path, **_read_options(args))
+    except formats.NeedsOption as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _config_text(config: dict) -> str:
+    return (f"cell={config['cell']} input={config['input_size']} hidden={config['hidden_size']} "
+            f"layers={config['num_layers']} directions={2 if config['bidirectional'] else 1} "
+            f"bias={'yes' if config['bias'] else 'no'} projection={config['proj_size'] or 'none'} "
+            f"batch_first={'yes' if config['batch_first'] else 'no'} nonlinearity={config['nonlinearity']} "
+            f"dtype={config['dtype']}")
+
+
 # --------------------------------------------------------------------------------------
-# convert: foreign file -> .pt / .safetensors
+# convert: model file -> .pt / .safetensors
 # --------------------------------------------------------------------------------------
 
 def _convert(args: argparse.Namespace) -> int:
-    from . import files
+    from .errors import LayoutError
+    from .formats import config_of, native
 
     t0 = time.perf_counter()
     src, out = Path(args.input), Path(args.output)
-    fmt = args.source_format or files.guess_format(src)
-    if fmt is None:
-        raise UsageError(f"cannot tell the format of {str(src)!r} from its name; pass --from "
-                         f"{{{','.join(files.FORMATS)}}}")
-    if fmt != "blocks" and (args.gates or args.rowwise):
-        raise UsageError("--gates and --rowwise apply to the block layout (--from blocks) only")
-    if fmt != "tf1" and args.forget_bias is not None:
-        raise UsageError("--forget-bias applies to --from tf1 only")
-    if args.forget_bias is None:
-        args.forget_bias = 1.0
     _check_output(out, (".pt", ".safetensors"), "the output of convert")
-    mode = _mode(args)
-    source, tree, info = _read_source(src, fmt)
-    module = _build(src, fmt, mode, args, source, tree, info)
-    if getattr(args, "verify", False) and not _verify_converted(src, fmt, mode, args, module):
+    mf = _read(args, src)
+    if args.layer:
+        entries = [mf.entry(name) for name in dict.fromkeys(args.layer)]
+    else:
+        if mf.problems:
+            raise LayoutError(f"{src.name}: " + "; ".join(mf.problems)
+                              + (f" (convert the others with --layer {' --layer '.join(mf.names())})"
+                                 if mf.modules else ""))
+        entries = list(mf.modules)
+    modules = {e.name: e.build() for e in entries}
+    if getattr(args, "verify", False) and not _verify_converted(src, mf.format, args, entries, modules):
         print(f"numpyrnn convert: {out} not written: the conversion does not match the source", file=sys.stderr)
         return 1
-    spec = _spec(module)
-    meta = {"numpyrnn.config": spec.describe(), "numpyrnn.mode": spec.mode,
-            "numpyrnn.batch_first": str(bool(args.batch_first))}
-    nbytes = files.write_state_dict(out, module.state_dict(), metadata=meta)
-    dtype = str(next(module.parameters()).dtype).replace("torch.", "")
-    _summary("wrote", out, spec, nbytes, time.perf_counter() - t0,
-             f" {dtype}" + (", batch_first" if args.batch_first else ""))
+    configs = {}
+    for e in entries:
+        extra = {k: v for k, v in e.config.items() if k in ("layers", "forget_bias")}
+        configs[e.name] = config_of(modules[e.name], source=e.config["source"], format=mf.format, **extra)
+    nbytes = native.write(out, modules, configs)
+    seconds = time.perf_counter() - t0
+
+    def text(e: Any) -> str:
+        c = configs[e.name]
+        return f"{_spec(modules[e.name]).describe()} {c['dtype']}" + (", batch_first" if c["batch_first"] else "")
+
+    if len(entries) == 1:
+        print(f"wrote {out}: {entries[0].name!r} {text(entries[0])}, {nbytes} bytes, {seconds:.2f} s")
+    else:
+        print(f"wrote {out}: {len(entries)} modules, {nbytes} bytes, {seconds:.2f} s")
+        for e in entries:
+            print(f"  {e.name!r}: {text(e)}")
+    for name, kind in mf.skipped:
+        print(f"not converted: {name} ({kind})")
     return 0
 
 
@@ -249,74 +216,9 @@ def _convert(args: argparse.Namespace) -> int:
 # export: .pt / .safetensors -> foreign file
 # --------------------------------------------------------------------------------------
 
-def infer_state_spec(sd: dict, mode: str) -> Any:
-    """The :class:`~numpyrnn.spec.RNNSpec` a torch ``state_dict`` implies for ``mode``.
-
-    Raises:
-        LayoutError: the keys or shapes are not those of one ``nn.GRU``/``LSTM``/``RNN``.
-    """
-    import re
-
-    from .errors import LayoutError
-    from .spec import TORCH_GATES, RNNSpec
-
-    G = len(TORCH_GATES[mode])
-    pat = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
-    unknown = [k for k in sd if not pat.match(k)]
-    if unknown:
-        owners = sorted({k[: -len("weight_ih_l0")] for k in sd if k.endswith(".weight_ih_l0")})
-        fix = (f"; the file holds a whole model: save the recurrent module's own state_dict, e.g. "
-               f"model.{owners[0].rstrip('.')}.state_dict()" if owners else "")
-        raise LayoutError(f"unexpected key(s) {', '.join(map(repr, unknown[:4]))}: expected the state_dict of one "
-                          f"nn.GRU/LSTM/RNN (weight_ih_l0, weight_hh_l0, bias_ih_l0, ...){fix}")
-    if "weight_ih_l0" not in sd or "weight_hh_l0" not in sd:
-        raise LayoutError("no weight_ih_l0/weight_hh_l0: not the state_dict of a recurrent module")
-    layers = 1 + max(int(pat.match(k).group(2)) for k in sd)  # type: ignore[union-attr]
-    w_ih, w_hh = sd["weight_ih_l0"], sd["weight_hh_l0"]
-    if w_ih.dim() != 2 or w_hh.dim() != 2:
-        raise LayoutError(f"weight_ih_l0 and weight_hh_l0 must be matrices, got shapes {tuple(w_ih.shape)} "
-                          f"and {tuple(w_hh.shape)}")
-    rows = int(w_hh.shape[0])
-    cell = "RNN" if mode.startswith("RNN") else mode
-    if rows % G:
-        raise LayoutError(f"weight_hh_l0 has {rows} rows, not a multiple of {G} gates: not --cell {cell.lower()} "
-                          f"(is --cell right?)")
-    H = rows // G
-    proj = int(sd["weight_hr_l0"].shape[0]) if "weight_hr_l0" in sd and sd["weight_hr_l0"].dim() == 2 else 0
-    if "weight_hr_l0" in sd and mode != "LSTM":
-        raise LayoutError(f"weight_hr_l0 is an LSTM projection, but --cell is {cell.lower()}")
-    if not proj and int(w_hh.shape[1]) != H:
-        raise LayoutError(f"weight_hh_l0 is {tuple(w_hh.shape)}; for --cell {cell.lower()} ({G} gates, hidden={H}) "
-                          f"it would be ({G * H}, {H}): is --cell right?")
-    return RNNSpec(mode=mode, input_size=int(w_ih.shape[1]), hidden_size=H, num_layers=layers,
-                   bidirectional="weight_ih_l0_reverse" in sd, bias="bias_ih_l0" in sd, proj_size=proj)
-
-
-def module_from_state_dict(sd: dict, mode: str) -> Any:
-    """A numpyrnn module holding ``sd``, after the library's own leaf validation.
-
-    Raises:
-        LayoutError: keys, shapes or values (NaN/Inf) that do not fit.
-        TypeError: a tensor is not floating point.
-    """
-    import torch
-
-    from . import engine
-    from .engine import Axis
-
-    spec = infer_state_spec(sd, mode)
-    expected = {k: tuple(Axis(f"{k}[{i}]", n) for i, n in enumerate(shape)) for k, shape in spec.param_shapes().items()}
-    checked = engine.check_leaves(sd, expected, layout="state_dict")
-    dtype: Any = next(iter(checked.values())).dtype
-    module = engine.build(_class(mode), spec, batch_first=False, dropout=0.0, device="cpu", dtype=dtype)
-    with torch.no_grad():
-        for name, t in checked.items():
-            getattr(module, name).copy_(t)
-    return module
-
-
 def _export(args: argparse.Namespace) -> int:
     from . import files
+    from .formats import blocks, flax, keras, native, onnx, tf1
 
     t0 = time.perf_counter()
     src, out = Path(args.input), Path(args.output)
@@ -331,19 +233,18 @@ def _export(args: argparse.Namespace) -> int:
     if not src.exists():
         raise FileNotFoundError(f"{src}: no such file")
     mode = _mode(args)
-    module = module_from_state_dict(files.read_state_dict(src), mode)
+    module = native.module_from_state_dict(files.read_state_dict(src), mode)
     spec = _spec(module)
     if target == "blocks":
-        nbytes = files.write_npz(out, module.to_numpy(gates=args.gates, rowwise=args.rowwise))
+        nbytes = blocks.write(out, module, gates=args.gates, rowwise=args.rowwise)
     elif target == "keras":
-        nbytes = files.write_npz(out, files.keras_arrays(module.to_keras()))
+        nbytes = keras.write(out, module)
     elif target == "onnx":
-        nbytes = files.write_onnx(out, module.to_onnx(), mode=spec.mode)
+        nbytes = onnx.write(out, module)
     elif target == "flax":
-        nbytes = files.write_msgpack(out, module.to_flax())
+        nbytes = flax.write(out, module)
     else:
-        fb = 1.0 if args.forget_bias is None else args.forget_bias
-        nbytes = files.write_npz(out, files.tf1_arrays(module.to_tf1(forget_bias=fb), mode=spec.mode))
+        nbytes = tf1.write(out, module, forget_bias=1.0 if args.forget_bias is None else args.forget_bias)
     _summary("wrote", out, spec, nbytes, time.perf_counter() - t0, f" as {target}")
     return 0
 
@@ -352,106 +253,50 @@ def _export(args: argparse.Namespace) -> int:
 # inspect
 # --------------------------------------------------------------------------------------
 
-def _guess_cells(fmt: str, tree: Any, info: dict) -> list[str]:
-    """Cells the file's own shapes or names point to; all three when they do not say."""
-    if fmt == "blocks" and tree.get("b0") is not None and getattr(tree["b0"], "ndim", 0) == 3:
-        G = int(tree["b0"].shape[-1]) // 2
-        return [{3: "gru", 4: "lstm", 1: "rnn"}.get(G, "gru")]
-    if fmt == "blocks" and "proj" in tree:
-        return ["lstm"]
-    if fmt == "tf1":
-        return ["gru"] if any("gates/kernel" in k for k in tree) else ["lstm", "rnn"]
-    if fmt == "onnx":
-        ops = {op.lower() for op in info.get("ops", []) if op in ("GRU", "LSTM", "RNN")}
-        return sorted(ops) or list(CELLS)
-    if fmt == "keras" and tree:
-        ws = next(iter(tree.values()))
-        if len(ws) >= 2 and getattr(ws[1], "ndim", 0) == 2 and ws[1].shape[0]:
-            G = int(ws[1].shape[1]) // int(ws[1].shape[0])
-            return [{3: "gru", 4: "lstm", 1: "rnn"}.get(G, "gru")]
-    if fmt == "flax":
-        keys = {k.split(".")[-2] for k, _, _ in _listing(tree) if "." in k}
-        if "ir" in keys:
-            return ["gru"]
-        if "ii" in keys:
-            return ["lstm"]
-        if "i" in keys:
-            return ["rnn"]
-    return list(CELLS)
-
-
-def _listing(tree: Any) -> list:
-    from .files import listing
-
-    return list(listing(tree))
-
-
 def _inspect(args: argparse.Namespace) -> int:
-    from . import files
+    from .errors import LayoutError
 
     path = Path(args.file)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or folder")
-    suffix = path.suffix.lower()
-    fmt: str | None
-    if suffix in (".pt", ".pth", ".bin", ".safetensors"):
-        fmt = "torch"
-        sd = files.read_state_dict(path)
-        tree: Any = sd
-    else:
-        fmt = args.source_format or files.guess_format(path)
-        if fmt is None:
-            raise UsageError(f"cannot tell the format of {str(path)!r} from its name; pass --from "
-                             f"{{{','.join(files.FORMATS)}}}")
-        source, tree, info = _read_source(path, fmt)
-    rows = _listing(tree)
-    print(f"{path} ({fmt}): {len(rows)} array(s)")
-    width = max((len(k) for k, _, _ in rows), default=0)
-    for key, shape, dtype in rows:
-        print(f"  {key:<{width}}  {str(shape):<18} {dtype}")
-    if fmt == "tf1" and info.get("ignored"):
-        print(f"  ignored (not LSTM variables): {', '.join(info['ignored'])}")
-    cells = [args.cell] if args.cell else (_state_cells(sd) if fmt == "torch" else _guess_cells(fmt, tree, info))
-    found, problems = [], []
-    for cell in cells:
-        ns = argparse.Namespace(**{**vars(args), "cell": cell, "nonlinearity": "tanh", "forget_bias": 1.0,
-                                   "gates": None, "rowwise": False, "batch_first": False})
-        mode = _mode(ns)
-        try:
-            if fmt == "torch":
-                module = module_from_state_dict(sd, mode)
-            else:
-                module = _build(path, fmt, mode, ns, source, tree, info)
-        except (ValueError, TypeError, KeyError) as exc:
-            problems.append((cell, _first_line(exc)))
-            continue
-        found.append(_spec(module))
-    for spec in found:
-        print("configuration: " + _config_text(spec))
-    if len(found) > 1:
+    tries: list[tuple[str | None, Any]] = []
+    try:
+        tries.append((None, _read(args, path)))
+    except UsageError as exc:
+        if args.cell is not None or "--cell" not in str(exc):
+            raise
+        for cell in CELLS:  # the file does not record its cell: what do its shapes fit?
+            try:
+                tries.append((cell, _read(argparse.Namespace(**{**vars(args), "cell": cell}), path)))
+            except (LayoutError, TypeError, ValueError) as err:
+                tries.append((cell, err))
+    except (LayoutError, TypeError, ValueError) as exc:
+        tries.append((None, exc))
+    good = [(cell, mf) for cell, mf in tries if not isinstance(mf, Exception)]
+    fmt = good[0][1].format if good else (args.source_format or "?")
+    print(f"{path} ({fmt})")
+    for _cell, mf in good:
+        for e in mf.modules:
+            print(f"module {e.name!r}: {_config_text(e.config)}")
+            if e.config.get("layers"):
+                print(f"  stacks the layers {', '.join(e.config['layers'])}")
+    if len(good) > 1:
         print("  (the shapes fit more than one cell: pass --cell to convert)")
-    if not found:
-        for cell, problem in problems:
-            print(f"problem ({cell}): {problem}")
+    if good:
+        mf = good[0][1]
+        for name, kind in mf.skipped:
+            print(f"not converted: {name} ({kind})")
+        for note in mf.notes:
+            print(f"note: {note}")
+    problems = [p for _, mf in good for p in mf.problems]
+    if not good:
+        for tried, failure in tries:
+            print(f"problem{f' ({tried})' if tried else ''}: {_first_line(failure)}")
+        return 1
+    for p in problems:
+        print(f"problem: {p}")
+    if problems:
         return 1
     print("problems: none")
     return 0
-
-
-def _state_cells(sd: dict) -> list[str]:
-    """A state_dict says its cell: weight_hh is (G*H, H), or (G*H, P) next to weight_hr (P, H)."""
-    try:
-        rows, cols = (int(n) for n in sd["weight_hh_l0"].shape)
-        H = int(sd["weight_hr_l0"].shape[1]) if "weight_hr_l0" in sd else cols
-        return [{3: "gru", 4: "lstm", 1: "rnn"}[rows // H]] if rows % H == 0 and rows // H in (1, 3, 4) else list(CELLS)
-    except (KeyError, ValueError, ZeroDivisionError):
-        return list(CELLS)
-
-
-def _config_text(spec: Any) -> str:
-    return (f"cell={spec.cell.lower()} input={spec.input_size} hidden={spec.hidden_size} layers={spec.num_layers} "
-            f"directions={spec.directions} bias={'yes' if spec.bias else 'no'} "
-            f"projection={spec.proj_size or 'none'}  [{spec.describe()}]")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -480,18 +325,18 @@ def _format_options(args: argparse.Namespace, fmt: str | None) -> dict:
     return {k: v for k, v in options.items() if v not in (None, False)}
 
 
-def _verify_converted(src: Path, fmt: str, mode: str, args: argparse.Namespace, module: Any) -> bool:
-    """``convert --verify``: the module just built, checked against the source's framework."""
+def _verify_converted(src: Path, fmt: str, args: argparse.Namespace, entries: Sequence[Any],
+                      modules: dict) -> bool:
+    """``convert --verify``: the modules just built, checked against the source's framework."""
     from .verify import verify
 
-    options: dict[str, Any] = {"format": fmt, "cell": "rnn" if mode.startswith("RNN") else mode.lower()}
-    if fmt == "blocks":
-        options.update(gates=args.gates, rowwise=bool(args.rowwise))
-    if fmt == "tf1":
-        options["forget_bias"] = args.forget_bias
-    if mode == "RNN_RELU":
-        options["nonlinearity"] = "relu"
-    report = verify(src, module, **options)
+    options = _format_options(args, fmt)
+    options["format"] = fmt
+    if len(entries) == 1 and not args.layer:
+        report = verify(src, modules[entries[0].name], **options)
+    else:
+        # several modules: verify checks numpyrnn's conversion of the whole file, module by module
+        report = verify(src, None, **options)
     print(report)
     return report.ok
 
@@ -560,14 +405,16 @@ def _detect(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------
 
 _CONVERT_EXAMPLES = """examples:
+  numpyrnn convert model.keras -o model.safetensors
+  numpyrnn convert model.keras -o decoder.pt --layer decoder
+  numpyrnn convert model.onnx -o model.pt
+  numpyrnn convert params.msgpack -o stack.pt --stack
   numpyrnn convert weights.npz -o gru.pt --cell gru
-  numpyrnn convert model.keras -o lstm.safetensors --cell lstm
-  numpyrnn convert ckpt.npz -o lstm.pt --cell lstm --from tf1 --forget-bias 1.0
+  numpyrnn convert ckpt.npz -o lstm.pt --from tf1 --forget-bias 1.0
   numpyrnn convert old.npz -o gru.pt --cell gru --gates zrn --rowwise
 
 then, in Python:
-  gru = torch.nn.GRU(...the printed configuration...)
-  gru.load_state_dict(torch.load("gru.pt", weights_only=True))"""
+  modules = numpyrnn.load_all("model.safetensors")   # {name: NumpyLSTM, ...}, configured as recorded"""
 
 _EXPORT_EXAMPLES = """examples:
   numpyrnn export gru.pt -o gru.onnx --cell gru --to onnx
@@ -575,10 +422,12 @@ _EXPORT_EXAMPLES = """examples:
   numpyrnn export lstm.pt -o ckpt.npz --cell lstm --to tf1"""
 
 _INSPECT_EXAMPLES = """examples:
+  numpyrnn inspect model.keras
   numpyrnn inspect weights.npz
-  numpyrnn inspect gru.pt
+  numpyrnn inspect model.safetensors
   numpyrnn inspect ckpt.npz --from tf1"""
 
+_FMT = argparse.RawDescriptionHelpFormatter
 
 _VERIFY_EXAMPLES = """examples:
   numpyrnn verify model.keras
@@ -591,17 +440,37 @@ _DETECT_EXAMPLES = """examples:
   numpyrnn detect weights.npz --input x.npy --output y.npy --cell lstm --h0 h0.npy --save fixed.npz"""
 
 
-def _parser() -> argparse.ArgumentParser:
-    fmt_cls = argparse.RawDescriptionHelpFormatter
-    p = argparse.ArgumentParser(
-        prog="numpyrnn",
-        description="Foreign recurrent weights as exact torch.nn.GRU/LSTM/RNN modules.",
-        epilog="examples:\n  numpyrnn demo\n  numpyrnn convert weights.npz -o gru.pt --cell gru\n"
-               "  numpyrnn inspect gru.pt\n\nexit codes: 0 success, 1 bad weights or files, 2 usage errors",
-        formatter_class=fmt_cls,
-    )
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+def _format_names() -> list[str]:
+    from .formats import all_formats
+
+    return [f.name for f in all_formats()]
+
+
+def _model_options(q: argparse.ArgumentParser) -> None:
+    """The options of every command that reads a model file (convert, inspect, ...)."""
+    q.add_argument("--from", dest="source_format", choices=_format_names(),
+                   help="the file's format (default: the file says, by its suffix and content)")
+    q.add_argument("--layer", action="append", default=[], metavar="NAME",
+                   help="only the module of this name (repeatable; default: every recurrent module)")
+    q.add_argument("--cell", choices=CELLS,
+                   help="the recurrent cell, for files that do not record it (blocks, TF1 arrays)")
+    q.add_argument("--nonlinearity", choices=("tanh", "relu"), default=None,
+                   help="nn.RNN's nonlinearity, for files that do not record it (default tanh)")
+    q.add_argument("--gates", default=None, help="gate order of the block arrays, e.g. zrn (blocks only)")
+    q.add_argument("--rowwise", action="store_true",
+                   help="blocks as the original row-by-row loop read them (blocks only)")
+    q.add_argument("--forget-bias", type=float, default=None,
+                   help="TF1's run-time forget bias (tf1 only; default 1.0, 0 for CudnnLSTM checkpoints)")
+    q.add_argument("--stack", action="store_true",
+                   help="Flax only: the recurrent layers feed each other, bottom first (params record no graph)")
+    q.add_argument("--batch-first", action="store_true",
+                   help="record batch_first=True (default: as the source records it)")
+    q.add_argument("--dtype", choices=("float16", "bfloat16", "float32", "float64"),
+                   help="parameter dtype (default: the input's)")
+    q.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+
+
+def _add_demo(sub: Any) -> None:
     d = sub.add_parser(
         "demo",
         help="fill a GRU from numpy blocks with numpyrnn and with the row-by-row loop, and compare",
@@ -616,69 +485,71 @@ def _parser() -> argparse.ArgumentParser:
                    help="also time both loads at these sizes (default 64 256 1024; none to skip)")
     d.set_defaults(func=_demo)
 
-    def common(q: argparse.ArgumentParser, *, cell_required: bool = True) -> None:
-        q.add_argument("--cell", choices=CELLS, required=cell_required, help="the recurrent cell")
-        q.add_argument("--nonlinearity", choices=("tanh", "relu"), default="tanh",
-                       help="nn.RNN's nonlinearity (--cell rnn only; default tanh)")
-        q.add_argument("--gates", default=None, help="gate order of the block arrays, e.g. zrn (blocks only)")
-        q.add_argument("--rowwise", action="store_true",
-                       help="blocks as the original row-by-row loop read them (blocks only)")
-        q.add_argument("--forget-bias", type=float, default=None,
-                       help="TF1's run-time forget bias (tf1 only; default 1.0, 0 for CudnnLSTM checkpoints)")
-        q.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
-    c = sub.add_parser("convert", help="foreign weights (blocks, Keras, ONNX, Flax, TF1) -> .pt or .safetensors",
-                       description="Read recurrent weights in a foreign layout and write the torch state_dict of "
-                                   "the nn.GRU/LSTM/RNN they describe. Nothing is unpickled.",
-                       epilog=_CONVERT_EXAMPLES, formatter_class=fmt_cls)
-    c.add_argument("input", help=".npz or folder of .npy (blocks), .keras/.weights.h5, .onnx, .msgpack, or TF1 .npz")
+def _add_convert(sub: Any) -> None:
+    c = sub.add_parser("convert", help="a model file's recurrent modules -> one self-describing .pt or .safetensors",
+                       description="Read a model file (Keras, ONNX, Flax, TF1, block arrays, or numpyrnn's own) "
+                                   "and write the parameters of every recurrent module it holds (or of the "
+                                   "--layer ones), with each module's configuration recorded in the file so "
+                                   "that numpyrnn.load rebuilds it. Layers are stacked only where the source's "
+                                   "graph proves it. Nothing is unpickled.",
+                       epilog=_CONVERT_EXAMPLES, formatter_class=_FMT)
+    c.add_argument("input", help="a model file or folder: .keras, .weights.h5, .h5, .onnx, .msgpack, .npz, "
+                                 "a folder of .npy, .safetensors, .pt")
     c.add_argument("-o", "--output", required=True, help="output .pt or .safetensors")
-    c.add_argument("--from", dest="source_format", choices=("blocks", "keras", "onnx", "flax", "tf1"),
-                   help="input layout (default from the suffix: .npz/folders blocks, .keras/.h5 keras, "
-                        ".onnx onnx, .msgpack flax; TF1 needs --from tf1)")
-    c.add_argument("--batch-first", action="store_true", help="record batch_first in the printed configuration")
-    c.add_argument("--dtype", choices=("float16", "bfloat16", "float32", "float64"),
-                   help="parameter dtype (default: the input's)")
+    _model_options(c)
     c.add_argument("--verify", action="store_true",
-                   help="run the converted module next to the source's framework first; write nothing if it "
-                        "does not match (exit 1)")
-    common(c)
+                   help="run the converted modules next to the source's framework first; write nothing "
+                        "if they do not match (exit 1)")
     c.set_defaults(func=_convert)
 
+
+def _add_export(sub: Any) -> None:
     e = sub.add_parser("export", help=".pt or .safetensors -> blocks, Keras, ONNX, Flax or TF1",
                        description="Read the state_dict of an nn.GRU/LSTM/RNN and write its weights in a foreign "
                                    "layout. The configuration is inferred from the keys and shapes.",
-                       epilog=_EXPORT_EXAMPLES, formatter_class=fmt_cls)
+                       epilog=_EXPORT_EXAMPLES, formatter_class=_FMT)
     e.add_argument("input", help="a .pt (state_dict) or .safetensors file")
     e.add_argument("-o", "--output", required=True,
                    help="blocks/keras/tf1: .npz, onnx: .onnx, flax: .msgpack")
     e.add_argument("--to", dest="target", required=True, choices=("blocks", "keras", "onnx", "flax", "tf1"),
                    help="output layout")
-    common(e)
+    e.add_argument("--cell", choices=CELLS, required=True, help="the recurrent cell")
+    e.add_argument("--nonlinearity", choices=("tanh", "relu"), default="tanh",
+                   help="nn.RNN's nonlinearity (--cell rnn only; default tanh)")
+    e.add_argument("--gates", default=None, help="gate order of the block arrays, e.g. zrn (blocks only)")
+    e.add_argument("--rowwise", action="store_true",
+                   help="blocks as the original row-by-row loop read them (blocks only)")
+    e.add_argument("--forget-bias", type=float, default=None,
+                   help="TF1's run-time forget bias (tf1 only; default 1.0)")
+    e.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     e.set_defaults(func=_export)
 
-    i = sub.add_parser("inspect", help="list a weight file's arrays, the configuration they imply, and problems",
-                       description="List every array with its shape and dtype, the configuration it implies "
-                                   "(cell, input, hidden, layers, directions, bias, projection) and any problem, "
-                                   "found by the same validation as the library. Exit 1 when there is a problem.",
-                       epilog=_INSPECT_EXAMPLES, formatter_class=fmt_cls)
-    i.add_argument("file", help="a weight file or folder (any format convert or export reads)")
-    i.add_argument("--from", dest="source_format", choices=("blocks", "keras", "onnx", "flax", "tf1"),
-                   help="layout (default from the suffix)")
-    i.add_argument("--cell", choices=CELLS, help="check only this cell (default: what the file implies)")
-    i.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+
+def _add_inspect(sub: Any) -> None:
+    i = sub.add_parser("inspect", help="list a model file's modules, the layers not converted, and problems",
+                       description="Show every recurrent module a model file holds, with its name and "
+                                   "configuration (cell, sizes, layers, directions, bias, projection, batch_first, "
+                                   "nonlinearity, dtype), every layer that is not converted, and every problem, "
+                                   "found by the same reading as convert. Accepts convert's options. Exit 1 when "
+                                   "there is a problem.",
+                       epilog=_INSPECT_EXAMPLES, formatter_class=_FMT)
+    i.add_argument("file", help="a model file or folder (any format convert reads)")
+    _model_options(i)
     i.set_defaults(func=_inspect)
 
+
+def _add_verify(sub: Any) -> None:
     v = sub.add_parser("verify", help="compare a conversion with the source's own framework, output by output",
                        description="Run numpyrnn's conversion of SOURCE (or the converted file CONVERTED) and the "
                                    "source's own framework (Keras, onnxruntime, Flax; numpyrnn.reference for block "
                                    "arrays and TF1) on the same inputs, and print the error of every output and "
                                    "final state. Exit 0 within tolerance, 1 beyond it, 2 on a usage error.",
-                       epilog=_VERIFY_EXAMPLES, formatter_class=fmt_cls)
+                       epilog=_VERIFY_EXAMPLES, formatter_class=_FMT)
     v.add_argument("source", help="the original weights: any file convert reads")
     v.add_argument("converted", nargs="?", help="a converted .pt or .safetensors to check (default: convert SOURCE)")
-    v.add_argument("--from", dest="source_format", choices=("blocks", "keras", "onnx", "flax", "tf1"),
-                   help="layout of SOURCE (default from the suffix)")
+    v.add_argument("--from", dest="source_format", choices=_format_names(),
+                   help="the format of SOURCE (default: the file says)")
     v.add_argument("--input", metavar="X.npy", help="x to run, in the module's layout (default: seeded random)")
     v.add_argument("--atol", type=float, help="absolute tolerance (default from the dtype: float32 1e-5)")
     v.add_argument("--rtol", type=float, help="relative tolerance (default 0)")
@@ -686,16 +557,26 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--oracle", choices=("framework", "reference"), default="framework",
                    help="framework: the source's own where installed (default); reference: numpyrnn.reference "
                         "over the source's arrays")
-    common(v, cell_required=False)
+    v.add_argument("--cell", choices=CELLS, help="the recurrent cell, for files that do not record it")
+    v.add_argument("--nonlinearity", choices=("tanh", "relu"), default=None,
+                   help="nn.RNN's nonlinearity, for files that do not record it (default tanh)")
+    v.add_argument("--gates", default=None, help="gate order of the block arrays, e.g. zrn (blocks only)")
+    v.add_argument("--rowwise", action="store_true",
+                   help="blocks as the original row-by-row loop read them (blocks only)")
+    v.add_argument("--forget-bias", type=float, default=None,
+                   help="TF1's run-time forget bias (tf1 only; default 1.0)")
+    v.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     v.set_defaults(func=_verify)
 
+
+def _add_detect(sub: Any) -> None:
     t = sub.add_parser("detect", help="find the gate order, row reading and bias convention that reproduce an output",
                        description="Given block arrays of unknown reading and one input/output pair recorded from "
                                    "the original system, try every gate order, the row loop's reading, split or "
                                    "summed biases and (LSTM) a forget bias of 0 or 1, and print the reading that "
                                    "reproduces the output with the convert command that uses it. Exit 1 when "
                                    "nothing fits (the three closest readings are named).",
-                       epilog=_DETECT_EXAMPLES, formatter_class=fmt_cls)
+                       epilog=_DETECT_EXAMPLES, formatter_class=_FMT)
     t.add_argument("arrays", help="block arrays: .npz or folder of .npy (w0, w, b0, b, proj)")
     t.add_argument("--input", required=True, metavar="X.npy", help="the recorded input, (time, batch, input)")
     t.add_argument("--output", required=True, metavar="Y.npy", help="the output the original system computed")
@@ -707,6 +588,24 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--save", metavar="FIXED.npz", help="when the match rewrites the biases, write the arrays here")
     t.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     t.set_defaults(func=_detect)
+
+
+#: One function per subcommand; each adds its parser and sets ``func``.
+SUBCOMMANDS = [_add_demo, _add_convert, _add_export, _add_inspect, _add_verify, _add_detect]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="numpyrnn",
+        description="Foreign recurrent weights as exact torch.nn.GRU/LSTM/RNN modules.",
+        epilog="examples:\n  numpyrnn demo\n  numpyrnn convert model.keras -o model.safetensors\n"
+               "  numpyrnn inspect model.keras\n\nexit codes: 0 success, 1 bad weights or files, 2 usage errors",
+        formatter_class=_FMT,
+    )
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
     return p
 
 
@@ -721,8 +620,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from .formats import cli_spelling
+
     try:
-        return int(args.func(args))
+        with cli_spelling():
+            return int(args.func(args))
     except UsageError as exc:
         if args.debug:
             raise
@@ -734,6 +636,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"numpyrnn {args.command}: error: {_first_line(exc)} (--debug shows the traceback)", file=sys.stderr)
         return 1
+
+
+def __getattr__(name: str) -> Any:
+    """``infer_state_spec`` and ``module_from_state_dict`` moved to :mod:`numpyrnn.formats.native`."""
+    if name in ("infer_state_spec", "module_from_state_dict"):
+        from .formats import native
+
+        return getattr(native, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":  # pragma: no cover

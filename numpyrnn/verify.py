@@ -145,6 +145,29 @@ class _Case:
 # public entry point
 # --------------------------------------------------------------------------------------
 
+
+def _fm(name: str) -> Any:
+    """The format module ``numpyrnn.formats.<name>`` (its readers give the oracle its arrays)."""
+    from importlib import import_module
+
+    return import_module(f"numpyrnn.formats.{name}")
+
+
+def _fm_guess(path: Path) -> str | None:
+    from . import formats
+    from .errors import LayoutError
+
+    try:
+        return formats.detect_format(path).name
+    except LayoutError:
+        return None
+
+
+def _fm_names() -> list[str]:
+    from . import formats
+
+    return [f.name for f in formats.all_formats()]
+
 def verify(source: Any, module: Any = None, *, inputs: Any = None, atol: float | None = None,
            rtol: float | None = None, seed: int = 0, oracle: str | None = None, **options: Any) -> VerifyReport:
     """Check a converted module against the source's own framework.
@@ -424,21 +447,21 @@ def _read_path(path: Path, options: dict) -> tuple[str, Any]:
 
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
-    fmt = options.get("format") or files.guess_format(path)
+    fmt = options.get("format") or _fm_guess(path)
     if fmt is None:
         raise LayoutError(f"{path.name}: cannot tell the format from the name; pass format= "
-                          f"(one of {', '.join(files.FORMATS)})")
+                          f"(one of {', '.join(_fm_names())})")
     if fmt == "blocks":
-        return fmt, files.read_blocks(path)
+        return fmt, _fm('blocks').read_blocks(path)
     if fmt == "keras":
-        return fmt, files.read_keras(path)
+        return fmt, _fm('keras').read_keras(path)
     if fmt == "onnx":
-        return fmt, files.read_onnx(path)
+        return fmt, _fm('onnx').read_onnx(path)
     if fmt == "flax":
-        return fmt, files.flax_layers(files.read_msgpack(path))
+        return fmt, _fm('flax').flax_layers(_fm('flax').read_msgpack(path))
     if fmt == "tf1":
-        return fmt, files.tf1_structure(files.read_npz(path), where=path.name)[0]
-    raise LayoutError(f"format={fmt!r}: unknown; expected one of {', '.join(files.FORMATS)}")
+        return fmt, _fm('tf1').tf1_structure(files.read_npz(path), where=path.name)[0]
+    raise LayoutError(f"format={fmt!r}: unknown; expected one of {', '.join(_fm_names())}")
 
 
 def _path_cases(path: Path, module: Any, options: dict) -> tuple[str, list[_Case]]:
@@ -895,10 +918,9 @@ def _flax_reference(layers: list) -> tuple[str, Runner]:
 
 
 def _flax_case(params: Any, options: dict, *, build: bool = True) -> _Case:
-    from . import files
 
     if isinstance(params, Mapping):
-        layers = files.flax_layers(dict(params))
+        layers = _fm('flax').flax_layers(dict(params))
     else:
         layers = [(lp["params"] if isinstance(lp, Mapping) and set(lp) == {"params"} else lp) for lp in params]
     try:

@@ -141,8 +141,8 @@ def test_inspect_good_and_bad(tmp_path):
     np.savez(tmp_path / "ok.npz", **arrays)
     r = run_cli("inspect", tmp_path / "ok.npz")
     assert r.returncode == 0, r.stderr
-    assert "w0  (2, 4, 28)" in r.stdout and "float32" in r.stdout
-    assert "cell=lstm input=3 hidden=4 layers=2 directions=2 bias=yes projection=none" in r.stdout
+    assert ("module 'ok': cell=lstm input=3 hidden=4 layers=2 directions=2 bias=yes projection=none "
+            "batch_first=no nonlinearity=tanh dtype=float32") in r.stdout
     assert "problems: none" in r.stdout
 
     arrays["b"] = arrays["b"][:, :1]  # wrong directions axis in the layers above
@@ -150,7 +150,7 @@ def test_inspect_good_and_bad(tmp_path):
     np.savez(tmp_path / "bad.npz", **arrays)
     r = run_cli("inspect", tmp_path / "bad.npz")
     assert r.returncode == 1
-    assert "problem (lstm): b (block layout): expected (layers-1=1, directions=2, hidden=4, 2*4=8), got (1, 1, 4, 8)" in r.stdout
+    assert "problem: b (block layout): expected (layers-1=1, directions=2, hidden=4, 2*4=8), got (1, 1, 4, 8)" in r.stdout
 
 
 # --------------------------------------------------------------------------------------
@@ -161,10 +161,15 @@ def test_exit_codes(tmp_path, capsys):
     from numpyrnn.cli import main
 
     spec = RNNSpec("GRU", input_size=2, hidden_size=3)
-    np.savez(tmp_path / "g.npz", **{k: v for k, v in make_blocks(spec).items() if v is not None})
+    blocks = {k: v for k, v in make_blocks(spec).items() if v is not None}
+    np.savez(tmp_path / "g.npz", w0=blocks["w0"])  # no biases: nothing records the cell
+    np.savez(tmp_path / "gb.npz", **blocks)  # b0 (D, H, 6) records a GRU
     # 2: usage errors, caught by argparse or by the option checks
     r = run_cli("convert", tmp_path / "g.npz", "-o", tmp_path / "g.pt")
-    assert r.returncode == 2 and "--cell" in r.stderr
+    assert r.returncode == 2 and "block arrays do not record their cell; pass --cell gru, --cell lstm or --cell rnn" in r.stderr
+    r = run_cli("convert", tmp_path / "gb.npz", "-o", tmp_path / "g.pt", "--cell", "lstm")
+    assert r.returncode == 1 and "gb.npz: the file records a GRU cell (the block arrays' shapes), but --cell lstm was given" in r.stderr
+    assert not (tmp_path / "g.pt").exists()
     usage = [
         (["-o", str(tmp_path / "g.onnx"), "--cell", "gru"], "must end in .pt or .safetensors"),
         (["-o", str(tmp_path / "g.pt"), "--cell", "gru", "--from", "tf1", "--gates", "zrn"],
@@ -354,7 +359,11 @@ def test_flax_both_directions(tmp_path):
     assert len(got) == len(want)
     for a, b in zip(files.listing(got), files.listing(want)):
         assert a == b
-    r = run_cli("convert", tmp_path / "g.msgpack", "-o", tmp_path / "back.pt", "--cell", "gru")
+    # params record no graph: the two layers are separate modules unless --stack says they feed each other
+    r = run_cli("convert", tmp_path / "g.msgpack", "-o", tmp_path / "apart.pt")
+    assert r.returncode == 0, r.stderr
+    assert sorted({k.split(".")[0] for k in _load_pt(tmp_path / "apart.pt")}) == ["0", "1"]
+    r = run_cli("convert", tmp_path / "g.msgpack", "-o", tmp_path / "back.pt", "--stack", "--cell", "gru")
     assert r.returncode == 0, r.stderr
     back = _load_pt(tmp_path / "back.pt")
     _assert_same_state(back, NumpyGRU.from_flax(want).state_dict())
@@ -391,17 +400,22 @@ def test_tf1_both_directions(tmp_path):
 
 
 @needs_layout("keras")
-def test_keras_relu_simple_rnn_needs_the_nonlinearity(tmp_path, capsys):
+def test_keras_relu_simple_rnn_records_its_nonlinearity(tmp_path, capsys):
     keras = pytest.importorskip("keras")
     from numpyrnn.cli import main
 
     model = keras.Sequential([keras.Input((6, 3)), keras.layers.SimpleRNN(4, activation="relu", return_sequences=True)])
     model.save(tmp_path / "r.keras")
-    assert main(["convert", str(tmp_path / "r.keras"), "-o", str(tmp_path / "r.pt"), "--cell", "rnn"]) == 1
-    assert "the Keras layers use activation='relu'; pass --cell rnn --nonlinearity relu" in capsys.readouterr().err
+    # the file records relu: inspect and convert need no option, and a contradicting one is refused
+    assert main(["inspect", str(tmp_path / "r.keras")]) == 0
+    out = capsys.readouterr().out
+    assert f"module '{model.layers[0].name}': cell=rnn" in out and "nonlinearity=relu" in out
+    assert "problems: none" in out
+    assert main(["convert", str(tmp_path / "r.keras"), "-o", str(tmp_path / "r.pt"), "--nonlinearity", "tanh"]) == 1
+    assert (f"r.keras: layer '{model.layers[0].name}' records activation 'relu', but --nonlinearity tanh was given; "
+            f"drop --nonlinearity") in capsys.readouterr().err
     assert not (tmp_path / "r.pt").exists()
-    assert main(["convert", str(tmp_path / "r.keras"), "-o", str(tmp_path / "r.pt"), "--cell", "rnn",
-                 "--nonlinearity", "relu", "--batch-first"]) == 0
+    assert main(["convert", str(tmp_path / "r.keras"), "-o", str(tmp_path / "r.pt")]) == 0
     assert "relu" in capsys.readouterr().out
     rnn = nn.RNN(3, 4, nonlinearity="relu", batch_first=True)
     rnn.load_state_dict(_load_pt(tmp_path / "r.pt"))
@@ -431,8 +445,8 @@ def test_flax_checkpoint_from_flax_serialization(tmp_path, capsys):
     (tmp_path / "m.msgpack").write_bytes(serialization.to_bytes(variables))
     from numpyrnn.cli import main
 
-    assert main(["convert", str(tmp_path / "m.msgpack"), "-o", str(tmp_path / "m.pt"), "--cell", "lstm"]) == 0
-    assert "LSTM(input=3, hidden=4, layers=2, bidirectional, bias)" in capsys.readouterr().out
+    assert main(["convert", str(tmp_path / "m.msgpack"), "-o", str(tmp_path / "m.pt"), "--stack"]) == 0
+    assert "'layers_0' LSTM(input=3, hidden=4, layers=2, bidirectional, bias)" in capsys.readouterr().out
     params = variables["params"]
     want = NumpyLSTM.from_flax([params["layers_0"], params["layers_1"]]).state_dict()
     _assert_same_state(_load_pt(tmp_path / "m.pt"), want)
