@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 #: The built-in format modules, imported on first use, in the order ``detect_format`` sniffs them.
-BUILTIN = ("native", "keras", "onnx", "flax", "tf1", "blocks")
+BUILTIN = ("native", "keras", "onnx", "flax", "tf1", "tfckpt", "paddle", "blocks")
 
 #: The format a built-in module registers, where its name is not the module's.
 _FORMAT_OF = {"native": "numpyrnn"}
@@ -188,9 +188,15 @@ def detect_format(path: str | os.PathLike, format: str | None = None) -> Format:
     if format is not None:
         return get(format)
     p = Path(path)
-    if not p.exists():
-        raise LayoutError(f"{p.name}: no such file or folder")
     formats = all_formats()
+    if not p.exists():  # a name that stands for several files (a TF checkpoint's prefix) is sniffed as it is
+        for fmt in formats:
+            try:
+                if fmt.sniff(p):
+                    return fmt
+            except OSError:
+                continue
+        raise LayoutError(f"{p.name}: no such file or folder")
     ordered = [f for f in formats if _claims(f, p)] + [f for f in formats if not _claims(f, p)]
     for fmt in ordered:
         try:
