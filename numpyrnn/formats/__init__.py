@@ -160,7 +160,8 @@ def get(name: str) -> Format:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise LayoutError(f"unknown format {name!r}; numpyrnn reads {', '.join(_REGISTRY)}") from None
+        raise LayoutError(f"unknown format {name!r}; numpyrnn reads "
+                          f"{', '.join(f.name for f in all_formats())}") from None
 
 
 def all_formats() -> list[Format]:
