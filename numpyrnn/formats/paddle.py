@@ -416,7 +416,7 @@ def _register() -> None:
 
     from . import Format, register
 
-    register(Format('paddle', tuple(FORMAT["suffixes"]), lambda p: bool(sniff(_Path(p))), read_model,
+    register(Format('paddle', (".pdparams",), lambda p: bool(sniff(_Path(p))), read_model,
                     'PaddlePaddle nn.LSTM/GRU/SimpleRNN state dicts (.pdparams), read with an allow-list unpickler'))
 
 

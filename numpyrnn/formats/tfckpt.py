@@ -909,7 +909,7 @@ def _register() -> None:
 
     from . import Format, register
 
-    register(Format('tfckpt', tuple(FORMAT["suffixes"]), lambda p: bool(sniff(_Path(p))), read_model,
+    register(Format('tfckpt', (".index", ".ckpt"), lambda p: bool(sniff(_Path(p))), read_model,
                     'TensorFlow checkpoints (.index + .data-*) and SavedModel variables, read without TensorFlow'))
 
 
