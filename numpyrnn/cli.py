@@ -511,6 +511,12 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--forget-bias", type=float, default=None,
                        help="TF1's run-time forget bias (tf1 only; default 1.0, 0 for CudnnLSTM checkpoints)")
         q.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+        limit_option(q)
+
+    def limit_option(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                       help="raise a resource limit for a trusted file: ratio=N (declared/stored size), floor=SIZE, "
+                            "config=SIZE (config.json), depth=N (nesting); see docs/safety.md")
 
     c = sub.add_parser("convert", help="foreign weights (blocks, Keras, ONNX, Flax, TF1) -> .pt or .safetensors",
                        description="Read recurrent weights in a foreign layout and write the torch state_dict of "
@@ -549,6 +555,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="layout (default from the suffix)")
     i.add_argument("--cell", choices=CELLS, help="check only this cell (default: what the file implies)")
     i.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    limit_option(i)
     i.set_defaults(func=_inspect)
     return p
 
@@ -559,13 +566,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit code: 0 success, 1 bad weights or files, 2 usage errors.
     """
+    from . import safeio
+
+    with safeio.guard_signals():
+        try:
+            return _main(argv)
+        except (KeyboardInterrupt, safeio.Interrupted) as exc:
+            return _interrupted(exc)
+
+
+def _interrupted(exc: BaseException) -> int:
+    import signal
+
+    from . import safeio
+
+    signum = getattr(exc, "signum", None) or safeio.caught_signal() or signal.SIGINT
+    name = signal.Signals(signum).name
+    done = safeio.written()
+    state = (f"{', '.join(done)} had been written completely" if done
+             else "no output was written or replaced, and any unfinished temporary file was removed")
+    print(f"numpyrnn: interrupted by {name}; {state}", file=sys.stderr)
+    return 128 + int(signum)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    from . import safeio
+
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
-        return int(args.func(args))
+        lim = safeio.current_limits()
+        for text in getattr(args, "limit", []):
+            try:
+                lim = safeio.parse_limit(text, lim)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+        with safeio.limits(lim):
+            return int(args.func(args))
     except UsageError as exc:
         if args.debug:
             raise
@@ -573,6 +613,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"numpyrnn {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - any failure on bad input is exit 1 with its cause
+        safeio.raise_if_interrupted(exc)  # a signal that surfaced as another library's error
         if args.debug:
             raise
         print(f"numpyrnn {args.command}: error: {_first_line(exc)} (--debug shows the traceback)", file=sys.stderr)

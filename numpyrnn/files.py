@@ -24,10 +24,11 @@ starts with the file's name.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import os
 import re
+import stat
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -37,6 +38,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from . import safeio
 from .errors import LayoutError
 
 __all__ = [
@@ -135,8 +137,8 @@ def read_npy(path: str | os.PathLike, *, mmap: bool = True) -> np.ndarray:
         LayoutError: object dtype, truncated data, or not a ``.npy`` file.
     """
     path = Path(path)
-    size = path.stat().st_size
-    with open(path, "rb") as fp:
+    with safeio.open_regular(path) as fp:
+        size = os.fstat(fp.fileno()).st_size
         shape, _, dtype = _npy_header(fp, path.name)
         offset = fp.tell()
     _check_size(path.name, shape, dtype, size - offset)
@@ -155,6 +157,7 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """
     path = Path(path)
     try:
+        safeio.regular_file(path)
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise _fail(path, f"not a readable .npz archive ({_one_line(exc)})") from None
@@ -167,6 +170,7 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 raise _fail(path, f"member {info.filename!r} is not an .npy array")
             key = info.filename[: -len(".npy")]
             where = f"{path.name}[{key!r}]"
+            safeio.check_zip_member(where, info)
             try:
                 with zf.open(info) as fp:
                     shape, fortran, dtype = _npy_header(fp, where)
@@ -229,6 +233,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             tensors.
     """
     path = Path(path)
+    safeio.regular_file(path)
     if path.suffix.lower() == ".safetensors":
         try:
             from safetensors import SafetensorError
@@ -276,13 +281,18 @@ def _torch_load_plain(path: Path) -> Any:
 
 
 def _pickle_refusal(exc: Exception) -> str:
+    """numpyrnn's own words for torch's refusal: torch's advice to retry unsafely is never relayed."""
     text = str(exc)
-    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    m = re.search(r"GLOBAL ([\w.]+)", text)
     if m:
-        return (f"refused: loading it would run pickled code ({m.group(0)}); numpyrnn loads tensors only "
-                f"(torch.load with weights_only=True): save model.state_dict() instead")
+        return (f"refused: loading it would run pickled code (Unsupported global: GLOBAL {m.group(1)}); numpyrnn loads tensors only "
+                f"(torch.load with weights_only=True) and never runs code from a file: save model.state_dict() instead")
     m = re.search(r"Unsupported operand[^\n]*", text)
-    return f"not a readable torch file (corrupted or not a state_dict: {m.group(0) if m else _one_line(exc)})"
+    detail = m.group(0) if m else next(
+        (line.strip() for line in text.splitlines()
+         if line.strip() and not re.search(r"weights.only|trusted source|pytorch\.org", line, re.IGNORECASE)),
+        "the pickle holds something other than tensors")
+    return f"not a readable torch file (corrupted or not a state_dict: {detail})"
 
 
 def _strip_prefix(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -309,7 +319,7 @@ def write_state_dict(path: str | os.PathLike, state: Mapping[str, torch.Tensor],
         return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=dict(metadata or {})))
 
     def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
+        with safeio.RecordingFile(tmp) as f:  # a failed write is reported as itself, not as torch's "enforce fail"
             torch.save(tensors, f)
 
     return atomic_write(path, write)
@@ -322,14 +332,18 @@ def write_state_dict(path: str | os.PathLike, state: Mapping[str, torch.Tensor],
 def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> int:
     """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it over ``path``.
 
-    If ``write`` raises, the temporary file is removed and ``path`` is untouched:
-    no partial output, and an existing file keeps its content.
+    If ``write`` raises, or SIGTERM, SIGHUP or SIGINT arrives, the temporary
+    file is removed and ``path`` is untouched: no partial output, and an
+    existing file keeps its content. A replaced file keeps its permission bits,
+    and its owner and group where the process may set them.
 
     Returns:
         The size of the written file in bytes.
 
     Raises:
-        LayoutError: ``path`` is a folder, or its folder does not exist.
+        LayoutError: ``path`` is a folder or not a regular file, its folder does
+            not exist, or the write failed (a full disk, say).
+        KeyboardInterrupt, safeio.Interrupted: a signal arrived.
     """
     path = Path(path)
     if path.is_dir():
@@ -337,20 +351,43 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> int:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise _fail(path, f"the output folder {str(folder)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
-    os.close(fd)
     try:
-        write(tmp)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
+        old: os.stat_result | None = os.stat(path)
+    except FileNotFoundError:
+        old = None
+    if old is not None and not stat.S_ISREG(old.st_mode):
+        raise _fail(path, "exists and is not a regular file; numpyrnn writes regular files only")
+    with safeio.guard_signals():
+        with safeio.blocked_signals():
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+            os.close(fd)
+            safeio.register_temp(tmp)
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+            write(tmp)
+            safeio.raise_if_interrupted()
+            if old is not None:
+                os.chmod(tmp, stat.S_IMODE(old.st_mode))
+                try:
+                    os.chown(tmp, old.st_uid, old.st_gid)
+                except PermissionError:
+                    with contextlib.suppress(PermissionError):
+                        os.chown(tmp, -1, old.st_gid)
+            else:
+                mask = os.umask(0)
+                os.umask(mask)
+                os.chmod(tmp, 0o666 & ~mask)
+            with safeio.blocked_signals():  # replaced and recorded as one step
+                os.replace(tmp, path)
+                safeio.record_written(str(path))
+        except BaseException as exc:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            safeio.raise_if_interrupted(exc)
+            if isinstance(exc, OSError):
+                raise _fail(path, f"cannot be written ({_one_line(exc)}); nothing was written") from None
+            raise
+        finally:
+            safeio.unregister_temp(tmp)
     return path.stat().st_size
 
 
@@ -418,20 +455,25 @@ def read_keras(path: str | os.PathLike) -> tuple[list[list[np.ndarray]], dict]:
         layers = [[t[j] for j in sorted(t)] for _, t in sorted(table.items())]
         return layers, {"names": [f"layer_{k}" for k in range(len(layers))], "activation": None}
     try:
-        import h5py
+        import h5py  # noqa: F401 - only to say it is missing
     except ImportError:
         raise _fail(path, "reading Keras files needs h5py: pip install h5py") from None
     config = None
     if suffix == ".keras":
         try:
+            safeio.regular_file(path)
             zf = zipfile.ZipFile(path)
             with zf:
                 names = zf.namelist()
                 if "model.weights.h5" not in names:
                     raise _fail(path, f"a .keras archive holds model.weights.h5, this one holds {names}")
-                config = json.loads(zf.read("config.json")) if "config.json" in names else None
-                blob = zf.read("model.weights.h5")
-        except (zipfile.BadZipFile, OSError, json.JSONDecodeError, EOFError) as exc:
+                if "config.json" in names:
+                    where = f"{path.name}[config.json]"
+                    lim = safeio.current_limits()
+                    raw = safeio.read_zip_member(zf, "config.json", where, cap=lim.config_bytes)
+                    config = safeio.load_json(raw, where)
+                blob = safeio.read_zip_member(zf, "model.weights.h5", f"{path.name}[model.weights.h5]")
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
             raise _fail(path, f"not a readable .keras archive ({_one_line(exc)})") from None
         import io
 
@@ -439,12 +481,15 @@ def read_keras(path: str | os.PathLike) -> tuple[list[list[np.ndarray]], dict]:
         size = len(blob)
     else:
         h5src = str(path)
-        size = path.stat().st_size
-    try:
-        with h5py.File(h5src, "r") as f:
+        size = safeio.regular_file(path).st_size
+    with safeio.open_h5(h5src, path.name, size) as f:
+        try:
             return _keras_from_h5(path, f, config, size)
-    except OSError as exc:
-        raise _fail(path, f"not a readable HDF5 file ({_one_line(exc)})") from None
+        except LayoutError:
+            raise
+        except (OSError, KeyError, ValueError, TypeError, AttributeError, RuntimeError) as exc:
+            what = "config.json or the HDF5 layout" if config is not None else "the HDF5 layout"
+            raise _fail(path, f"unexpected structure of {what} ({type(exc).__name__}: {_one_line(exc)})") from None
 
 
 def _h5_vars(path: Path, group: Any, where: str, size: int) -> list[np.ndarray]:
@@ -474,7 +519,11 @@ def _keras_from_h5(path: Path, f: Any, config: dict | None, size: int) -> tuple[
         raise _fail(path, "no 'layers' group: not a Keras 3 weights file")
     activation = None
     if config is not None:
-        entries = [e for e in config.get("config", {}).get("layers", []) if isinstance(e, dict)]
+        model_cfg = _keras_dict(path, _keras_dict(path, config, "the top level").get("config", {}), "'config'")
+        entries = model_cfg.get("layers", [])
+        if not isinstance(entries, list):
+            raise _fail(path, f"config.json: 'layers' is a {type(entries).__name__}, expected a list")
+        entries = [e for e in entries if isinstance(e, dict)]
         groups = _keras_group_names(entries)
         rnn = [(e, g) for e, g in zip(entries, groups) if e.get("class_name") in _KERAS_RNN | {"Bidirectional"}]
         names = [e.get("config", {}).get("name", g) for e, g in rnn]
@@ -528,17 +577,51 @@ def _keras_group_names(entries: list[dict]) -> list[str]:
     return out
 
 
+#: Settings of a Keras recurrent layer that torch shares between the two
+#: directions of a bidirectional module, with Keras' defaults.
+_KERAS_SHARED = {"units": None, "use_bias": True, "activation": "tanh", "recurrent_activation": "sigmoid",
+                 "reset_after": True}
+
+
+def _keras_dict(path: Path, value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise _fail(path, f"config.json: {where} is a {type(value).__name__}, expected an object")
+    return value
+
+
 def _keras_check(path: Path, entry: dict) -> str:
     """Refuse Keras settings that ``torch.nn`` computes differently; return the activation."""
-    cfg = entry.get("config", {})
+    entry = _keras_dict(path, entry, "a layer entry")
+    cfg = _keras_dict(path, entry.get("config", {}), "a layer's config")
     name = cfg.get("name", "?")
     if entry.get("class_name") == "Bidirectional":
         mode = cfg.get("merge_mode", "concat")
         if mode != "concat":
             raise _fail(path, f"layer {name!r}: Bidirectional merge_mode={mode!r}; torch concatenates "
                               f"[forward, backward], so only merge_mode='concat' converts")
-        inner = cfg.get("layer", {})
-        return _keras_check(path, {"class_name": inner.get("class_name"), "config": {**inner.get("config", {}), "name": name, "go_backwards": False}})
+        inner = _keras_dict(path, cfg.get("layer", {}), f"layer {name!r}'s 'layer'")
+        inner_cfg = _keras_dict(path, inner.get("config", {}), f"layer {name!r}'s forward layer config")
+        act = _keras_check(path, {"class_name": inner.get("class_name"), "config": {**inner_cfg, "name": name}})
+        back = cfg.get("backward_layer")
+        if back is None:  # Keras made the backward layer as a copy of the forward one
+            return act
+        back = _keras_dict(path, back, f"layer {name!r}'s backward_layer")
+        back_cfg = _keras_dict(path, back.get("config", {}), f"layer {name!r}'s backward_layer config")
+        where = f"{name}.backward_layer"
+        if not back_cfg.get("go_backwards"):
+            raise _fail(path, f"layer {where!r}: go_backwards=False; the backward layer of a Bidirectional wrapper "
+                              f"must read backwards, or it is not a torch bidirectional module")
+        _keras_check(path, {"class_name": back.get("class_name"),
+                            "config": {**back_cfg, "name": where, "go_backwards": False}})
+        if back.get("class_name") != inner.get("class_name"):
+            raise _fail(path, f"layer {name!r}: the forward layer is a {inner.get('class_name')}, the backward "
+                              f"layer a {back.get('class_name')}; a torch bidirectional module has one cell")
+        for key, default in _KERAS_SHARED.items():
+            a, b = inner_cfg.get(key, default), back_cfg.get(key, default)
+            if a != b:
+                raise _fail(path, f"layer {name!r}: backward_layer has {key}={b!r}, the forward layer {key}={a!r}; "
+                                  f"a torch bidirectional module has the same {key} in both directions")
+        return act
     act = cfg.get("activation", "tanh")
     rec = cfg.get("recurrent_activation", "sigmoid")
     cls = entry.get("class_name")
@@ -550,6 +633,9 @@ def _keras_check(path: Path, entry: dict) -> str:
     if cls in ("GRU", "LSTM") and rec != "sigmoid":
         raise _fail(path, f"layer {name!r}: recurrent_activation={rec!r}; nn.{cls} uses sigmoid "
                           f"(old Keras defaulted to 'hard_sigmoid', which torch cannot compute)")
+    if cls == "GRU" and cfg.get("reset_after", True) is not True:
+        raise _fail(path, f"layer {name!r}: reset_after={cfg.get('reset_after')!r}; nn.GRU applies the reset gate "
+                          f"after the recurrent matmul, as Keras does with reset_after=True only")
     if cfg.get("go_backwards"):
         raise _fail(path, f"layer {name!r}: go_backwards=True returns a time-reversed sequence, which a torch "
                           f"module does not; flip the input yourself, or wrap the layer in Bidirectional")
@@ -582,7 +668,32 @@ def read_onnx(path: str | os.PathLike) -> Any:
         if t.data_location == onnx.TensorProto.EXTERNAL:
             raise _fail(path, f"initializer {t.name!r} keeps its data in an external file; numpyrnn reads "
                               f"self-contained models only: save with onnx.save(model, path, save_as_external_data=False)")
+        _check_initializer(path, t, onnx)
     return model
+
+
+_ONNX_FIELDS = ("float_data", "double_data", "int32_data", "int64_data", "uint64_data", "string_data")
+
+
+def _check_initializer(path: Path, t: Any, onnx: Any) -> None:
+    """Refuse an initializer whose dims do not fit the values it holds, before any array is made."""
+    dims = [int(n) for n in t.dims]
+    where = f"initializer {t.name!r}"
+    if any(n < 0 for n in dims):
+        raise _fail(path, f"{where}: negative dimension in shape {tuple(dims)}: corrupted")
+    count = math.prod(dims)
+    if t.HasField("raw_data"):
+        try:
+            itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+        except (KeyError, TypeError, ValueError):
+            raise _fail(path, f"{where}: unknown element type {t.data_type}") from None
+        have, need = len(t.raw_data), count * itemsize
+    else:
+        have = sum(len(getattr(t, f)) for f in _ONNX_FIELDS if hasattr(t, f))
+        need = count * (2 if t.data_type in (onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128) else 1)
+    if have != need:
+        raise _fail(path, f"{where}: shape {tuple(dims)} needs {need} {'bytes' if t.HasField('raw_data') else 'values'}, "
+                          f"the file holds {have}: corrupted")
 
 
 _ONNX_OPS = {"GRU": "GRU", "LSTM": "LSTM", "RNN_TANH": "RNN", "RNN_RELU": "RNN"}
@@ -658,6 +769,8 @@ def _decode_array(data: bytes, where: str) -> np.ndarray:
         shape, dtype_name, buffer = msgpack.unpackb(data, raw=True)
         name = dtype_name.decode() if isinstance(dtype_name, bytes) else str(dtype_name)
         shape = tuple(int(n) for n in shape)
+        if any(n < 0 for n in shape):
+            raise ValueError(f"negative dimension in shape {shape}")
     except Exception as exc:  # noqa: BLE001 - any malformed record
         raise LayoutError(f"{where}: malformed array record ({_one_line(exc)})") from None
     if name not in _FLOAT_NAMES and not re.fullmatch(r"u?int(8|16|32|64)|bool", name):
@@ -693,13 +806,19 @@ def read_msgpack(path: str | os.PathLike) -> dict:
         raise LayoutError(f"{path.name}: unsupported msgpack extension type {code}")
 
     try:
-        tree = msgpack.unpackb(path.read_bytes(), ext_hook=ext_hook, raw=False, strict_map_key=False)
+        with safeio.open_regular(path) as fp:
+            data = fp.read()
+        tree = msgpack.unpackb(data, ext_hook=ext_hook, raw=False, strict_map_key=False)
     except LayoutError:
         raise
+    except RecursionError:
+        raise _fail(path, f"nests deeper than {safeio.current_limits().depth} levels; "
+                          f"{safeio.how_to_raise('depth')}") from None
     except Exception as exc:  # noqa: BLE001 - msgpack raises several unrelated types
         raise _fail(path, f"not a readable Flax msgpack checkpoint ({_one_line(exc)})") from None
     if not isinstance(tree, dict):
         raise _fail(path, f"expected a tree of parameters, got {type(tree).__name__}")
+    safeio.check_depth(tree, path.name)
     return _unchunk(tree, path)
 
 
