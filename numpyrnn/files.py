@@ -29,6 +29,7 @@ import math
 import os
 import re
 import stat
+import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -316,7 +317,15 @@ def write_state_dict(path: str | os.PathLike, state: Mapping[str, torch.Tensor],
             from safetensors.torch import save_file
         except ImportError:
             raise _fail(path, "writing .safetensors needs the safetensors package: pip install 'numpyrnn[files]'") from None
-        return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=dict(metadata or {})))
+        from safetensors import SafetensorError
+
+        def save(tmp: str) -> None:
+            try:
+                save_file(tensors, tmp, metadata=dict(metadata or {}))
+            except SafetensorError as exc:  # its I/O errors: a full disk, a size limit
+                raise OSError(_one_line(exc).replace("Error while serializing: ", "")) from None
+
+        return atomic_write(path, save)
 
     def write(tmp: str) -> None:
         with safeio.RecordingFile(tmp) as f:  # a failed write is reported as itself, not as torch's "enforce fail"
@@ -658,6 +667,7 @@ def read_onnx(path: str | os.PathLike) -> Any:
         import onnx
     except ImportError:
         raise _fail(path, "reading .onnx needs the onnx package: pip install onnx") from None
+    safeio.regular_file(path)
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf raises its own DecodeError and friends
@@ -819,7 +829,10 @@ def read_msgpack(path: str | os.PathLike) -> dict:
     if not isinstance(tree, dict):
         raise _fail(path, f"expected a tree of parameters, got {type(tree).__name__}")
     safeio.check_depth(tree, path.name)
-    return _unchunk(tree, path)
+    try:
+        return _unchunk(tree, path)
+    except RecursionError:  # a depth limit raised past what Python's stack allows
+        raise _fail(path, f"nests deeper than Python's recursion limit ({sys.getrecursionlimit()})") from None
 
 
 def _unchunk(node: Any, path: Path) -> Any:
