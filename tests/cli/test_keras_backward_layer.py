@@ -25,18 +25,18 @@ def keras():
 def _model(keras, cell: str, back: dict, fwd: dict | None = None):
     layer = getattr(keras.layers, cell)
     bidi = keras.layers.Bidirectional(layer(H, return_sequences=True, **(fwd or {})),
-                                      backward_layer=layer(H, return_sequences=True, go_backwards=True, **back))
+                                      backward_layer=layer(H, **{"return_sequences": True, "go_backwards": True, **back}))
     return keras.Sequential([keras.Input((T, I)), bidi])
 
 
 REFUSED = [
     ("GRU", dict(activation="relu", recurrent_activation="hard_sigmoid"),
-     r"layer 'bidirectional\.backward_layer': activation='relu'; nn\.GRU uses tanh"),
+     r"layer 'bidirectional(_\d+)?\.backward_layer': activation='relu'; nn\.GRU uses tanh"),
     ("GRU", dict(recurrent_activation="hard_sigmoid"),
-     r"layer 'bidirectional\.backward_layer': recurrent_activation='hard_sigmoid'; nn\.GRU uses sigmoid"),
-    ("GRU", dict(reset_after=False), r"layer 'bidirectional\.backward_layer': reset_after=False"),
+     r"layer 'bidirectional(_\d+)?\.backward_layer': recurrent_activation='hard_sigmoid'; nn\.GRU uses sigmoid"),
+    ("GRU", dict(reset_after=False), r"layer 'bidirectional(_\d+)?\.backward_layer': reset_after=False"),
     ("GRU", dict(use_bias=False), r"backward_layer has use_bias=False, the forward layer use_bias=True"),
-    ("LSTM", dict(activation="sigmoid"), r"'bidirectional\.backward_layer': activation='sigmoid'; nn\.LSTM uses tanh"),
+    ("LSTM", dict(activation="sigmoid"), r"'bidirectional(_\d+)?\.backward_layer': activation='sigmoid'; nn\.LSTM uses tanh"),
     ("LSTM", dict(recurrent_activation="hard_sigmoid"), r"recurrent_activation='hard_sigmoid'; nn\.LSTM uses sigmoid"),
     ("SimpleRNN", dict(activation="relu"), r"backward_layer has activation='relu', the forward layer activation='tanh'"),
     ("SimpleRNN", dict(activation="sigmoid"), r"activation='sigmoid'; nn\.RNN supports 'tanh' and 'relu' only"),

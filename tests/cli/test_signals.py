@@ -40,6 +40,14 @@ def _convert(src: Path, out: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
 
 
+def _has_open(pid: int, path: Path) -> bool:
+    try:
+        links = [os.readlink(p) for p in Path(f"/proc/{pid}/fd").iterdir()]
+    except OSError:
+        return False
+    return str(path) in links
+
+
 def _parts(folder: Path) -> list[Path]:
     return sorted(folder.glob(".*.part"))
 
@@ -88,12 +96,16 @@ def test_signal_during_the_write_removes_the_temporary_file(tmp_path, big, sig):
     assert caught_mid_write, "the signal never landed during the write"
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="watches /proc to know the command is reading")
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: signal.Signals(s).name)
 def test_signal_before_the_write_is_one_line(tmp_path, big, sig):
     out = tmp_path / "out.pt"
     proc = _convert(big, out)
-    time.sleep(1.5)  # importing torch or reading the input
-    proc.send_signal(sig)
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline and not _has_open(proc.pid, big):
+        time.sleep(0.002)
+    assert proc.poll() is None, "the command ended before it read its input"
+    proc.send_signal(sig)  # the command is reading its input
     code, err = _check_interrupted(proc, sig, out, None)
     assert code == 128 + sig, err
 
