@@ -183,3 +183,25 @@ def test_an_applications_own_handler_is_left_alone(tmp_path):
                           env=_env(), timeout=300)
     assert proc.stdout.strip() == "CAUGHT the application's own handler", proc.stdout + proc.stderr
     assert not out.exists() and not _parts(tmp_path)
+
+
+def test_sigkill_leaves_a_recognisable_part_file_and_the_old_output(tmp_path, big):
+    """What safety.md says SIGKILL leaves: a hidden ``.<output>.<random>.part`` next to the untouched output."""
+    out = tmp_path / "out.pt"
+    out.write_bytes(b"previous output")
+    for _ in range(3):
+        proc = _convert(big, out)
+        deadline = time.monotonic() + 240
+        while proc.poll() is None and time.monotonic() < deadline:
+            parts = _parts(tmp_path)
+            if parts and parts[0].stat().st_size > 1 << 20:
+                proc.kill()
+                break
+            time.sleep(0.002)
+        proc.communicate(timeout=300)
+        if proc.returncode == -signal.SIGKILL:
+            break
+    assert proc.returncode == -signal.SIGKILL
+    parts = _parts(tmp_path)
+    assert len(parts) == 1 and parts[0].name.startswith(".out.pt.") and parts[0].name.endswith(".part"), parts
+    assert out.read_bytes() == b"previous output"
