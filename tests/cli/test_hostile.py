@@ -144,6 +144,12 @@ def _peak_rss_mib(code: str, **env: str) -> tuple[subprocess.CompletedProcess, f
     return proc, (peak[0] if peak else float("nan"))
 
 
+def _baseline_mib() -> float:
+    """Peak RSS of the same interpreter after importing what the readers import (torch, numpy, h5py)."""
+    _, peak = _peak_rss_mib("import h5py, zipfile\nfrom numpyrnn import files, LayoutError\n")
+    return peak
+
+
 def test_h5_bomb_is_refused_without_allocating(tmp_path):
     src = tmp_path / "bomb.weights.h5"
     write_h5_bomb(src, 3_200_000_000)
@@ -153,7 +159,7 @@ def test_h5_bomb_is_refused_without_allocating(tmp_path):
     proc, peak = _peak_rss_mib(code)
     assert "REFUSED bomb.weights.h5: layers/gru/cell/vars/0: declares 3199999968 bytes but stores none" in proc.stdout, \
         proc.stdout + proc.stderr
-    assert peak < 1024, peak  # numpy, torch and h5py themselves, not 3.2 GB
+    assert peak < _baseline_mib() + 256, peak  # numpy, torch and h5py themselves, not 3.2 GB
 
 
 @pytest.mark.parametrize("compression", [None, "gzip", "lzf"])
@@ -181,7 +187,7 @@ def test_npz_bomb_is_refused_before_inflating(tmp_path):
             f"except LayoutError as e:\n    print('REFUSED', e)\n")
     proc, peak = _peak_rss_mib(code)
     assert "REFUSED bomb.npz['w0']: inflates to 1073741824 bytes from the" in proc.stdout, proc.stdout + proc.stderr
-    assert peak < 700, peak
+    assert peak < _baseline_mib() + 256, peak  # not the 1 GiB it declares
     proc = run_cli("convert", src, "-o", tmp_path / "o.pt", "--cell", "gru")
     _one_line_error(proc, "bomb.npz['w0']: inflates to", "--limit ratio=")
 
