@@ -18,8 +18,13 @@ Hypothesis shrinks a finding to a small example and prints it with a
 ``@reproduce_failure`` blob; add it as an ``@example`` to the matching test
 under ``tests/property/`` so that it stays covered, then fix it.
 
-Adding a target (the file readers of the command line, once they exist, plug
-in here): write ``check(case)`` that raises ``Finding`` on a bad outcome and a
+The ``h5`` target generates HDF5 files with every storage kind (contiguous,
+compact, chunked, each filter chain), every link type (hard, soft, external)
+and data stored elsewhere (external storage, virtual datasets), then may flip
+or cut their bytes; the ``zip`` target compresses ``.npz`` and ``.keras``
+members to any ratio and reads them under random limits.
+
+Adding a target: write ``check(case)`` that raises ``Finding`` on a bad outcome and a
 strategy for ``case``, and register both with ``@target(name, strategy)``. A
 file-reader target draws the bytes of a valid file (written by the library
 itself), flips, truncates or extends them, and checks that the reader either
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 import traceback
 import warnings
@@ -46,7 +52,8 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import seed as hypothesis_seed  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from numpyrnn import LayoutError  # noqa: E402
+from numpyrnn import LayoutError, files  # noqa: E402
+from tests.hostile_files import OUTSIDE, write_h5  # noqa: E402
 from tests.property.cases import (  # noqa: E402
     BLOCK,
     CASES,
@@ -57,6 +64,7 @@ from tests.property.cases import (  # noqa: E402
     replace,
     state_bits,
 )
+from tests.property.hostile import check_h5_case, check_zip_case, h5_cases, zip_cases  # noqa: E402
 from tests.property.mutations import TRANSFORMS, corruptions  # noqa: E402
 from tests.property.strategies import Config, configs  # noqa: E402
 
@@ -178,6 +186,74 @@ def check_build(case_input) -> None:
         assert_sources_identical(case.to_source(module, custom), _cast(source, cfg.dtype))
     except AssertionError as exc:
         raise Finding(f"accepted, but the module does not hold its input: {exc}") from None
+
+
+# --------------------------------------------------------------------------------------
+# file readers: HDF5 storage, links and compression; zip members of any ratio
+# --------------------------------------------------------------------------------------
+
+@st.composite
+def h5_mutations(draw):
+    """A generated HDF5 case, then possibly damaged bytes (a flip or a cut) of the file it makes."""
+    case = draw(h5_cases())
+    damage = draw(st.none() | st.tuples(st.sampled_from(["flip", "cut"]), st.integers(0, 1 << 14), st.integers(0, 7)))
+    return case, damage
+
+
+def _damage(path: Path, damage) -> None:
+    if damage is None:
+        return
+    how, at, bit = damage
+    data = bytearray(path.read_bytes())
+    at %= max(len(data), 1)
+    if how == "cut":
+        del data[at:]
+    else:
+        data[at] ^= 1 << bit
+    path.write_bytes(bytes(data))
+
+
+def _refused_only(fn) -> bool:
+    """True when ``fn`` raised ``LayoutError``; a finding for anything else but success."""
+    try:
+        _quiet(fn)
+    except LayoutError:
+        return True
+    except Finding:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise Finding(f"{type(exc).__name__} escaped: {exc}") from exc
+    return False
+
+
+@target("h5", h5_mutations())
+def check_h5(case_input) -> None:
+    """Every HDF5 storage kind, link type and filter: data inside reads exactly, data elsewhere is refused."""
+    case, damage = case_input
+    with tempfile.TemporaryDirectory() as d:
+        if damage is None:
+            try:
+                _quiet(lambda: check_h5_case(case, Path(d)))
+            except AssertionError as exc:
+                raise Finding(str(exc)) from None
+            return
+        folder = Path(d)
+        if case["kind"] == "filtered":
+            return
+        write_h5(folder / "m.weights.h5", case["kind"], case["var"], case["seed"], outside=folder / "other.h5")
+        _damage(folder / "m.weights.h5", damage)
+        if not _refused_only(lambda: files.read_keras(folder / "m.weights.h5")) and case["kind"] in OUTSIDE:
+            raise Finding(f"{case} with {damage}: data stored outside the file was read")
+
+
+@target("zip", zip_cases())
+def check_zip(case) -> None:
+    """Zip members (``.npz``, ``.keras``) of every compression ratio: refused exactly beyond the limits."""
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            _quiet(lambda: check_zip_case(case, Path(d)))
+        except AssertionError as exc:
+            raise Finding(str(exc)) from None
 
 
 # --------------------------------------------------------------------------------------

@@ -450,6 +450,12 @@ def _format_names() -> list[str]:
     return [f.name for f in all_formats()]
 
 
+def _limit_option(q: argparse.ArgumentParser) -> None:
+    q.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                   help="raise a resource limit for a trusted file: ratio=N (declared/stored size), floor=SIZE, "
+                        "config=SIZE (config.json), depth=N (nesting); see docs/safety.md")
+
+
 def _model_options(q: argparse.ArgumentParser) -> None:
     """The options of every command that reads a model file (convert, inspect, ...)."""
     q.add_argument("--from", dest="source_format", choices=_format_names(),
@@ -472,6 +478,7 @@ def _model_options(q: argparse.ArgumentParser) -> None:
     q.add_argument("--dtype", choices=("float16", "bfloat16", "float32", "float64"),
                    help="parameter dtype (default: the input's)")
     q.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    _limit_option(q)
 
 
 def _add_demo(sub: Any) -> None:
@@ -527,6 +534,7 @@ def _add_export(sub: Any) -> None:
     e.add_argument("--forget-bias", type=float, default=None,
                    help="TF1's run-time forget bias (tf1 only; default 1.0)")
     e.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    _limit_option(e)
     e.set_defaults(func=_export)
 
 
@@ -570,6 +578,7 @@ def _add_verify(sub: Any) -> None:
     v.add_argument("--forget-bias", type=float, default=None,
                    help="TF1's run-time forget bias (tf1 only; default 1.0)")
     v.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    _limit_option(v)
     v.set_defaults(func=_verify)
 
 
@@ -591,6 +600,7 @@ def _add_detect(sub: Any) -> None:
     t.add_argument("--atol", type=float, help="largest accepted |y - y'| (default from Y's dtype: float32 1e-4)")
     t.add_argument("--save", metavar="FIXED.npz", help="when the match rewrites the biases, write the arrays here")
     t.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    _limit_option(t)
     t.set_defaults(func=_detect)
 
 
@@ -619,6 +629,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit code: 0 success, 1 bad weights or files, 2 usage errors.
     """
+    from . import safeio
+
+    with safeio.guard_signals():
+        try:
+            return _main(argv)
+        except (KeyboardInterrupt, safeio.Interrupted) as exc:
+            return _interrupted(exc)
+
+
+def _interrupted(exc: BaseException) -> int:
+    import signal
+
+    from . import safeio
+
+    signum = getattr(exc, "signum", None) or safeio.caught_signal() or signal.SIGINT
+    name = signal.Signals(signum).name
+    done = safeio.written()
+    state = (f"{', '.join(done)} had been written completely" if done
+             else "no output was written or replaced, and any unfinished temporary file was removed")
+    print(f"numpyrnn: interrupted by {name}; {state}", file=sys.stderr)
+    return 128 + int(signum)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    from . import safeio
+
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -627,7 +663,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .formats import cli_spelling
 
     try:
-        with cli_spelling():
+        lim = safeio.current_limits()
+        for text in getattr(args, "limit", []):
+            try:
+                lim = safeio.parse_limit(text, lim)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+        with safeio.limits(lim), cli_spelling():
             return int(args.func(args))
     except UsageError as exc:
         if args.debug:
@@ -636,6 +678,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"numpyrnn {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - any failure on bad input is exit 1 with its cause
+        safeio.raise_if_interrupted(exc)  # a signal that surfaced as another library's error
         if args.debug:
             raise
         print(f"numpyrnn {args.command}: error: {_first_line(exc)} (--debug shows the traceback)", file=sys.stderr)

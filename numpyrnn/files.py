@@ -30,6 +30,7 @@ import contextlib
 import math
 import os
 import re
+import stat
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -39,6 +40,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from . import safeio
 from .errors import LayoutError
 
 __all__ = [
@@ -116,8 +118,8 @@ def read_npy(path: str | os.PathLike, *, mmap: bool = True) -> np.ndarray:
         LayoutError: object dtype, truncated data, or not a ``.npy`` file.
     """
     path = Path(path)
-    size = path.stat().st_size
-    with open(path, "rb") as fp:
+    with safeio.open_regular(path) as fp:
+        size = os.fstat(fp.fileno()).st_size
         shape, _, dtype = _npy_header(fp, path.name)
         offset = fp.tell()
     _check_size(path.name, shape, dtype, size - offset)
@@ -136,6 +138,7 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """
     path = Path(path)
     try:
+        safeio.regular_file(path)
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise _fail(path, f"not a readable .npz archive ({_one_line(exc)})") from None
@@ -148,6 +151,7 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 raise _fail(path, f"member {info.filename!r} is not an .npy array")
             key = info.filename[: -len(".npy")]
             where = f"{path.name}[{key!r}]"
+            safeio.check_zip_member(where, info)
             try:
                 with zf.open(info) as fp:
                     shape, fortran, dtype = _npy_header(fp, where)
@@ -178,6 +182,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             tensors.
     """
     path = Path(path)
+    safeio.regular_file(path)
     if path.suffix.lower() == ".safetensors":
         try:
             from safetensors import SafetensorError
@@ -225,13 +230,18 @@ def _torch_load_plain(path: Path) -> Any:
 
 
 def _pickle_refusal(exc: Exception) -> str:
+    """numpyrnn's own words for torch's refusal: torch's advice to retry unsafely is never relayed."""
     text = str(exc)
-    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    m = re.search(r"GLOBAL ([\w.]+)", text)
     if m:
-        return (f"refused: loading it would run pickled code ({m.group(0)}); numpyrnn loads tensors only "
-                f"(torch.load with weights_only=True): save model.state_dict() instead")
+        return (f"refused: loading it would run pickled code (Unsupported global: GLOBAL {m.group(1)}); numpyrnn loads tensors only "
+                f"(torch.load with weights_only=True) and never runs code from a file: save model.state_dict() instead")
     m = re.search(r"Unsupported operand[^\n]*", text)
-    return f"not a readable torch file (corrupted or not a state_dict: {m.group(0) if m else _one_line(exc)})"
+    detail = m.group(0) if m else next(
+        (line.strip() for line in text.splitlines()
+         if line.strip() and not re.search(r"weights.only|trusted source|pytorch\.org", line, re.IGNORECASE)),
+        "the pickle holds something other than tensors")
+    return f"not a readable torch file (corrupted or not a state_dict: {detail})"
 
 
 def _strip_prefix(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -255,7 +265,15 @@ def write_state_dict(path: str | os.PathLike, state: Mapping[str, torch.Tensor],
             from safetensors.torch import save_file
         except ImportError:
             raise _fail(path, "writing .safetensors needs the safetensors package: pip install \"numpyrnn[files]\"") from None
-        return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=dict(metadata or {})))
+        from safetensors import SafetensorError
+
+        def save(tmp: str) -> None:
+            try:
+                save_file(tensors, tmp, metadata=dict(metadata or {}))
+            except SafetensorError as exc:  # its I/O errors: a full disk, a size limit
+                raise OSError(_one_line(exc).replace("Error while serializing: ", "")) from None
+
+        return atomic_write(path, save)
 
     saved: Any = tensors
     if getattr(state, "_metadata", None) is not None:  # a state_dict's own record travels with it
@@ -265,7 +283,7 @@ def write_state_dict(path: str | os.PathLike, state: Mapping[str, torch.Tensor],
         saved._metadata = state._metadata  # type: ignore[attr-defined]
 
     def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
+        with safeio.RecordingFile(tmp) as f:  # a failed write is reported as itself, not as torch's "enforce fail"
             torch.save(saved, f)
 
     return atomic_write(path, write)
@@ -278,14 +296,18 @@ def write_state_dict(path: str | os.PathLike, state: Mapping[str, torch.Tensor],
 def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> int:
     """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it over ``path``.
 
-    If ``write`` raises, the temporary file is removed and ``path`` is untouched:
-    no partial output, and an existing file keeps its content.
+    If ``write`` raises, or SIGTERM, SIGHUP or SIGINT arrives, the temporary
+    file is removed and ``path`` is untouched: no partial output, and an
+    existing file keeps its content. A replaced file keeps its permission bits,
+    and its owner and group where the process may set them.
 
     Returns:
         The size of the written file in bytes.
 
     Raises:
-        LayoutError: ``path`` is a folder, or its folder does not exist.
+        LayoutError: ``path`` is a folder or not a regular file, its folder does
+            not exist, or the write failed (a full disk, say).
+        KeyboardInterrupt, safeio.Interrupted: a signal arrived.
     """
     path = Path(path)
     if path.is_dir():
@@ -293,20 +315,43 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> int:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise _fail(path, f"the output folder {str(folder)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
-    os.close(fd)
     try:
-        write(tmp)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
+        old: os.stat_result | None = os.stat(path)
+    except FileNotFoundError:
+        old = None
+    if old is not None and not stat.S_ISREG(old.st_mode):
+        raise _fail(path, "exists and is not a regular file; numpyrnn writes regular files only")
+    with safeio.guard_signals():
+        with safeio.blocked_signals():
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+            os.close(fd)
+            safeio.register_temp(tmp)
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+            write(tmp)
+            safeio.raise_if_interrupted()
+            if old is not None:
+                os.chmod(tmp, stat.S_IMODE(old.st_mode))
+                try:
+                    os.chown(tmp, old.st_uid, old.st_gid)
+                except PermissionError:
+                    with contextlib.suppress(PermissionError):
+                        os.chown(tmp, -1, old.st_gid)
+            else:
+                mask = os.umask(0)
+                os.umask(mask)
+                os.chmod(tmp, 0o666 & ~mask)
+            with safeio.blocked_signals():  # replaced and recorded as one step
+                os.replace(tmp, path)
+                safeio.record_written(str(path))
+        except BaseException as exc:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            safeio.raise_if_interrupted(exc)
+            if isinstance(exc, OSError):
+                raise _fail(path, f"cannot be written ({_one_line(exc)}); nothing was written") from None
+            raise
+        finally:
+            safeio.unregister_temp(tmp)
     return path.stat().st_size
 
 
@@ -356,14 +401,15 @@ def _one_line(exc: BaseException) -> str:
 # --------------------------------------------------------------------------------------
 
 def read_bytes(path: str | os.PathLike) -> bytes:
-    """The whole content of a file.
+    """The whole content of a regular file (a FIFO or device is refused without blocking).
 
     Raises:
-        LayoutError: the file cannot be read.
+        LayoutError: not a regular file, or it cannot be read.
     """
     path = Path(path)
     try:
-        return path.read_bytes()
+        with safeio.open_regular(path) as fp:
+            return fp.read()
     except OSError as exc:
         raise _fail(path, f"cannot be read ({_one_line(exc)})") from None
 
@@ -372,9 +418,9 @@ def read_beside(model: str | os.PathLike, location: str, offset: int = 0, length
                 *, what: str = "data file") -> bytes:
     """Bytes of a data file that ``model`` names, which must lie in ``model``'s own folder.
 
-    Refuses absolute names, names with ``..``, and names (or symlinks) that
-    resolve outside the model's folder, so a model cannot make numpyrnn read
-    other files of the machine.
+    Refuses absolute names, names with ``..``, names (or symlinks) that
+    resolve outside the model's folder, and anything but a regular file, so a
+    model cannot make numpyrnn read other files of the machine or hang on a FIFO.
 
     Raises:
         LayoutError: a refused name, a missing file, or a range outside the file.
@@ -392,73 +438,89 @@ def read_beside(model: str | os.PathLike, location: str, offset: int = 0, length
     if folder not in target.parents:
         raise _fail(model, f"{what} {location!r}: resolves to a file outside the model's folder (a symlink?); "
                            f"numpyrnn reads data files in the model's own folder only")
-    if not target.is_file():
+    if not target.exists():
         raise _fail(model, f"{what} {location!r}: no such file next to the model")
-    size = target.stat().st_size
-    if offset < 0 or (length is not None and length < 0) or offset + (length or 0) > size:
-        raise _fail(model, f"{what} {location!r}: the model asks for bytes {offset}..{offset + (length or 0)}, "
-                           f"but the file holds {size} bytes: truncated or not this model's data")
     try:
-        with open(target, "rb") as fp:
+        with safeio.open_regular(target, f"{model.name}: {what} {location!r}") as fp:
+            size = os.fstat(fp.fileno()).st_size
+            if offset < 0 or (length is not None and length < 0) or offset + (length or 0) > size:
+                raise _fail(model, f"{what} {location!r}: the model asks for bytes {offset}..{offset + (length or 0)}, "
+                                   f"but the file holds {size} bytes: truncated or not this model's data")
             fp.seek(offset)
-            data = fp.read(size - offset if length is None else length)
+            return fp.read(size - offset if length is None else length)
     except OSError as exc:
         raise _fail(model, f"{what} {location!r}: cannot be read ({_one_line(exc)})") from None
-    return data
 
 
 def zip_names(path: str | os.PathLike) -> list[str]:
     """The member names of a zip archive.
 
     Raises:
-        LayoutError: not a readable zip archive.
+        LayoutError: not a regular file, or not a readable zip archive.
     """
     path = Path(path)
     try:
+        safeio.regular_file(path)
         with zipfile.ZipFile(path) as zf:
             return zf.namelist()
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise _fail(path, f"not a readable zip archive ({_one_line(exc)})") from None
 
 
-def read_zip_member(path: str | os.PathLike, name: str) -> bytes:
-    """The bytes of one member of a zip archive.
+def read_zip_member(path: str | os.PathLike, name: str, *, cap: int | None = None) -> bytes:
+    """The bytes of one member of a zip archive, never inflated past the resource limits.
+
+    A member that declares far more than it stores is refused before it is
+    inflated (:func:`numpyrnn.safeio.check_zip_member`); ``cap`` bounds its size
+    outright (``config.json``: the ``config`` limit).
 
     Raises:
-        LayoutError: not a readable archive, or no such member.
+        LayoutError: not a readable archive, no such member, or a member beyond the limits.
     """
     path = Path(path)
     try:
+        safeio.regular_file(path)
         with zipfile.ZipFile(path) as zf:
             if name not in zf.namelist():
                 raise _fail(path, f"the archive holds no {name!r} (it holds {', '.join(zf.namelist()) or 'nothing'})")
-            return zf.read(name)
+            return safeio.read_zip_member(zf, name, f"{path.name}[{name}]", cap=cap)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise _fail(path, f"not a readable zip archive ({_one_line(exc)})") from None
 
 
+def read_json_member(path: str | os.PathLike, name: str) -> Any:
+    """A zip member decoded as JSON, within the ``config`` size limit and the depth limit."""
+    raw = read_zip_member(path, name, cap=safeio.current_limits().config_bytes)
+    return safeio.load_json(raw, f"{Path(path).name}[{name}]")
+
+
 @contextlib.contextmanager
 def open_h5(source: str | os.PathLike | bytes, *, name: str | None = None) -> Iterator[Any]:
-    """An HDF5 file opened read-only with ``h5py`` (a path, or the bytes of one).
+    """An HDF5 file opened read-only with ``h5py`` (a path, or the bytes of one), checked before any read.
 
-    ``name`` is the file named in messages (the archive for bytes taken from it).
+    Every dataset must be stored inside the file itself: external storage,
+    external links, virtual datasets, soft links leaving the file and
+    decompression bombs are refused by :func:`numpyrnn.safeio.check_h5`, naming
+    the dataset. ``name`` is the file named in messages (the archive for bytes
+    taken from it).
 
     Raises:
-        LayoutError: h5py is missing or the file is not HDF5.
+        LayoutError: h5py is missing, the file is not HDF5, or a dataset is refused.
     """
     import io
 
     where = Path(name) if name is not None else Path(str(source) if not isinstance(source, bytes) else "hdf5")
     try:
-        import h5py
+        import h5py  # noqa: F401 - only to say it is missing
     except ImportError:
         raise _fail(where, "reading Keras files needs the h5py package: pip install \"numpyrnn[files]\"") from None
-    src: Any = io.BytesIO(source) if isinstance(source, bytes) else str(source)
-    try:
-        f = h5py.File(src, "r")
-    except OSError as exc:
-        raise _fail(where, f"not a readable HDF5 file ({_one_line(exc)})") from None
-    with f:
+    if isinstance(source, bytes):
+        src: Any = io.BytesIO(source)
+        size = len(source)
+    else:
+        size = safeio.regular_file(source, where.name).st_size
+        src = str(source)
+    with safeio.open_h5(src, where.name, size) as f:
         yield f
 
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 import math
 import os
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .. import safeio
 from ..errors import LayoutError
 from ..files import _one_line, fail, read_bytes, write_bytes
 from ..layouts.flax import FLAX
@@ -48,6 +50,8 @@ def _decode_array(data: bytes, where: str) -> np.ndarray:
         shape, dtype_name, buffer = msgpack.unpackb(data, raw=True)
         name = dtype_name.decode() if isinstance(dtype_name, bytes) else str(dtype_name)
         shape = tuple(int(n) for n in shape)
+        if any(n < 0 for n in shape):
+            raise ValueError(f"negative dimension in shape {shape}")
     except Exception as exc:  # noqa: BLE001 - any malformed record
         raise LayoutError(f"{where}: malformed array record ({_one_line(exc)})") from None
     if name not in _FLOAT_NAMES and not re.fullmatch(r"u?int(8|16|32|64)|bool", name):
@@ -86,11 +90,18 @@ def read_msgpack(path: str | os.PathLike) -> dict:
         tree = msgpack.unpackb(read_bytes(path), ext_hook=ext_hook, raw=False, strict_map_key=False)
     except LayoutError:
         raise
+    except RecursionError:
+        raise fail(path, f"nests deeper than {safeio.current_limits().depth} levels; "
+                         f"{safeio.how_to_raise('depth')}") from None
     except Exception as exc:  # noqa: BLE001 - msgpack raises several unrelated types
         raise fail(path, f"not a readable Flax msgpack checkpoint ({_one_line(exc)})") from None
     if not isinstance(tree, dict):
         raise fail(path, f"expected a tree of parameters, got {type(tree).__name__}")
-    return _unchunk(tree, path)
+    safeio.check_depth(tree, path.name)
+    try:
+        return _unchunk(tree, path)
+    except RecursionError:  # a depth limit raised past what Python's stack allows
+        raise fail(path, f"nests deeper than Python's recursion limit ({sys.getrecursionlimit()})") from None
 
 
 def _unchunk(node: Any, path: Path) -> Any:

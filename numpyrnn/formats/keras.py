@@ -36,8 +36,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import safeio
 from ..errors import LayoutError
-from ..files import fail, open_h5, read_npz, read_zip_member, write_npz, zip_names
+from ..files import _one_line, fail, open_h5, read_npz, read_zip_member, write_npz, zip_names
 from ..layouts.keras import KERAS, REFUSES
 from . import Format, ModelFile, check_cell, check_nonlinearity, entry_from, module_class, option, register, try_entry
 
@@ -220,6 +221,10 @@ def check_layer(layer: KerasLayer) -> str:
                               f"[forward, backward], so only merge_mode='concat' converts")
     cls = layer.inner.get("class_name")
     cfg = layer.inner.get("config", {})
+    if not isinstance(cfg, dict):
+        raise LayoutError(f"layer {name!r}: its config is a {type(cfg).__name__}, expected an object")
+    if layer.class_name == "Bidirectional" and layer.config.get("backward_layer") is not None:
+        _check_backward(layer, cls, cfg)
     if layer.cell is None:
         what = f"a keras.layers.{cls}" + (f" over {cfg.get('cell', {}).get('class_name')}" if cls == "RNN" else "")
         raise LayoutError(f"layer {name!r}: {what} is not read; numpyrnn converts GRU, LSTM and SimpleRNN layers "
@@ -242,6 +247,33 @@ def check_layer(layer: KerasLayer) -> str:
     if cfg.get("time_major"):
         raise LayoutError(f"layer {name!r}: time_major=True: {REFUSES['time_major']}")
     return str(act)
+
+
+#: Settings of a Keras recurrent layer that torch shares between the two
+#: directions of a bidirectional module, with Keras' defaults.
+SHARED = {"units": None, "use_bias": True, "activation": "tanh", "recurrent_activation": "sigmoid",
+          "reset_after": True}
+
+
+def _check_backward(layer: KerasLayer, cls: Any, cfg: dict) -> None:
+    """A ``Bidirectional(backward_layer=...)``: checked as the forward layer is, and agreeing with it."""
+    name = layer.name
+    back = layer.config["backward_layer"]
+    if not isinstance(back, dict) or not isinstance(back.get("config", {}), dict):
+        raise LayoutError(f"layer {name!r}: backward_layer is a {type(back).__name__}, expected a layer config")
+    back_cfg = back.get("config", {})
+    where = f"{name}.backward_layer"
+    if not back_cfg.get("go_backwards"):
+        raise LayoutError(f"layer {where!r}: go_backwards=False; the backward layer of a Bidirectional wrapper "
+                          f"must read backwards, or it is not a torch bidirectional module")
+    if back.get("class_name") != cls:
+        raise LayoutError(f"layer {name!r}: the forward layer is a {cls}, the backward layer a "
+                          f"{back.get('class_name')}; a torch bidirectional module has one cell")
+    for key, default in SHARED.items():
+        a, b = cfg.get(key, default), back_cfg.get(key, default)
+        if a != b:
+            raise LayoutError(f"layer {name!r}: backward_layer has {key}={b!r}, the forward layer {key}={a!r}; "
+                              f"a torch bidirectional module has the same {key} in both directions")
 
 
 # --------------------------------------------------------------------------------------
@@ -303,10 +335,16 @@ def _attr_text(value: Any) -> str:
 # --------------------------------------------------------------------------------------
 
 def _load_config(path: Path, text: Any) -> dict:
+    """The model config (``config.json`` or the ``model_config`` attribute), within the size and depth limits."""
+    raw = text if isinstance(text, bytes) else _attr_text(text).encode()
+    lim = safeio.current_limits()
+    if len(raw) > lim.config_bytes:
+        raise fail(path, f"the model config holds {len(raw)} bytes; numpyrnn reads at most {lim.config_bytes}; "
+                         + safeio.how_to_raise("config_bytes"))
     try:
-        config = json.loads(_attr_text(text))
-    except (json.JSONDecodeError, TypeError, ValueError) as exc:
-        raise fail(path, f"the model config is not readable JSON ({exc})") from None
+        config = safeio.load_json(raw, "the model config")
+    except LayoutError as exc:
+        raise fail(path, str(exc)) from None
     if not isinstance(config, dict):
         raise fail(path, f"the model config is a {type(config).__name__}, not a model")
     return config
@@ -320,6 +358,16 @@ def read(path: str | os.PathLike, *, cell: str | None = None, nonlinearity: str 
         LayoutError: the file is not a readable Keras file, or holds no recurrent layer.
     """
     path = Path(path)
+    try:
+        return _read(path, cell, nonlinearity, dtype, batch_first)
+    except LayoutError:
+        raise
+    except (OSError, KeyError, IndexError, ValueError, TypeError, AttributeError, RuntimeError) as exc:
+        raise fail(path, f"unexpected structure of the model config or the HDF5 layout "
+                         f"({type(exc).__name__}: {_one_line(exc)})") from None
+
+
+def _read(path: Path, cell: str | None, nonlinearity: str | None, dtype: Any, batch_first: bool) -> ModelFile:
     suffix = path.suffix.lower()
     mf = ModelFile(path=path, format="keras", modules=[])
     if suffix == ".npz":
@@ -331,7 +379,8 @@ def read(path: str | os.PathLike, *, cell: str | None = None, nonlinearity: str 
             raise fail(path, "not a readable .keras archive" + str(exc).split("zip archive", 1)[-1]) from None
         if "model.weights.h5" not in names:
             raise fail(path, f"a .keras archive holds model.weights.h5, this one holds {names}")
-        config = _load_config(path, read_zip_member(path, "config.json")) if "config.json" in names else None
+        config = (_load_config(path, read_zip_member(path, "config.json", cap=safeio.current_limits().config_bytes))
+                  if "config.json" in names else None)
         blob = read_zip_member(path, "model.weights.h5")
         with open_h5(blob, name=path.name) as f:
             root = f.get("layers")
@@ -343,7 +392,7 @@ def read(path: str | os.PathLike, *, cell: str | None = None, nonlinearity: str 
                 _from_config(path, mf, config, lambda layer: _k3_weights(path, root, layer.group, len(blob)),
                              cell, nonlinearity, dtype, batch_first)
         return _done(path, mf)
-    size = path.stat().st_size
+    size = safeio.regular_file(path).st_size
     with open_h5(path) as f:
         if "model_config" in f.attrs and "model_weights" in f:
             config = _load_config(path, f.attrs["model_config"])

@@ -14,6 +14,7 @@ are refused (:func:`numpyrnn.files.read_beside`).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -55,7 +56,32 @@ def read_onnx(path: str | os.PathLike) -> Any:
     for t in model.graph.initializer:
         if t.data_location == onnx.TensorProto.EXTERNAL:
             _load_external(path, t)
+        _check_initializer(path, t, onnx)
     return model
+
+
+_ONNX_FIELDS = ("float_data", "double_data", "int32_data", "int64_data", "uint64_data", "string_data")
+
+
+def _check_initializer(path: Path, t: Any, onnx: Any) -> None:
+    """Refuse an initializer whose dims do not fit the values it holds, before any array is made."""
+    dims = [int(n) for n in t.dims]
+    where = f"initializer {t.name!r}"
+    if any(n < 0 for n in dims):
+        raise fail(path, f"{where}: negative dimension in shape {tuple(dims)}: corrupted")
+    count = math.prod(dims)
+    if t.HasField("raw_data"):
+        try:
+            itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+        except (KeyError, TypeError, ValueError):
+            raise fail(path, f"{where}: unknown element type {t.data_type}") from None
+        have, need = len(t.raw_data), count * itemsize
+    else:
+        have = sum(len(getattr(t, f)) for f in _ONNX_FIELDS if hasattr(t, f))
+        need = count * (2 if t.data_type in (onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128) else 1)
+    if have != need:
+        raise fail(path, f"{where}: shape {tuple(dims)} needs {need} {'bytes' if t.HasField('raw_data') else 'values'}, "
+                         f"the file holds {have}: corrupted")
 
 
 def _load_external(path: Path, tensor: Any) -> None:

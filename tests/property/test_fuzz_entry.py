@@ -29,7 +29,8 @@ def test_fuzz_runs_a_fixed_set_of_cases_without_findings():
     args = ["--seconds", "120", "--rounds", "2", "--seed", "1", "--chunk", "25"]  # the same 100 cases every run
     proc = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.startswith("no findings in 2 rounds (build: 50, load: 50 examples; layouts: block"), proc.stdout
+    assert proc.stdout.startswith("no findings in 2 rounds (build: 50, h5: 50, load: 50, zip: 50 examples; layouts: block"), \
+        proc.stdout
 
 
 def test_fuzz_reports_a_finding_with_exit_status_1(capsys):
