@@ -27,7 +27,8 @@ import functools
 import sys
 import threading
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,6 +174,10 @@ def _check_dtype(name: str, arr: np.ndarray | torch.Tensor) -> None:
 _LOCATE_BLOCK = 1 << 18
 
 
+# Up to this many elements a numpy leaf is checked with one isfinite pass.
+_TINY = 1 << 16
+
+
 # Below this many elements the check runs single-threaded in numpy: waking torch's
 # thread pool costs more than the pass itself, and far more on a busy machine.
 _SMALL = 1 << 21
@@ -199,6 +204,16 @@ def _all_finite(t: torch.Tensor) -> bool:
         return bool(torch.isfinite(t.sum(dtype=t.dtype)))
     lo, hi = torch.aminmax(t)
     return bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))
+
+
+def _numpy_all_finite(a: np.ndarray) -> bool:
+    """:func:`_all_finite` for a numpy float array, read in place (any strides, any byte order)."""
+    if a.size <= _TINY:  # the temporary is small; no error state to set (which costs more)
+        return bool(np.isfinite(a).all())
+    with np.errstate(over="ignore", invalid="ignore"):
+        if a.dtype.itemsize >= 4:
+            return bool(np.isfinite(a.sum(dtype=a.dtype.type)))
+        return bool(np.isfinite(a.min())) and bool(np.isfinite(a.max()))
 
 
 def _locate_nonfinite(t: torch.Tensor) -> tuple[int, ...] | None:
@@ -228,6 +243,9 @@ def _locate_nonfinite(t: torch.Tensor) -> tuple[int, ...] | None:
 
 def _first_nonfinite(arr: np.ndarray | torch.Tensor) -> tuple[tuple[int, ...], float] | None:
     """Index and value of the first NaN/Inf, or ``None``. One read pass, no big temporaries."""
+    if isinstance(arr, np.ndarray) and arr.dtype.kind == "f" and arr.dtype.itemsize <= 8 and arr.size < _SMALL:
+        if _numpy_all_finite(arr):  # small numpy leaves: no tensor, no view, one numpy pass
+            return None
     t = _as_tensor(arr) if isinstance(arr, np.ndarray) else arr
     if t.numel() == 0 or t.device.type == "meta":
         return None
@@ -323,6 +341,9 @@ def check_finite(leaves: Mapping[str, np.ndarray | torch.Tensor]) -> None:
 _warn_lock = threading.Lock()
 
 
+_WIDE_LONGDOUBLE = np.dtype(np.longdouble).itemsize > 8
+
+
 def _as_tensor(arr: np.ndarray) -> torch.Tensor:
     """A CPU tensor over ``arr``'s memory, copying only where torch cannot view it.
 
@@ -334,7 +355,7 @@ def _as_tensor(arr: np.ndarray) -> torch.Tensor:
         return _as_tensor(arr.view(np.uint16)).view(torch.bfloat16)
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
-    if arr.dtype == np.longdouble and np.dtype(np.longdouble).itemsize > 8:
+    if _WIDE_LONGDOUBLE and arr.dtype == np.longdouble:
         arr = arr.astype(np.float64)
     if any(s < 0 for s in arr.strides):
         arr = _positive_strides(arr)
@@ -616,6 +637,20 @@ def plan(
         RuntimeError: a piece would write a block twice, names an unknown
             parameter, or its pattern is not a view: bugs in a layout.
     """
+    copies, partial, _ = _plan(spec, pieces, params, leaves, direction=direction)
+    return copies, partial
+
+
+def _plan(
+    spec: RNNSpec,
+    pieces: Iterable[Piece],
+    params: Mapping[str, torch.Tensor],
+    leaves: Mapping[str, torch.Tensor],
+    *,
+    direction: str,
+) -> tuple[list[_Copy], set[str], list[tuple[str, str, str | None]]]:
+    """:func:`plan`, plus each copy's ``(param, leaf, fold param)`` names (for :class:`_Recipe`)."""
+    origins: list[tuple[str, str, str | None]] = []
     G = spec.gates
     torch_letters = spec.gate_letters
     copies: list[_Copy] = []
@@ -645,11 +680,13 @@ def plan(
                     t, k = tsl.start + j, ksl.start + j
                     copies.append(_pair(pview[t : t + 1], lview[k : k + 1], piece.offsets.get(c, 0.0),
                                         fview[t : t + 1] if fview is not None else None, direction))
+                    origins.append((piece.param, piece.source, piece.fold))
                 continue
             copies.append(_pair(pview[tsl], lview[ksl], offsets.pop(),
                                 fview[tsl] if fview is not None else None, direction))
+            origins.append((piece.param, piece.source, piece.fold))
     partial = {name for name in params if len(covered.get(name, ())) < G}
-    return copies, partial
+    return copies, partial, origins
 
 
 def _pair(pv: torch.Tensor, lv: torch.Tensor, offset: float, fv: torch.Tensor | None, direction: str) -> _Copy:
@@ -661,11 +698,145 @@ def _pair(pv: torch.Tensor, lv: torch.Tensor, offset: float, fv: torch.Tensor | 
 
 
 # --------------------------------------------------------------------------------------
+# cached plans: a repeated build or load does no planning in Python
+# --------------------------------------------------------------------------------------
+
+_Geometry = tuple[tuple[int, ...], tuple[int, ...], int]  # sizes, strides, offset from the base's
+
+
+def _geometry(view: torch.Tensor, base: torch.Tensor) -> _Geometry:
+    return tuple(view.shape), tuple(view.stride()), int(view.storage_offset() - base.storage_offset())
+
+
+def _rebuild(base: torch.Tensor, geometry: _Geometry) -> torch.Tensor:
+    sizes, strides, offset = geometry
+    return base.as_strided(sizes, strides, base.storage_offset() + offset)
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    """A plan reduced to geometry: what :func:`plan` worked out, replayable on new tensors.
+
+    Views are pure geometry (sizes, strides and an offset from their base tensor),
+    so a plan made once for parameters and leaves of given shapes and strides holds
+    for any others of the same shapes and strides: :meth:`copies` rebuilds the views
+    with one ``as_strided`` each, without einops, gate runs or checks.
+    """
+
+    steps: tuple[tuple[str, _Geometry, str, _Geometry, float, str | None, _Geometry | None], ...]
+    partial: frozenset[str]
+
+    @classmethod
+    def make(cls, spec: RNNSpec, pieces: Sequence[Piece], params: Mapping[str, torch.Tensor],
+             leaves: Mapping[str, torch.Tensor], direction: str) -> tuple[_Recipe, list[_Copy]]:
+        copies, partial, origins = _plan(spec, pieces, params, leaves, direction=direction)
+        steps = []
+        for c, (pname, lkey, fname) in zip(copies, origins):
+            pv, lv = (c.dst, c.src) if direction == "import" else (c.src, c.dst)
+            fold = _geometry(c.fold, params[fname]) if c.fold is not None and fname else None
+            steps.append((pname, _geometry(pv, params[pname]), lkey, _geometry(lv, leaves[lkey]),
+                          c.offset, fname, fold))
+        return cls(tuple(steps), frozenset(partial)), copies
+
+    def copies(self, params: Mapping[str, torch.Tensor], leaves: Mapping[str, torch.Tensor],
+               direction: str) -> list[_Copy]:
+        out = []
+        if direction == "import":
+            for pname, (psz, pst, poff), lkey, (lsz, lst, loff), offset, _, _ in self.steps:
+                p, t = params[pname], leaves[lkey]
+                out.append(_Copy(p.as_strided(psz, pst, p.storage_offset() + poff),
+                                 t.as_strided(lsz, lst, t.storage_offset() + loff), offset))
+        else:
+            for pname, pg, lkey, lg, offset, fname, fg in self.steps:
+                fold = _rebuild(params[fname], fg) if fname and fg is not None else None
+                out.append(_Copy(dst=_rebuild(leaves[lkey], lg), src=_rebuild(params[pname], pg),
+                                 offset=offset, fold=fold))
+        return out
+
+
+_CACHE_SIZE = 256
+_recipes: dict[Hashable, _Recipe] = {}
+
+
+def _cache_put(cache: dict, key: Hashable, value: Any) -> None:
+    """Insert, dropping the oldest entries beyond :data:`_CACHE_SIZE` (a plain dict keeps insertion order)."""
+    cache[key] = value
+    while len(cache) > _CACHE_SIZE:
+        try:
+            del cache[next(iter(cache))]
+        except (KeyError, StopIteration, RuntimeError):  # another thread got there first
+            break
+
+
+def _planned(
+    key: Hashable | None,
+    spec: RNNSpec,
+    pieces: Sequence[Piece],
+    params: Mapping[str, torch.Tensor],
+    leaves: Mapping[str, torch.Tensor],
+    direction: str,
+) -> tuple[list[_Copy], set[str] | frozenset[str]]:
+    """:func:`plan`, cached under ``key`` (which names the pieces) and the tensors' geometry."""
+    if key is None:
+        return plan(spec, pieces, params, leaves, direction=direction)
+    full = (key, direction,
+            tuple((n, tuple(p.shape), tuple(p.stride())) for n, p in params.items()),
+            tuple((n, tuple(t.shape), tuple(t.stride())) for n, t in leaves.items()))
+    recipe = _recipes.get(full)
+    if recipe is not None:
+        return recipe.copies(params, leaves, direction), recipe.partial
+    recipe, copies = _Recipe.make(spec, pieces, params, leaves, direction)
+    _cache_put(_recipes, full, recipe)
+    return copies, recipe.partial
+
+
+def _options_key(options: Mapping[str, Any]) -> Hashable | None:
+    """A hashable form of a layout's options (the type is part of it: ``1`` is not ``True``), or ``None``."""
+    try:
+        key = tuple(sorted((k, type(v), v) for k, v in options.items()))
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+_declared: dict[Hashable, Any] = {}
+
+
+def _declaration(layout: Any, spec: RNNSpec, options: Mapping[str, Any], what: str) -> tuple[Any, Hashable | None]:
+    """``layout.shapes`` (with ``layout.hint``) or ``layout.pieces`` for ``spec``, computed once per
+    (layout, spec, options); returns the value and the key that names it (``None``: not cached).
+
+    Layouts declare these as pure functions of the spec and options. Whatever they
+    raise is raised every time (nothing is cached then).
+    """
+    okey = _options_key(options)
+    key = None if okey is None else (what, id(layout), type(layout), spec, okey)
+    if key is not None:
+        hit = _declared.get(key)
+        if hit is not None and hit[0] is layout:
+            return hit[1], key
+    if what == "shapes":
+        value: Any = (layout.shapes(spec, **options), layout.hint(spec, **options))
+    else:
+        value = layout.pieces(spec, **options)
+    if key is not None:
+        _cache_put(_declared, key, (layout, value))
+    return value, key
+
+
+# --------------------------------------------------------------------------------------
 # execution
 # --------------------------------------------------------------------------------------
 
 def _params(module: nn.Module, spec: RNNSpec) -> dict[str, torch.Tensor]:
-    return {name: getattr(module, name) for name in spec.param_shapes()}
+    own = module.__dict__.get("_parameters", {})
+    return {name: own[name] if name in own else getattr(module, name) for name in _param_names(spec)}
+
+
+@functools.lru_cache(maxsize=256)
+def _param_names(spec: RNNSpec) -> tuple[str, ...]:
+    return tuple(spec.param_shapes())
 
 
 def load(
@@ -674,6 +845,8 @@ def load(
     leaves: Mapping[str, np.ndarray | torch.Tensor],
     *,
     fresh: bool = False,
+    key: Hashable | None = None,
+    checked: bool = False,
 ) -> nn.RNNBase:
     """Write validated leaves into ``module``'s parameters, in place, atomically.
 
@@ -696,6 +869,10 @@ def load(
             copy crosses to another device, the values are then checked there
             after the transfer instead of in a pass over host memory first. Any
             bad value raises exactly what :func:`check_finite` raises.
+        key: a hashable that names ``pieces`` (as :func:`import_layout` makes one);
+            with it, the plan is made once per key and tensor geometry and replayed.
+        checked: the leaves already passed :func:`check_finite` (as
+            :func:`load_layout` does through :func:`check_leaves`): not read twice.
 
     Raises:
         LayoutError: a leaf holds NaN or Inf (checked before anything is written,
@@ -707,22 +884,26 @@ def load(
     device = first.device
     tensors = {k: _as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in leaves.items()}
     _check_range(tensors, first.dtype)
-    copies, partial = plan(spec, pieces, params, tensors, direction="import")
     local: list[_Copy] = []
     remote: list[_Copy] = []
+    with torch.no_grad():
+        copies, partial = _planned(key, spec, pieces, params, tensors, "import")
     for c in copies:
         (remote if c.src.numel() and _crosses(c.src, c.dst) else local).append(c)
     # On the CPU a separate multithreaded pass over the source (torch's vectorised sum)
     # costs less than checking each block in numpy while it is in cache. Across the bus
     # the check runs on the device, on the bytes that arrived.
     fused = fresh and bool(remote) and not local and _covers(tensors, [c.src for c in copies])
-    if not fused:
-        check_finite(tensors)
+    if not fused and not checked:
+        # numpy leaves are checked as they are (small ones without a tensor view)
+        check_finite({k: v if isinstance(v, np.ndarray) else tensors[k] for k, v in leaves.items()})
     ok = True
     with torch.no_grad():
         for name in partial:
             params[name].zero_()
-        _copy_blocks([(c.dst, c.src) for c in local])
+        pairs = [(c.dst, c.src) for c in local]
+        if not _copy_small(pairs):
+            _copy_blocks(pairs)
         for c in local:
             if c.offset:
                 c.dst.add_(c.offset)
@@ -731,7 +912,7 @@ def load(
     if not ok:
         check_finite(tensors)  # raises, naming the first bad value in leaf order
         # else only huge finite values overflowed a block's sum: nothing to refuse
-    if not fresh and not _flat(module):
+    if not fresh and device.type != "cpu" and not _flat(module):
         # A fresh module was flattened when build() materialised it, and a module already
         # in cuDNN's one buffer was written through views of it: flattening again would
         # allocate a new buffer. Anything else (weights replaced by hand) is re-flattened.
@@ -870,6 +1051,26 @@ def _copy_blocks(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
         pass
 
 
+# Copies of at most this many elements each run in torch on the calling thread: that is
+# torch's intra-op grain, below which copy_ never wakes a worker, and there copy_ costs
+# less than making numpy views of both sides.
+_SMALL_COPY = 32768
+
+
+def _copy_small(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> bool:
+    """``dst.copy_(src)`` for every pair on this thread if every pair is small.
+
+    Returns ``False``, having copied nothing, when a pair is larger than
+    :data:`_SMALL_COPY` elements: the caller then uses :func:`_copy_blocks`.
+    """
+    for d, _ in pairs:
+        if d.numel() > _SMALL_COPY:
+            return False
+    for d, s in pairs:
+        d.copy_(s)
+    return True
+
+
 def _finite_flag(t: torch.Tensor) -> torch.Tensor:
     """A 0-d bool tensor on ``t``'s device: whether ``t`` is all finite (no host sync)."""
     if t.dtype in (torch.float32, torch.float64):
@@ -948,20 +1149,73 @@ def build(cls: type[nn.RNNBase], spec: RNNSpec, *, batch_first: bool, dropout: f
     if not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch dtype, got {dtype}")
     device = torch.device(device) if device is not None else torch.empty(0).device
-    kwargs = spec.module_kwargs()
-    with warnings.catch_warnings():
-        # torch warns about dropout with one layer; forward the user's choice as is
-        warnings.simplefilter("default")
-        module = cls(**kwargs, batch_first=batch_first, dropout=dropout, device="meta", dtype=dtype)
+    if cls.__init__ in _PLAIN_INITS and not (dropout and spec.num_layers == 1):
+        key = (cls, spec, batch_first, type(dropout), dropout, dtype)
+        proto = _prototypes.get(key)
+        if proto is None:
+            module = _on_meta(cls, spec, batch_first=batch_first, dropout=dropout, dtype=dtype)
+            proto = (module, [(n, tuple(p.shape), p.dtype, p.requires_grad)
+                              for n, p in module._parameters.items() if p is not None])
+            if not module._modules and not module._buffers:
+                _cache_put(_prototypes, key, proto)
+        return _clone(*proto, device)
+    module = _on_meta(cls, spec, batch_first=batch_first, dropout=dropout, dtype=dtype)
     # to_empty's empty_like(meta -> device) costs ~0.25 s on its first call (decompositions);
     # a plain empty with the same shape and dtype is what it does, without that cost.
     return module._apply(lambda t: empty(t.shape, t.dtype, device))
+
+
+#: Constructors that only set what ``nn.RNNBase`` sets: their modules can be cloned (see :func:`_clone`).
+_PLAIN_INITS = (nn.GRU.__init__, nn.LSTM.__init__, nn.RNN.__init__)
+_prototypes: dict[Hashable, tuple[nn.RNNBase, list[tuple[str, tuple[int, ...], torch.dtype, bool]]]] = {}
+
+
+def _on_meta(cls: type[nn.RNNBase], spec: RNNSpec, *, batch_first: bool, dropout: float,
+             dtype: torch.dtype) -> nn.RNNBase:
+    with warnings.catch_warnings():
+        # torch warns about dropout with one layer; forward the user's choice as is
+        warnings.simplefilter("default")
+        return cls(**spec.module_kwargs(), batch_first=batch_first, dropout=dropout, device="meta", dtype=dtype)
+
+
+def _clone(proto: nn.RNNBase, shapes: Sequence[tuple[str, tuple[int, ...], torch.dtype, bool]],
+           device: torch.device) -> nn.RNNBase:
+    """A new module like ``proto`` (built on ``meta`` by the class's own constructor) with
+    fresh uninitialised parameters on ``device``, without running the constructor again.
+
+    The constructor's cost is almost all Python (argument checks, a ``setattr`` per
+    parameter, ``reset_parameters``); the module it leaves is plain data: its
+    attributes, empty hook and buffer dicts, and the parameter lists. The clone gets
+    its own copy of every container and new parameters of the same shapes, dtype
+    and ``requires_grad``, then goes through ``flatten_parameters`` as the constructor's
+    modules do (on CUDA that moves them into cuDNN's buffer).
+    """
+    module = proto.__class__.__new__(proto.__class__)
+    state = {k: v.copy() if isinstance(v, (dict, list, set)) else v for k, v in proto.__dict__.items()}
+    state["_all_weights"] = [list(names) for names in proto._all_weights]
+    params: dict[str, nn.Parameter | None] = dict.fromkeys(proto._parameters)  # None stays None
+    cpu = device.type == "cpu"
+    for name, shape, dtype, grad in shapes:
+        t = torch.empty(shape, dtype=dtype, device=device)
+        if cpu and t.nbytes >= 2 * _HUGE_PAGE:
+            _advise_huge_pages(t)
+        params[name] = nn.Parameter(t, requires_grad=grad)
+    state["_parameters"] = params
+    flat = [params.get(n) for n in proto._flat_weights_names]
+    state["_flat_weights"] = flat
+    state["_flat_weight_refs"] = [weakref.ref(w) if w is not None else None for w in flat]
+    module.__dict__.update(state)
+    if device.type != "cpu":
+        module.flatten_parameters()
+    return module
 
 
 def export(
     module: nn.RNNBase,
     pieces: Sequence[Piece],
     shapes: Mapping[str, Sequence[Axis]],
+    *,
+    key: Hashable | None = None,
 ) -> dict[str, np.ndarray]:
     """Run the pieces backwards: fresh numpy leaves in the module's dtype.
 
@@ -969,6 +1223,8 @@ def export(
     Every leaf is written in one pass: fully covered leaves start as
     ``np.empty``, others as zeros. Parameters on another device are permuted
     there into one span of the leaf at a time, which then crosses the bus whole.
+
+    With ``key`` (see :func:`load`) the plan is cached.
 
     Raises:
         TypeError: the module's dtype has no numpy equivalent (bfloat16).
@@ -978,17 +1234,18 @@ def export(
     dtype = next(iter(params.values())).dtype
     if dtype == torch.bfloat16:
         raise TypeError("numpy has no bfloat16: convert the module first, e.g. module.float().to_numpy()")
-    np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+    np_dtype = _NUMPY_OF.get(dtype) or torch.empty(0, dtype=dtype).numpy().dtype
     arrays = {k: np.empty(tuple(a.size for a in axes), dtype=np_dtype) for k, axes in shapes.items()}
     tensors = {k: torch.from_numpy(v) for k, v in arrays.items()}
     for t in tensors.values():
         if t.numel() * t.element_size() >= 2 * _HUGE_PAGE:
             _advise_huge_pages(t)
-    copies, _ = plan(spec, pieces, params, tensors, direction="export")
+    with torch.no_grad():
+        copies, _ = _planned(key, spec, pieces, params, tensors, "export")
     written: dict[int, int] = {}
     for c in copies:
-        key = c.dst.untyped_storage().data_ptr()
-        written[key] = written.get(key, 0) + c.dst.numel()
+        ptr = c.dst.untyped_storage().data_ptr()
+        written[ptr] = written.get(ptr, 0) + c.dst.numel()
     for t in tensors.values():
         # pieces never overlap on export (each parameter block has one home), so a
         # leaf whose element count is reached is fully covered
@@ -997,7 +1254,9 @@ def export(
     remote = [c for c in copies if c.dst.numel() and _crosses(c.dst, c.src)]
     local = [c for c in copies if not (c.dst.numel() and _crosses(c.dst, c.src))]
     with torch.no_grad():
-        _copy_blocks([(c.dst, c.src if c.fold is None else c.src + c.fold) for c in local])
+        pairs = [(c.dst, c.src if c.fold is None else c.src + c.fold) for c in local]
+        if not _copy_small(pairs):
+            _copy_blocks(pairs)
         for c in local:
             if c.offset:
                 c.dst.add_(c.offset)
@@ -1059,15 +1318,15 @@ def import_layout(
             f"nonlinearity={'relu' if mode == 'RNN_RELU' else 'tanh'!r} was asked for; drop nonlinearity= "
             f"to take the source's activation"
         )
-    checked = check_leaves(leaves, layout.shapes(spec, **options), layout=layout.name,
-                           hint=layout.hint(spec, **options), finite=False)
-    pieces = layout.pieces(spec, **options)
+    (shapes, hint), _ = _declaration(layout, spec, options, "shapes")
+    checked = check_leaves(leaves, shapes, layout=layout.name, hint=hint, finite=False)
+    pieces, key = _declaration(layout, spec, options, "pieces")
     if not isinstance(batch_first, bool):
         raise TypeError(f"batch_first should be of type bool, got: {type(batch_first).__name__}")
     if not isinstance(freeze, bool):
         raise TypeError(f"freeze should be of type bool, got: {type(freeze).__name__}")
     module = build(cls, spec, batch_first=batch_first, dropout=dropout, device=device, dtype=dtype)
-    load(module, pieces, checked, fresh=True)  # checks values as it copies
+    load(module, pieces, checked, fresh=True, key=key)  # checks values as it copies
     if freeze:
         module.requires_grad_(False)
     return module
@@ -1078,14 +1337,17 @@ def load_layout(module: nn.RNNBase, layout: Any, source: Any, *, options: Mappin
     options = dict(options or {})
     spec = RNNSpec.of(module)
     leaves = layout.leaves_for(source, spec, **options)
-    checked = check_leaves(leaves, layout.shapes(spec, **options), layout=layout.name,
-                           hint=layout.hint(spec, **options))
-    return load(module, layout.pieces(spec, **options), checked)
+    (shapes, hint), _ = _declaration(layout, spec, options, "shapes")
+    checked = check_leaves(leaves, shapes, layout=layout.name, hint=hint)
+    pieces, key = _declaration(layout, spec, options, "pieces")
+    return load(module, pieces, checked, key=key, checked=True)
 
 
 def export_layout(module: nn.RNNBase, layout: Any, *, options: Mapping[str, Any] | None = None) -> Any:
     """The module's weights in ``layout``, as fresh arrays (never views of the parameters)."""
     options = dict(options or {})
     spec = RNNSpec.of(module)
-    arrays = export(module, layout.pieces(spec, **options), layout.shapes(spec, **options))
+    pieces, key = _declaration(layout, spec, options, "pieces")
+    (shapes, _), _ = _declaration(layout, spec, options, "shapes")
+    arrays = export(module, pieces, shapes, key=key)
     return layout.assemble(arrays, spec, **options)
