@@ -725,6 +725,7 @@ class _Recipe:
 
     steps: tuple[tuple[str, _Geometry, str, _Geometry, float, str | None, _Geometry | None], ...]
     partial: frozenset[str]
+    short: frozenset[str]  # leaves that not every element of is written (zeroed first on export)
 
     @classmethod
     def make(cls, spec: RNNSpec, pieces: Sequence[Piece], params: Mapping[str, torch.Tensor],
@@ -736,7 +737,7 @@ class _Recipe:
             fold = _geometry(c.fold, params[fname]) if c.fold is not None and fname else None
             steps.append((pname, _geometry(pv, params[pname]), lkey, _geometry(lv, leaves[lkey]),
                           c.offset, fname, fold))
-        return cls(tuple(steps), frozenset(partial)), copies
+        return cls(tuple(steps), frozenset(partial), frozenset(_short(copies, origins, leaves, direction))), copies
 
     def copies(self, params: Mapping[str, torch.Tensor], leaves: Mapping[str, torch.Tensor],
                direction: str) -> list[_Copy]:
@@ -752,6 +753,21 @@ class _Recipe:
                 out.append(_Copy(dst=_rebuild(leaves[lkey], lg), src=_rebuild(params[pname], pg),
                                  offset=offset, fold=fold))
         return out
+
+
+def _short(copies: Sequence[_Copy], origins: Sequence[tuple[str, str, str | None]],
+           leaves: Mapping[str, torch.Tensor], direction: str) -> set[str]:
+    """Leaves that the copies of an export do not write in full.
+
+    Pieces never overlap on export (each parameter block has one home), so a leaf
+    whose element count is reached is fully covered.
+    """
+    if direction != "export":
+        return set()
+    written: dict[str, int] = {}
+    for c, (_, lkey, _) in zip(copies, origins):
+        written[lkey] = written.get(lkey, 0) + c.dst.numel()
+    return {k for k, t in leaves.items() if t.numel() and written.get(k, 0) < t.numel()}
 
 
 _CACHE_SIZE = 256
@@ -775,19 +791,24 @@ def _planned(
     params: Mapping[str, torch.Tensor],
     leaves: Mapping[str, torch.Tensor],
     direction: str,
-) -> tuple[list[_Copy], set[str] | frozenset[str]]:
-    """:func:`plan`, cached under ``key`` (which names the pieces) and the tensors' geometry."""
+) -> tuple[list[_Copy], set[str] | frozenset[str], set[str] | frozenset[str]]:
+    """:func:`plan`, cached under ``key`` (which names the pieces) and the tensors' geometry.
+
+    Returns the copies, the parameters to zero first (import) and the leaves to
+    zero first (export, see :func:`_short`).
+    """
     if key is None:
-        return plan(spec, pieces, params, leaves, direction=direction)
+        copies, partial, origins = _plan(spec, pieces, params, leaves, direction=direction)
+        return copies, partial, _short(copies, origins, leaves, direction)
     full = (key, direction,
             tuple((n, tuple(p.shape), tuple(p.stride())) for n, p in params.items()),
             tuple((n, tuple(t.shape), tuple(t.stride())) for n, t in leaves.items()))
     recipe = _recipes.get(full)
     if recipe is not None:
-        return recipe.copies(params, leaves, direction), recipe.partial
+        return recipe.copies(params, leaves, direction), recipe.partial, recipe.short
     recipe, copies = _Recipe.make(spec, pieces, params, leaves, direction)
     _cache_put(_recipes, full, recipe)
-    return copies, recipe.partial
+    return copies, recipe.partial, recipe.short
 
 
 def _options_key(options: Mapping[str, Any]) -> Hashable | None:
@@ -886,19 +907,18 @@ def load(
     _check_range(tensors, first.dtype)
     local: list[_Copy] = []
     remote: list[_Copy] = []
-    with torch.no_grad():
-        copies, partial = _planned(key, spec, pieces, params, tensors, "import")
-    for c in copies:
-        (remote if c.src.numel() and _crosses(c.src, c.dst) else local).append(c)
-    # On the CPU a separate multithreaded pass over the source (torch's vectorised sum)
-    # costs less than checking each block in numpy while it is in cache. Across the bus
-    # the check runs on the device, on the bytes that arrived.
-    fused = fresh and bool(remote) and not local and _covers(tensors, [c.src for c in copies])
-    if not fused and not checked:
-        # numpy leaves are checked as they are (small ones without a tensor view)
-        check_finite({k: v if isinstance(v, np.ndarray) else tensors[k] for k, v in leaves.items()})
     ok = True
-    with torch.no_grad():
+    with torch.no_grad():  # one context for everything: entering one costs as much as a small copy
+        copies, partial, _ = _planned(key, spec, pieces, params, tensors, "import")
+        for c in copies:
+            (remote if c.src.numel() and _crosses(c.src, c.dst) else local).append(c)
+        # On the CPU a separate multithreaded pass over the source (torch's vectorised sum)
+        # costs less than checking each block in numpy while it is in cache. Across the bus
+        # the check runs on the device, on the bytes that arrived.
+        fused = fresh and bool(remote) and not local and _covers(tensors, [c.src for c in copies])
+        if not fused and not checked:
+            # numpy leaves are checked as they are (small ones without a tensor view)
+            check_finite({k: v if isinstance(v, np.ndarray) else tensors[k] for k, v in leaves.items()})
         for name in partial:
             params[name].zero_()
         pairs = [(c.dst, c.src) for c in local]
@@ -1240,20 +1260,14 @@ def export(
     for t in tensors.values():
         if t.numel() * t.element_size() >= 2 * _HUGE_PAGE:
             _advise_huge_pages(t)
-    with torch.no_grad():
-        copies, _ = _planned(key, spec, pieces, params, tensors, "export")
-    written: dict[int, int] = {}
-    for c in copies:
-        ptr = c.dst.untyped_storage().data_ptr()
-        written[ptr] = written.get(ptr, 0) + c.dst.numel()
-    for t in tensors.values():
-        # pieces never overlap on export (each parameter block has one home), so a
-        # leaf whose element count is reached is fully covered
-        if t.numel() and written.get(t.untyped_storage().data_ptr(), 0) < t.numel():
-            t.zero_()
-    remote = [c for c in copies if c.dst.numel() and _crosses(c.dst, c.src)]
-    local = [c for c in copies if not (c.dst.numel() and _crosses(c.dst, c.src))]
-    with torch.no_grad():
+    with torch.no_grad():  # one context for everything: entering one costs as much as a small copy
+        copies, _, short = _planned(key, spec, pieces, params, tensors, "export")
+        for name in short:
+            tensors[name].zero_()
+        remote: list[_Copy] = []
+        local: list[_Copy] = []
+        for c in copies:
+            (remote if c.dst.numel() and _crosses(c.dst, c.src) else local).append(c)
         pairs = [(c.dst, c.src if c.fold is None else c.src + c.fold) for c in local]
         if not _copy_small(pairs):
             _copy_blocks(pairs)
