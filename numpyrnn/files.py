@@ -201,7 +201,7 @@ def read_npz(path: str | os.PathLike, *, mmap: bool = True) -> dict[str, np.ndar
                     shape, fortran, dtype = _npy_header(fp, where)
                     header = fp.tell()
                     _check_size(where, shape, dtype, info.file_size - header)
-                    start = _stored_at(zf, info, size) if mmap and math.prod(shape) else None
+                    start = _stored_at(zf, info, size) if mmap and math.prod(shape) > 0 else None
                     if start is None:
                         data = fp.read(math.prod(shape) * dtype.itemsize)
                 if start is not None:

@@ -439,4 +439,4 @@ def test_stored_npz_members_are_memory_mapped(tmp_path):
 def _root(a):
     while isinstance(a, np.ndarray) and a.base is not None:
         a = a.base
-    return a
+    return a.obj if isinstance(a, memoryview) else a
