@@ -227,6 +227,7 @@ def _convert(args: argparse.Namespace) -> int:
     mode = _mode(args)
     source, tree, info = _read_source(src, fmt)
     module = _build(src, fmt, mode, args, source, tree, info)
+    del source, tree  # memory-mapped inputs are unmapped before the output is written
     spec = _spec(module)
     meta = {"numpyrnn.config": spec.describe(), "numpyrnn.mode": spec.mode,
             "numpyrnn.batch_first": str(bool(args.batch_first))}
