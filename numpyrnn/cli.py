@@ -40,25 +40,46 @@ def _demo(args: argparse.Namespace) -> int:
     x = np.random.RandomState(0).randn(T, N, I).astype(np.float32)
     y_ref, h_ref = reference.gru(x.astype(np.float64), w0.astype(np.float64), w.astype(np.float64))
 
-    def timed(fn, repeats: int = 3) -> float:
-        fn()  # warm-up: first-call costs (imports, allocator) are not the load's
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return sorted(times)[len(times) // 2]
+    def timed(*fns, rounds: int = 9, budget: float = 0.5) -> list[float]:
+        """Medians of interleaved rounds (the order alternates) after a warm-up round.
+
+        At least ``rounds`` rounds, more while they fit in ``budget`` seconds (up to 101),
+        so that what else the machine does falls on every method alike.
+        """
+        for fn in fns:
+            fn()  # warm-up: first-call costs (imports, allocator, cached plans) are not the load's
+        times: list[list[float]] = [[] for _ in fns]
+        start = time.perf_counter()
+        k = 0
+        while k < rounds or (k < 101 and time.perf_counter() - start < budget):
+            order = list(enumerate(fns))
+            for i, fn in order if k % 2 else order[::-1]:
+                t0 = time.perf_counter()
+                fn()
+                times[i].append(time.perf_counter() - t0)
+            k += 1
+        return [sorted(ts)[len(ts) // 2] for ts in times]
 
     gru = NumpyGRU.from_numpy(w0, w)
-    t_np = timed(lambda: NumpyGRU.from_numpy(w0, w))
-
     torch.manual_seed(0)
     plain = row_loop(nn.GRU(I, H, L, bias=True, bidirectional=True), w0, w)
-    t_loop = timed(lambda: row_loop(nn.GRU(I, H, L, bias=True, bidirectional=True), w0, w))
+    state = gru.state_dict()
+    native = nn.GRU(I, H, L, bias=False, bidirectional=True)  # the arrays hold no biases
+    native.load_state_dict(state)
+
+    def torch_way() -> nn.GRU:
+        m = nn.GRU(I, H, L, bias=False, bidirectional=True)
+        m.load_state_dict(state)
+        return m
+
+    t_np, t_loop, t_torch = timed(lambda: NumpyGRU.from_numpy(w0, w),
+                                  lambda: row_loop(nn.GRU(I, H, L, bias=True, bidirectional=True), w0, w),
+                                  torch_way)
 
     rows = []
     with torch.no_grad():
-        for name, mod, t in (("numpyrnn NumpyGRU.from_numpy", gru, t_np), ("original row loop", plain, t_loop)):
+        for name, mod, t in (("numpyrnn NumpyGRU.from_numpy", gru, t_np), ("original row loop", plain, t_loop),
+                             ("nn.GRU + load_state_dict**", native, t_torch)):
             y, h = mod(torch.from_numpy(x))
             rows.append((name, float(np.abs(y.numpy() - y_ref).max()), float(np.abs(h.numpy() - h_ref).max()), t))
 
@@ -67,16 +88,18 @@ def _demo(args: argparse.Namespace) -> int:
     print("reference: numpyrnn.reference.gru, plain numpy from the layout's formulas (float64)\n")
     print(f"{'method':<30} {'max|y - ref|':>13} {'max|h_n - ref|':>15} {'load time*':>11}")
     for name, ey, eh, t in rows:
-        print(f"{name:<30} {ey:>13.2e} {eh:>15.2e} {t * 1e3:>9.2f} ms")
+        print(f"{name:<30} {ey:>13.2e} {eh:>15.2e} {t * 1e3:>9.3f} ms")
     ok = rows[0][1] < 1e-5 and rows[0][2] < 1e-5
-    print("* median of 3 after a warm-up; the loop's time includes building the nn.GRU it fills")
+    print("* median of interleaved rounds after a warm-up; the loop's and torch's times include building "
+          "the nn.GRU (random init) they fill")
+    print("** the weights already in torch's layout: what loading costs torch itself")
     if args.grow:
-        print(f"\nload time as the model grows (input = hidden, {L} layers, bidirectional):")
+        print(f"\nload time as the model grows (input = hidden, {L} layers, bidirectional; median of 3 interleaved):")
         print(f"{'hidden':>8} {'weights':>10} {'row loop':>11} {'numpyrnn':>11} {'ratio':>7}")
         for h in args.grow:
             a0, a = seed_arrays(h, h, L, D)
-            tl = timed(lambda h=h, a0=a0, a=a: row_loop(nn.GRU(h, h, L, bias=True, bidirectional=True), a0, a), repeats=1)
-            tn = timed(lambda a0=a0, a=a: NumpyGRU.from_numpy(a0, a), repeats=1)
+            tl, tn = timed(lambda h=h, a0=a0, a=a: row_loop(nn.GRU(h, h, L, bias=True, bidirectional=True), a0, a),
+                           lambda a0=a0, a=a: NumpyGRU.from_numpy(a0, a), rounds=3, budget=0.0)
             print(f"{h:>8} {(a0.nbytes + a.nbytes) / 1e6:>8.1f}MB {tl * 1e3:>9.1f}ms {tn * 1e3:>9.1f}ms {tl / tn:>6.1f}x")
     print("\nnumpyrnn matches the reference" + (" " if ok else " NOT ") + "to float32 tolerance (1e-5).")
     print("The row loop scrambles gates across hidden units and leaves the biases random: "
