@@ -1071,23 +1071,50 @@ def _copy_blocks(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
         pass
 
 
-# Copies of at most this many elements each run in torch on the calling thread: that is
-# torch's intra-op grain, below which copy_ never wakes a worker, and there copy_ costs
-# less than making numpy views of both sides.
+# Below this many bytes in all, :func:`_copy_small` copies everything on the calling thread.
+_SINGLE_THREAD_BYTES = 32 << 20
+# Copies of at most this many elements go through torch's copy_: that is torch's
+# intra-op grain, below which copy_ never wakes a worker, and there copy_ costs
+# less than making numpy views of both sides. Larger ones are copied by numpy.
 _SMALL_COPY = 32768
 
 
-def _copy_small(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> bool:
-    """``dst.copy_(src)`` for every pair on this thread if every pair is small.
+class _Memory:
+    """A CPU tensor's memory seen through numpy's array interface; keeps the tensor alive.
 
-    Returns ``False``, having copied nothing, when a pair is larger than
-    :data:`_SMALL_COPY` elements: the caller then uses :func:`_copy_blocks`.
+    Unlike ``Tensor.numpy()`` it leaves the storage resizable, and it costs a few
+    microseconds (no ctypes types).
     """
-    for d, _ in pairs:
-        if d.numel() > _SMALL_COPY:
-            return False
+
+    __slots__ = ("__array_interface__", "tensor")
+
+    def __init__(self, t: torch.Tensor):
+        self.tensor = t
+        item = t.element_size()
+        self.__array_interface__ = {
+            "data": (t.data_ptr(), False), "shape": tuple(t.shape), "version": 3,
+            "strides": tuple(st * item for st in t.stride()), "typestr": np.dtype(_NUMPY_OF[t.dtype]).str,
+        }
+
+
+def _copy_small(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> bool:
+    """``dst.copy_(src)`` for every pair on this thread when there are few bytes in all.
+
+    Returns ``False``, having copied nothing, from :data:`_SINGLE_THREAD_BYTES` on:
+    the caller then uses :func:`_copy_blocks`. Small pairs go through torch, larger
+    ones of numpy dtypes through ``np.copyto`` (same casts); neither wakes a thread.
+    """
+    total = 0
     for d, s in pairs:
-        d.copy_(s)
+        total += d.numel() * max(d.element_size(), s.element_size())
+    if total >= _SINGLE_THREAD_BYTES:
+        return False
+    for d, s in pairs:
+        n = d.numel()
+        if n > _SMALL_COPY and _blockwise(d, s):
+            np.copyto(np.asarray(_Memory(d)), np.asarray(_Memory(s)), casting="unsafe")
+        elif n:
+            d.copy_(s)
     return True
 
 

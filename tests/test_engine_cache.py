@@ -177,14 +177,24 @@ def test_small_copy_path_casts_like_the_block_path(src, dst):
     spec = RNNSpec("LSTM", 7, 9, num_layers=2, bidirectional=True)
     arrays = {k: v.astype(src) for k, v in make_blocks(spec, seed=4).items() if v is not None and k != "proj"}
     small = NumpyLSTM.from_numpy(**arrays, dtype=dst)
-    saved = engine._SMALL_COPY
-    engine._SMALL_COPY = -1  # every copy through the block path
+    saved = engine._SMALL_COPY, engine._SINGLE_THREAD_BYTES
     try:
+        engine._SMALL_COPY = -1  # every copy through numpy on this thread
+        mid = NumpyLSTM.from_numpy(**arrays, dtype=dst)
+        out_mid = mid.to_numpy()
+        engine._SINGLE_THREAD_BYTES = -1  # every copy through the block path
         blocked = NumpyLSTM.from_numpy(**arrays, dtype=dst)
+        out_blocked = blocked.to_numpy()
     finally:
-        engine._SMALL_COPY = saved
+        engine._SMALL_COPY, engine._SINGLE_THREAD_BYTES = saved
+    out_small = small.to_numpy()
     for k, v in state(small).items():
-        assert torch.equal(v, state(blocked)[k]), k
+        assert torch.equal(v, state(blocked)[k]) and torch.equal(v, state(mid)[k]), k
+    for k, v in out_small.items():
+        if v is not None:
+            assert np.array_equal(v, out_blocked[k]) and np.array_equal(v, out_mid[k]), k
+    # the numpy view leaves the parameters' storage as torch made it
+    assert all(p.untyped_storage().resizable() for p in mid.parameters())
 
 
 def test_small_leaves_still_name_the_first_bad_value():
