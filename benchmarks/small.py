@@ -99,26 +99,29 @@ def time_pair(ours, theirs, budget: float, min_rounds: int, max_rounds: int) -> 
 
 def measure(cell: str, I: int, H: int, budget: float, min_rounds: int, max_rounds: int) -> dict:
     torch_cls, ours_cls, G = CELLS[cell]
-    arrays = arrays_for(G, I, H)
+    box = [arrays_for(G, I, H)]  # dropped before the export is timed
+    arrays = box[0]
     kw = dict(num_layers=LAYERS, bidirectional=True)
+    out = {"cell": cell, "input": I, "hidden": H, "bytes": nbytes_of(arrays), "paths": {}}
+    # at most three copies of the weights alive at a time (4096 LSTM: 2.7 GB each)
+    out["paths"]["from_numpy"] = time_pair(lambda: ours_cls.from_numpy(**box[0]), lambda: torch_cls(I, H, **kw),
+                                           budget, min_rounds, max_rounds)
     module = ours_cls.from_numpy(**arrays)
     plain = torch_cls(I, H, **kw)
-    sd = module.state_dict()  # views of module's parameters: no third copy of the weights
+    sd = module.state_dict()  # views of module's parameters: no further copy of the weights
     plain.load_state_dict(sd)
+    out["paths"]["load_numpy"] = time_pair(lambda: module.load_numpy(**box[0]), lambda: plain.load_state_dict(sd),
+                                           budget, min_rounds, max_rounds)
+    for k, v in plain.state_dict().items():
+        assert torch.equal(v, sd[k]), k
     expected = module.to_numpy()
     for k, v in arrays.items():  # what is timed is right
         assert np.array_equal(expected[k], v), k
-    del expected
-    out = {"cell": cell, "input": I, "hidden": H, "bytes": nbytes_of(arrays), "paths": {}}
-    out["paths"]["from_numpy"] = time_pair(lambda: ours_cls.from_numpy(**arrays), lambda: torch_cls(I, H, **kw),
-                                           budget, min_rounds, max_rounds)
-    out["paths"]["load_numpy"] = time_pair(lambda: module.load_numpy(**arrays), lambda: plain.load_state_dict(sd),
-                                           budget, min_rounds, max_rounds)
+    del expected, arrays
+    box.clear()
     out["paths"]["to_numpy"] = time_pair(
         module.to_numpy, lambda: {k: v.numpy().copy() for k, v in plain.state_dict().items()},
         budget, min_rounds, max_rounds)
-    for k, v in plain.state_dict().items():
-        assert torch.equal(v, sd[k]), k
     return out
 
 
@@ -183,6 +186,12 @@ def plot(report: dict, out: Path) -> list[Path]:
     return made
 
 
+def save(report: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "small.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / "small.md").write_text(markdown(report))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="the demo's size and hidden 64, a few rounds (seconds)")
@@ -210,12 +219,11 @@ def main(argv: list[str] | None = None) -> int:
             big = G * H * (I + H) * 4 * 2 * 3 > 400e6  # a few rounds only where one takes seconds
             entry = measure(cell, I, H, budget, 1 if big else min_rounds, 2 if big else 100_000)
             report["results"].append(entry)
+            save(report, args.out)  # after every size: an interrupted run keeps what it measured
             print(f"{cell} I={I} H={H} ({fmt_bytes(entry['bytes'])}): " + ", ".join(
                 f"{k} {v['ratio']:.2f}x (noise {v['noise']:.2f}, {v['rounds']} rounds)"
                 for k, v in entry["paths"].items()), flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "small.json").write_text(json.dumps(report, indent=1) + "\n")
-    (args.out / "small.md").write_text(markdown(report))
+    save(report, args.out)
     made = plot(report, args.out)
     print(f"wrote {args.out / 'small.json'}, {args.out / 'small.md'}" + "".join(f", {m}" for m in made))
     return 0
