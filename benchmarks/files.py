@@ -8,7 +8,8 @@ interleaved round by round:
 * ``python -m numpyrnn --help``: the interpreter's and the imports' start-up;
 * ``python -m numpyrnn convert`` of a stored (uncompressed) ``.npz`` to
   ``.safetensors`` and to ``.pt``; of an ``.onnx`` and (up to ``--keras-max``)
-  a ``.keras`` file to ``.safetensors``; and ``numpyrnn export`` of the
+  a ``.keras`` file to ``.safetensors`` (``.onnx`` up to hidden 2048: a protobuf
+  holds at most 2 GB); and ``numpyrnn export`` of the
   ``.safetensors`` back to a block ``.npz``.
 
 Every figure is a median over the rounds. The ratio is
@@ -105,7 +106,7 @@ def run(cmd: list[str]) -> dict:
     return {"s": wall, "maxrss": usage.ru_maxrss * 1024, "anon": anon[0]}
 
 
-def make_sources(folder: Path, hidden: int, keras_max: int) -> dict[str, Path]:
+def make_sources(folder: Path, hidden: int, keras_max: int, onnx_max: int = 2048) -> dict[str, Path]:
     """The same weights as a stored .npz, .safetensors, .onnx and (small sizes) .keras."""
     import numpyrnn
     from numpyrnn import files
@@ -117,6 +118,8 @@ def make_sources(folder: Path, hidden: int, keras_max: int) -> dict[str, Path]:
     out["safetensors"] = folder / "w.safetensors"
     files.write_state_dict(out["safetensors"], module.state_dict())
     py = sys.executable
+    if hidden > onnx_max:  # a protobuf holds at most 2 GB
+        return out
     out["onnx"] = folder / "w.onnx"
     subprocess.run([py, "-m", "numpyrnn", "export", str(out["safetensors"]), "--to", "onnx", "--cell", "gru",
                     "-o", str(out["onnx"])], check=True, env=_env(), stdout=subprocess.DEVNULL)
@@ -144,10 +147,12 @@ def commands(folder: Path, sources: dict[str, Path]) -> dict[str, list[str]]:
         "startup": [*py, "--help"],
         "npz->safetensors": [*py, "convert", str(sources["npz"]), "-o", str(folder / "o.safetensors"), "--cell", "gru"],
         "npz->pt": [*py, "convert", str(sources["npz"]), "-o", str(folder / "o.pt"), "--cell", "gru"],
-        "onnx->safetensors": [*py, "convert", str(sources["onnx"]), "-o", str(folder / "x.safetensors"), "--cell", "gru"],
         "safetensors->npz": [*py, "export", str(sources["safetensors"]), "--to", "blocks", "--cell", "gru",
                              "-o", str(folder / "e.npz")],
     }
+    if "onnx" in sources:
+        cmds["onnx->safetensors"] = [*py, "convert", str(sources["onnx"]), "-o", str(folder / "x.safetensors"),
+                                     "--cell", "gru"]
     if "keras" in sources:
         cmds["keras->safetensors"] = [*py, "convert", str(sources["keras"]), "-o", str(folder / "k.safetensors"),
                                       "--cell", "gru"]
