@@ -14,9 +14,9 @@ interleaved round by round:
 
 Every figure is a median over the rounds. The ratio is
 ``(median command - median start-up) / median cp``; the start-up is measured
-in the same rounds. Peak memory is the child's ``ru_maxrss`` (which counts
-pages of memory-mapped files it touched) and the largest ``RssAnon`` (memory
-that is not file-backed) sampled every few milliseconds, both as ratios to the
+in the same rounds. Peak memory is the largest ``VmRSS`` (which counts pages
+of memory-mapped files the child touched) and the largest ``RssAnon`` (memory
+that is not file-backed), both sampled every few milliseconds, as ratios to the
 weight bytes.
 
 Usage::
@@ -75,7 +75,7 @@ def run(cmd: list[str]) -> dict:
     """Run ``cmd``; wall seconds, ``ru_maxrss`` and the largest sampled ``RssAnon``, in bytes."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
-    anon = [0]
+    anon, rss = [0], [0]
     done = threading.Event()
 
     def sample() -> None:
@@ -84,7 +84,9 @@ def run(cmd: list[str]) -> dict:
             try:
                 with open(path) as f:
                     for line in f:
-                        if line.startswith("RssAnon:"):
+                        if line.startswith("VmRSS:"):
+                            rss[0] = max(rss[0], int(line.split()[1]) * 1024)
+                        elif line.startswith("RssAnon:"):
                             anon[0] = max(anon[0], int(line.split()[1]) * 1024)
                             break
             except OSError:
@@ -103,7 +105,10 @@ def run(cmd: list[str]) -> dict:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-2000:]}")
-    return {"s": wall, "maxrss": usage.ru_maxrss * 1024, "anon": anon[0]}
+    # ru_maxrss is not used: a child forked from this process starts with this process's
+    # resident size (the weights it wrote), so it says nothing about the command
+    del usage
+    return {"s": wall, "maxrss": rss[0], "anon": anon[0]}
 
 
 def make_sources(folder: Path, hidden: int, keras_max: int, onnx_max: int = 2048) -> dict[str, Path]:
@@ -207,8 +212,8 @@ def markdown(report: dict) -> str:
     lines = [f"# File paths against cp ({report['machine']})", "",
              f"{report['description']}. Bidirectional {LAYERS}-layer GRU, input = hidden, float32. Median of "
              f"{report['repeats']} interleaved rounds of fresh processes after a warm-up round. "
-             "net = command - start-up (`numpyrnn --help`), ratio = net / cp of the .npz. Memory: the child's peak "
-             "RSS less the start-up's (counts touched pages of mapped files), and its largest sampled RssAnon less "
+             "net = command - start-up (`numpyrnn --help`), ratio = net / cp of the .npz. Memory: the child's largest "
+             "sampled VmRSS less the start-up's (counts touched pages of mapped files), and its largest RssAnon less "
              "the start-up's (not file-backed), as ratios to the weight bytes. Spread = (max - min) / median of "
              "the rounds. Targets for npz->safetensors: ratio <= 1.5, peak memory <= 1.2.", "",
              "| hidden | weights | cp (s) | start-up (s) | path | command (s) | net (s) | ratio to cp | "
