@@ -30,7 +30,7 @@ import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,6 +182,10 @@ def _check_dtype(name: str, arr: np.ndarray | torch.Tensor) -> None:
 _LOCATE_BLOCK = 1 << 18
 
 
+# Up to this many elements a numpy leaf is checked with one isfinite pass.
+_TINY = 1 << 16
+
+
 # Below this many elements the check runs single-threaded in numpy: waking torch's
 # thread pool costs more than the pass itself, and far more on a busy machine.
 _SMALL = 1 << 21
@@ -208,6 +212,16 @@ def _all_finite(t: torch.Tensor) -> bool:
         return bool(torch.isfinite(t.sum(dtype=t.dtype)))
     lo, hi = torch.aminmax(t)
     return bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))
+
+
+def _numpy_all_finite(a: np.ndarray) -> bool:
+    """:func:`_all_finite` for a numpy float array, read in place (any strides, any byte order)."""
+    if a.size <= _TINY:  # the temporary is small; no error state to set (which costs more)
+        return bool(np.isfinite(a).all())
+    with np.errstate(over="ignore", invalid="ignore"):
+        if a.dtype.itemsize >= 4:
+            return bool(np.isfinite(a.sum(dtype=a.dtype.type)))
+        return bool(np.isfinite(a.min())) and bool(np.isfinite(a.max()))
 
 
 def _locate_nonfinite(t: torch.Tensor) -> tuple[int, ...] | None:
@@ -237,6 +251,9 @@ def _locate_nonfinite(t: torch.Tensor) -> tuple[int, ...] | None:
 
 def _first_nonfinite(arr: np.ndarray | torch.Tensor) -> tuple[tuple[int, ...], float] | None:
     """Index and value of the first NaN/Inf, or ``None``. One read pass, no big temporaries."""
+    if isinstance(arr, np.ndarray) and arr.dtype.kind == "f" and arr.dtype.itemsize <= 8 and arr.size < _SMALL:
+        if _numpy_all_finite(arr):  # small numpy leaves: no tensor, no view, one numpy pass
+            return None
     t = _as_tensor(arr) if isinstance(arr, np.ndarray) else arr
     if t.numel() == 0 or t.device.type == "meta":
         return None
@@ -332,6 +349,9 @@ def check_finite(leaves: Mapping[str, np.ndarray | torch.Tensor]) -> None:
 _warn_lock = threading.Lock()
 
 
+_WIDE_LONGDOUBLE = np.dtype(np.longdouble).itemsize > 8
+
+
 def _as_tensor(arr: np.ndarray) -> torch.Tensor:
     """A CPU tensor over ``arr``'s memory, copying only where torch cannot view it.
 
@@ -343,7 +363,7 @@ def _as_tensor(arr: np.ndarray) -> torch.Tensor:
         return _as_tensor(arr.view(np.uint16)).view(torch.bfloat16)
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
-    if arr.dtype == np.longdouble and np.dtype(np.longdouble).itemsize > 8:
+    if _WIDE_LONGDOUBLE and arr.dtype == np.longdouble:
         arr = arr.astype(np.float64)
     if any(s < 0 for s in arr.strides):
         arr = _positive_strides(arr)
@@ -628,6 +648,20 @@ def plan(
         RuntimeError: a piece would write a block twice, names an unknown
             parameter, or its pattern is not a view: bugs in a layout.
     """
+    copies, partial, _ = _plan(spec, pieces, params, leaves, direction=direction)
+    return copies, partial
+
+
+def _plan(
+    spec: RNNSpec,
+    pieces: Iterable[Piece],
+    params: Mapping[str, torch.Tensor],
+    leaves: Mapping[str, torch.Tensor],
+    *,
+    direction: str,
+) -> tuple[list[_Copy], set[str], list[tuple[str, str, str | None]]]:
+    """:func:`plan`, plus each copy's ``(param, leaf, fold param)`` names (for :class:`_Recipe`)."""
+    origins: list[tuple[str, str, str | None]] = []
     G = spec.gates
     torch_letters = spec.gate_letters
     copies: list[_Copy] = []
@@ -657,11 +691,13 @@ def plan(
                     t, k = tsl.start + j, ksl.start + j
                     copies.append(_pair(pview[t : t + 1], lview[k : k + 1], piece.offsets.get(c, 0.0),
                                         fview[t : t + 1] if fview is not None else None, direction))
+                    origins.append((piece.param, piece.source, piece.fold))
                 continue
             copies.append(_pair(pview[tsl], lview[ksl], offsets.pop(),
                                 fview[tsl] if fview is not None else None, direction))
+            origins.append((piece.param, piece.source, piece.fold))
     partial = {name for name in params if len(covered.get(name, ())) < G}
-    return copies, partial
+    return copies, partial, origins
 
 
 def _pair(pv: torch.Tensor, lv: torch.Tensor, offset: float, fv: torch.Tensor | None, direction: str) -> _Copy:
@@ -670,6 +706,155 @@ def _pair(pv: torch.Tensor, lv: torch.Tensor, offset: float, fv: torch.Tensor | 
     if direction == "import":
         return _Copy(dst=pv, src=lv, offset=offset)
     return _Copy(dst=lv, src=pv, offset=-offset, fold=fv)
+
+
+# --------------------------------------------------------------------------------------
+# cached plans: a repeated build or load does no planning in Python
+# --------------------------------------------------------------------------------------
+
+_Geometry = tuple[tuple[int, ...], tuple[int, ...], int]  # sizes, strides, offset from the base's
+
+
+def _geometry(view: torch.Tensor, base: torch.Tensor) -> _Geometry:
+    return tuple(view.shape), tuple(view.stride()), int(view.storage_offset() - base.storage_offset())
+
+
+def _rebuild(base: torch.Tensor, geometry: _Geometry) -> torch.Tensor:
+    sizes, strides, offset = geometry
+    return base.as_strided(sizes, strides, base.storage_offset() + offset)
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    """A plan reduced to geometry: what :func:`plan` worked out, replayable on new tensors.
+
+    Views are pure geometry (sizes, strides and an offset from their base tensor),
+    so a plan made once for parameters and leaves of given shapes and strides holds
+    for any others of the same shapes and strides: :meth:`copies` rebuilds the views
+    with one ``as_strided`` each, without einops, gate runs or checks.
+    """
+
+    steps: tuple[tuple[str, _Geometry, str, _Geometry, float, str | None, _Geometry | None], ...]
+    partial: frozenset[str]
+    short: frozenset[str]  # leaves that not every element of is written (zeroed first on export)
+
+    @classmethod
+    def make(cls, spec: RNNSpec, pieces: Sequence[Piece], params: Mapping[str, torch.Tensor],
+             leaves: Mapping[str, torch.Tensor], direction: str) -> tuple[_Recipe, list[_Copy]]:
+        copies, partial, origins = _plan(spec, pieces, params, leaves, direction=direction)
+        steps = []
+        for c, (pname, lkey, fname) in zip(copies, origins):
+            pv, lv = (c.dst, c.src) if direction == "import" else (c.src, c.dst)
+            fold = _geometry(c.fold, params[fname]) if c.fold is not None and fname else None
+            steps.append((pname, _geometry(pv, params[pname]), lkey, _geometry(lv, leaves[lkey]),
+                          c.offset, fname, fold))
+        return cls(tuple(steps), frozenset(partial), frozenset(_short(copies, origins, leaves, direction))), copies
+
+    def copies(self, params: Mapping[str, torch.Tensor], leaves: Mapping[str, torch.Tensor],
+               direction: str) -> list[_Copy]:
+        out = []
+        if direction == "import":
+            for pname, (psz, pst, poff), lkey, (lsz, lst, loff), offset, _, _ in self.steps:
+                p, t = params[pname], leaves[lkey]
+                out.append(_Copy(p.as_strided(psz, pst, p.storage_offset() + poff),
+                                 t.as_strided(lsz, lst, t.storage_offset() + loff), offset))
+        else:
+            for pname, pg, lkey, lg, offset, fname, fg in self.steps:
+                fold = _rebuild(params[fname], fg) if fname and fg is not None else None
+                out.append(_Copy(dst=_rebuild(leaves[lkey], lg), src=_rebuild(params[pname], pg),
+                                 offset=offset, fold=fold))
+        return out
+
+
+def _short(copies: Sequence[_Copy], origins: Sequence[tuple[str, str, str | None]],
+           leaves: Mapping[str, torch.Tensor], direction: str) -> set[str]:
+    """Leaves that the copies of an export do not write in full.
+
+    Pieces never overlap on export (each parameter block has one home), so a leaf
+    whose element count is reached is fully covered.
+    """
+    if direction != "export":
+        return set()
+    written: dict[str, int] = {}
+    for c, (_, lkey, _) in zip(copies, origins):
+        written[lkey] = written.get(lkey, 0) + c.dst.numel()
+    return {k for k, t in leaves.items() if t.numel() and written.get(k, 0) < t.numel()}
+
+
+_CACHE_SIZE = 256
+_recipes: dict[Hashable, _Recipe] = {}
+
+
+def _cache_put(cache: dict, key: Hashable, value: Any) -> None:
+    """Insert, dropping the oldest entries beyond :data:`_CACHE_SIZE` (a plain dict keeps insertion order)."""
+    cache[key] = value
+    while len(cache) > _CACHE_SIZE:
+        try:
+            del cache[next(iter(cache))]
+        except (KeyError, StopIteration, RuntimeError):  # another thread got there first
+            break
+
+
+def _planned(
+    key: Hashable | None,
+    spec: RNNSpec,
+    pieces: Sequence[Piece],
+    params: Mapping[str, torch.Tensor],
+    leaves: Mapping[str, torch.Tensor],
+    direction: str,
+) -> tuple[list[_Copy], set[str] | frozenset[str], set[str] | frozenset[str]]:
+    """:func:`plan`, cached under ``key`` (which names the pieces) and the tensors' geometry.
+
+    Returns the copies, the parameters to zero first (import) and the leaves to
+    zero first (export, see :func:`_short`).
+    """
+    if key is None:
+        copies, partial, origins = _plan(spec, pieces, params, leaves, direction=direction)
+        return copies, partial, _short(copies, origins, leaves, direction)
+    full = (key, direction,
+            tuple((n, tuple(p.shape), tuple(p.stride())) for n, p in params.items()),
+            tuple((n, tuple(t.shape), tuple(t.stride())) for n, t in leaves.items()))
+    recipe = _recipes.get(full)
+    if recipe is not None:
+        return recipe.copies(params, leaves, direction), recipe.partial, recipe.short
+    recipe, copies = _Recipe.make(spec, pieces, params, leaves, direction)
+    _cache_put(_recipes, full, recipe)
+    return copies, recipe.partial, recipe.short
+
+
+def _options_key(options: Mapping[str, Any]) -> Hashable | None:
+    """A hashable form of a layout's options (the type is part of it: ``1`` is not ``True``), or ``None``."""
+    try:
+        key = tuple(sorted((k, type(v), v) for k, v in options.items()))
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+_declared: dict[Hashable, Any] = {}
+
+
+def _declaration(layout: Any, spec: RNNSpec, options: Mapping[str, Any], what: str) -> tuple[Any, Hashable | None]:
+    """``layout.shapes`` (with ``layout.hint``) or ``layout.pieces`` for ``spec``, computed once per
+    (layout, spec, options); returns the value and the key that names it (``None``: not cached).
+
+    Layouts declare these as pure functions of the spec and options. Whatever they
+    raise is raised every time (nothing is cached then).
+    """
+    okey = _options_key(options)
+    key = None if okey is None else (what, id(layout), type(layout), spec, okey)
+    if key is not None:
+        hit = _declared.get(key)
+        if hit is not None and hit[0] is layout:
+            return hit[1], key
+    if what == "shapes":
+        value: Any = (layout.shapes(spec, **options), layout.hint(spec, **options))
+    else:
+        value = layout.pieces(spec, **options)
+    if key is not None:
+        _cache_put(_declared, key, (layout, value))
+    return value, key
 
 
 # --------------------------------------------------------------------------------------
@@ -931,12 +1116,19 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 
+@functools.lru_cache(maxsize=256)
+def _param_names(spec: RNNSpec) -> tuple[str, ...]:
+    return tuple(spec.param_shapes())
+
+
 def load(
     module: nn.RNNBase,
     pieces: Sequence[Piece],
     leaves: Mapping[str, np.ndarray | torch.Tensor],
     *,
     fresh: bool = False,
+    key: Hashable | None = None,
+    checked: bool = False,
 ) -> nn.RNNBase:
     """Write validated leaves into ``module``'s parameters, in place, atomically.
 
@@ -973,6 +1165,10 @@ def load(
             after the transfer instead of in a pass over host memory first. Any
             bad value raises exactly what :func:`check_finite` raises. A fresh
             module on the ``meta`` device is only checked: it holds no values.
+        key: a hashable that names ``pieces`` (as :func:`import_layout` makes one);
+            with it, the plan is made once per key and tensor geometry and replayed.
+        checked: the leaves already passed :func:`check_finite` (as
+            :func:`load_layout` does through :func:`check_leaves`): not read twice.
 
     Raises:
         LayoutError: a leaf holds NaN or Inf, or a value the parameters' dtype
@@ -981,11 +1177,11 @@ def load(
         RuntimeError: what ``copy_`` refuses (see above).
     """
     with _guarded(module):
-        return _load(module, pieces, leaves, fresh=fresh)
+        return _load(module, pieces, leaves, fresh=fresh, key=key, checked=checked)
 
 
 def _load(module: nn.RNNBase, pieces: Sequence[Piece], leaves: Mapping[str, np.ndarray | torch.Tensor], *,
-          fresh: bool) -> nn.RNNBase:
+          fresh: bool, key: Hashable | None, checked: bool) -> nn.RNNBase:
     spec = RNNSpec.of(module)
     targets = _targets(module, spec)
     params = {k: t.tensor for k, t in targets.items()}
@@ -1004,7 +1200,7 @@ def _load(module: nn.RNNBase, pieces: Sequence[Piece], leaves: Mapping[str, np.n
     _check_writable(params)
     tensors = _unaliased(tensors, params)
     _check_range(tensors, first.dtype)
-    copies, partial = plan(spec, pieces, params, tensors, direction="import")
+    copies, partial, _ = _planned(key, spec, pieces, params, tensors, "import")
     stand_ins = {t.tensor.untyped_storage().data_ptr() for t in targets.values() if t.commit is not None}
     staged = [c for c in copies if c.dst.untyped_storage().data_ptr() in stand_ins]
     direct = [c for c in copies if c.dst.untyped_storage().data_ptr() not in stand_ins]
@@ -1014,7 +1210,7 @@ def _load(module: nn.RNNBase, pieces: Sequence[Piece], leaves: Mapping[str, np.n
     # the check runs on the device, on the bytes that arrived.
     fused = fresh and not staged and bool(remote) and len(remote) == len(copies) and _covers(
         tensors, [c.src for c in copies])
-    if not fused:
+    if not fused and not checked:
         check_finite(tensors)
     undo: list[Callable[[], None]] = []
     with torch.no_grad():
@@ -1038,7 +1234,7 @@ def _load(module: nn.RNNBase, pieces: Sequence[Piece], leaves: Mapping[str, np.n
     if not ok:
         check_finite(tensors)  # raises, naming the first bad value in leaf order
         # else only huge finite values overflowed a block's sum: nothing to refuse
-    if not fresh and not _flat(module):
+    if not fresh and device.type != "cpu" and not _flat(module):
         # A fresh module was flattened when build() materialised it, and a module already
         # in cuDNN's one buffer was written through views of it: flattening again would
         # allocate a new buffer. Anything else (weights replaced by hand) is re-flattened.
@@ -1050,7 +1246,9 @@ def _write_all(copies: Sequence[_Copy], device: torch.device, *, check: bool = F
     """Carry out import copies: local ones in blocks, those that cross the bus in spans."""
     local = [c for c in copies if not (c.src.numel() and _crosses(c.src, c.dst))]
     remote = [c for c in copies if c.src.numel() and _crosses(c.src, c.dst)]
-    _copy_blocks([(c.dst, c.src) for c in local])
+    pairs = [(c.dst, c.src) for c in local]
+    if not _copy_small(pairs):
+        _copy_blocks(pairs)
     for c in local:
         if c.offset:
             c.dst.add_(c.offset)
@@ -1250,6 +1448,56 @@ def _copy_blocks(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
     _bump([d for d, _ in numpy_pairs])
 
 
+# Below this many bytes in all, :func:`_copy_small` copies everything on the calling thread.
+_SINGLE_THREAD_BYTES = 32 << 20
+# Copies of at most this many elements go through torch's copy_: that is torch's
+# intra-op grain, below which copy_ never wakes a worker, and there copy_ costs
+# less than making numpy views of both sides. Larger ones are copied by numpy.
+_SMALL_COPY = 32768
+
+
+class _Memory:
+    """A CPU tensor's memory seen through numpy's array interface; keeps the tensor alive.
+
+    Unlike ``Tensor.numpy()`` it leaves the storage resizable, and it costs a few
+    microseconds (no ctypes types).
+    """
+
+    __slots__ = ("__array_interface__", "tensor")
+
+    def __init__(self, t: torch.Tensor):
+        self.tensor = t
+        item = t.element_size()
+        self.__array_interface__ = {
+            "data": (t.data_ptr(), False), "shape": tuple(t.shape), "version": 3,
+            "strides": tuple(st * item for st in t.stride()), "typestr": np.dtype(_NUMPY_OF[t.dtype]).str,
+        }
+
+
+def _copy_small(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> bool:
+    """``dst.copy_(src)`` for every pair on this thread when there are few bytes in all.
+
+    Returns ``False``, having copied nothing, from :data:`_SINGLE_THREAD_BYTES` on:
+    the caller then uses :func:`_copy_blocks`. Small pairs go through torch, larger
+    ones of numpy dtypes through ``np.copyto`` (same casts); neither wakes a thread.
+    """
+    total = 0
+    for d, s in pairs:
+        total += d.numel() * max(d.element_size(), s.element_size())
+    if total >= _SINGLE_THREAD_BYTES:
+        return False
+    raw = []
+    for d, s in pairs:
+        n = d.numel()
+        if n > _SMALL_COPY and _blockwise(d, s):
+            np.copyto(np.asarray(_Memory(d)), np.asarray(_Memory(s)), casting="unsafe")
+            raw.append(d)
+        elif n:
+            d.copy_(s)
+    _bump(raw)  # copy_ bumps its own; the raw copies bypassed the counters
+    return True
+
+
 def _finite_flag(t: torch.Tensor) -> torch.Tensor:
     """A 0-d bool tensor on ``t``'s device: whether ``t`` is all finite (no host sync)."""
     if t.dtype in (torch.float32, torch.float64):
@@ -1426,10 +1674,19 @@ def build(cls: type[nn.RNNBase], spec: RNNSpec, *, batch_first: bool, dropout: f
         raise TypeError(f"dtype must be a floating torch dtype numpyrnn builds in "
                         f"({', '.join(str(d).replace('torch.', '') for d in DTYPES)}), got {dtype}")
     device = torch.device(device) if device is not None else torch.empty(0).device
-    # torch's own warnings (e.g. dropout with one layer) reach the user's filters as they are
-    module = cls(**spec.module_kwargs(), batch_first=batch_first, dropout=dropout, device="meta", dtype=dtype)
     if device.type == "meta":
-        return module
+        return _on_meta(cls, spec, batch_first=batch_first, dropout=dropout, dtype=dtype)
+    if cls.__init__ in _PLAIN_INITS and not (dropout and spec.num_layers == 1):
+        key = (cls, spec, batch_first, type(dropout), dropout, dtype)
+        proto = _prototypes.get(key)
+        if proto is None:
+            module = _on_meta(cls, spec, batch_first=batch_first, dropout=dropout, dtype=dtype)
+            proto = (module, [(n, tuple(p.shape), p.dtype, p.requires_grad)
+                              for n, p in module._parameters.items() if p is not None])
+            if not module._modules and not module._buffers:
+                _cache_put(_prototypes, key, proto)
+        return _clone(*proto, device)
+    module = _on_meta(cls, spec, batch_first=batch_first, dropout=dropout, dtype=dtype)
     # to_empty's empty_like(meta -> device) costs ~0.25 s on its first call (decompositions);
     # a plain empty with the same shape and dtype is what it does, without that cost.
     # Module._apply is private: where a torch lacks it, to_empty does the same.
@@ -1439,10 +1696,55 @@ def build(cls: type[nn.RNNBase], spec: RNNSpec, *, batch_first: bool, dropout: f
     return apply(lambda t: empty(t.shape, t.dtype, device))
 
 
+#: Constructors that only set what ``nn.RNNBase`` sets: their modules can be cloned (see :func:`_clone`).
+_PLAIN_INITS = (nn.GRU.__init__, nn.LSTM.__init__, nn.RNN.__init__)
+_prototypes: dict[Hashable, tuple[nn.RNNBase, list[tuple[str, tuple[int, ...], torch.dtype, bool]]]] = {}
+
+
+def _on_meta(cls: type[nn.RNNBase], spec: RNNSpec, *, batch_first: bool, dropout: float,
+             dtype: torch.dtype) -> nn.RNNBase:
+    # torch's own warnings (e.g. dropout with one layer) reach the user's filters as they are
+    return cls(**spec.module_kwargs(), batch_first=batch_first, dropout=dropout, device="meta", dtype=dtype)
+
+
+def _clone(proto: nn.RNNBase, shapes: Sequence[tuple[str, tuple[int, ...], torch.dtype, bool]],
+           device: torch.device) -> nn.RNNBase:
+    """A new module like ``proto`` (built on ``meta`` by the class's own constructor) with
+    fresh uninitialised parameters on ``device``, without running the constructor again.
+
+    The constructor's cost is almost all Python (argument checks, a ``setattr`` per
+    parameter, ``reset_parameters``); the module it leaves is plain data: its
+    attributes, empty hook and buffer dicts, and the parameter lists. The clone gets
+    its own copy of every container and new parameters of the same shapes, dtype
+    and ``requires_grad``, then goes through ``flatten_parameters`` as the constructor's
+    modules do (on CUDA that moves them into cuDNN's buffer).
+    """
+    module = proto.__class__.__new__(proto.__class__)
+    state = {k: v.copy() if isinstance(v, (dict, list, set)) else v for k, v in proto.__dict__.items()}
+    state["_all_weights"] = [list(names) for names in proto._all_weights]
+    params: dict[str, nn.Parameter | None] = dict.fromkeys(proto._parameters)  # None stays None
+    cpu = device.type == "cpu"
+    for name, shape, dtype, grad in shapes:
+        t = torch.empty(shape, dtype=dtype, device=device)
+        if cpu and t.nbytes >= 2 * _HUGE_PAGE:
+            _advise_huge_pages(t)
+        params[name] = nn.Parameter(t, requires_grad=grad)
+    state["_parameters"] = params
+    flat = [params.get(n) for n in proto._flat_weights_names]
+    state["_flat_weights"] = flat
+    state["_flat_weight_refs"] = [weakref.ref(w) if w is not None else None for w in flat]
+    module.__dict__.update(state)
+    if device.type != "cpu":
+        module.flatten_parameters()
+    return module
+
+
 def export(
     module: nn.RNNBase,
     pieces: Sequence[Piece],
     shapes: Mapping[str, Sequence[Axis]],
+    *,
+    key: Hashable | None = None,
 ) -> dict[str, np.ndarray]:
     """Run the pieces backwards: fresh numpy leaves in the module's dtype.
 
@@ -1451,14 +1753,17 @@ def export(
     ``np.empty``, others as zeros. Parameters on another device are permuted
     there into one span of the leaf at a time, which then crosses the bus whole.
 
+    With ``key`` (see :func:`load`) the plan is cached.
+
     Raises:
         TypeError: the module's dtype has no numpy equivalent (bfloat16).
     """
     with _guarded(module):
-        return _export(module, pieces, shapes)
+        return _export(module, pieces, shapes, key)
 
 
-def _export(module: nn.RNNBase, pieces: Sequence[Piece], shapes: Mapping[str, Sequence[Axis]]) -> dict[str, np.ndarray]:
+def _export(module: nn.RNNBase, pieces: Sequence[Piece], shapes: Mapping[str, Sequence[Axis]],
+            key: Hashable | None = None) -> dict[str, np.ndarray]:
     spec = RNNSpec.of(module)
     with torch.no_grad():
         params = _params(module, spec)
@@ -1468,26 +1773,23 @@ def _export(module: nn.RNNBase, pieces: Sequence[Piece], shapes: Mapping[str, Se
     dtype = first.dtype
     if dtype == torch.bfloat16:
         raise TypeError("numpy has no bfloat16: convert the module first, e.g. module.float().to_numpy()")
-    np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+    np_dtype = _NUMPY_OF.get(dtype) or torch.empty(0, dtype=dtype).numpy().dtype
     arrays = {k: np.empty(tuple(a.size for a in axes), dtype=np_dtype) for k, axes in shapes.items()}
     tensors = {k: torch.from_numpy(v) for k, v in arrays.items()}
     for t in tensors.values():
         if t.numel() * t.element_size() >= 2 * _HUGE_PAGE:
             _advise_huge_pages(t)
-    copies, _ = plan(spec, pieces, params, tensors, direction="export")
-    written: dict[int, int] = {}
-    for c in copies:
-        key = c.dst.untyped_storage().data_ptr()
-        written[key] = written.get(key, 0) + c.dst.numel()
-    for t in tensors.values():
-        # pieces never overlap on export (each parameter block has one home), so a
-        # leaf whose element count is reached is fully covered
-        if t.numel() and written.get(t.untyped_storage().data_ptr(), 0) < t.numel():
-            t.zero_()
-    remote = [c for c in copies if c.dst.numel() and _crosses(c.dst, c.src)]
-    local = [c for c in copies if not (c.dst.numel() and _crosses(c.dst, c.src))]
-    with torch.no_grad():
-        _copy_blocks([(c.dst, c.src if c.fold is None else c.src + c.fold) for c in local])
+    with torch.no_grad():  # one context for everything: entering one costs as much as a small copy
+        copies, _, short = _planned(key, spec, pieces, params, tensors, "export")
+        for name in short:
+            tensors[name].zero_()
+        remote: list[_Copy] = []
+        local: list[_Copy] = []
+        for c in copies:
+            (remote if c.dst.numel() and _crosses(c.dst, c.src) else local).append(c)
+        pairs = [(c.dst, c.src if c.fold is None else c.src + c.fold) for c in local]
+        if not _copy_small(pairs):
+            _copy_blocks(pairs)
         for c in local:
             if c.offset:
                 c.dst.add_(c.offset)
@@ -1557,15 +1859,15 @@ def _import_layout(cls: type[nn.RNNBase], layout: Any, source: Any, *, mode: str
             f"nonlinearity={'relu' if mode == 'RNN_RELU' else 'tanh'!r} was asked for; drop nonlinearity= "
             f"to take the source's activation"
         )
-    checked = check_leaves(leaves, layout.shapes(spec, **options), layout=layout.name,
-                           hint=layout.hint(spec, **options), finite=False)
-    pieces = layout.pieces(spec, **options)
+    (shapes, hint), _ = _declaration(layout, spec, options, "shapes")
+    checked = check_leaves(leaves, shapes, layout=layout.name, hint=hint, finite=False)
+    pieces, key = _declaration(layout, spec, options, "pieces")
     if not isinstance(batch_first, bool):
         raise TypeError(f"batch_first should be of type bool, got: {type(batch_first).__name__}")
     if not isinstance(freeze, bool):
         raise TypeError(f"freeze should be of type bool, got: {type(freeze).__name__}")
     module = build(cls, spec, batch_first=batch_first, dropout=dropout, device=device, dtype=dtype)
-    load(module, pieces, checked, fresh=True)  # checks values as it copies
+    load(module, pieces, checked, fresh=True, key=key)  # checks values as it copies
     if freeze:
         module.requires_grad_(False)
     return module
@@ -1577,15 +1879,18 @@ def load_layout(module: nn.RNNBase, layout: Any, source: Any, *, options: Mappin
     spec = RNNSpec.of(module)
     with _guarded(module):
         leaves = layout.leaves_for(source, spec, **options)
-        checked = check_leaves(leaves, layout.shapes(spec, **options), layout=layout.name,
-                               hint=layout.hint(spec, **options))
-        return load(module, layout.pieces(spec, **options), checked)
+        (shapes, hint), _ = _declaration(layout, spec, options, "shapes")
+        checked = check_leaves(leaves, shapes, layout=layout.name, hint=hint)
+        pieces, key = _declaration(layout, spec, options, "pieces")
+        return load(module, pieces, checked, key=key, checked=True)
 
 
 def export_layout(module: nn.RNNBase, layout: Any, *, options: Mapping[str, Any] | None = None) -> Any:
     """The module's weights in ``layout``, as fresh arrays (never views of the parameters)."""
     options = dict(options or {})
     spec = RNNSpec.of(module)
+    pieces, key = _declaration(layout, spec, options, "pieces")
+    (shapes, _), _ = _declaration(layout, spec, options, "shapes")
     with _fork_safe():
-        arrays = export(module, layout.pieces(spec, **options), layout.shapes(spec, **options))
+        arrays = export(module, pieces, shapes, key=key)
         return layout.assemble(arrays, spec, **options)

@@ -129,8 +129,35 @@ def read_npy(path: str | os.PathLike, *, mmap: bool = True) -> np.ndarray:
         raise _fail(path, f"not a readable .npy array ({_one_line(exc)})") from None
 
 
-def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+def _stored_at(zf: zipfile.ZipFile, info: zipfile.ZipInfo, size: int) -> int | None:
+    """Where a member's bytes start in the archive, if they lie there as they are.
+
+    Only for members stored without compression or encryption whose local header
+    agrees with the central directory; ``None`` otherwise (the member is then read
+    through :mod:`zipfile`).
+    """
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1 or info.compress_size != info.file_size:
+        return None
+    fp = zf.fp
+    if fp is None:
+        return None
+    fp.seek(info.header_offset)
+    local = fp.read(30)
+    if len(local) != 30 or local[:4] != b"PK\x03\x04" or int.from_bytes(local[8:10], "little") != 0:
+        return None
+    name_len, extra_len = int.from_bytes(local[26:28], "little"), int.from_bytes(local[28:30], "little")
+    start = info.header_offset + 30 + name_len + extra_len
+    return start if start + info.file_size <= size else None
+
+
+def read_npz(path: str | os.PathLike, *, mmap: bool = True) -> dict[str, np.ndarray]:
     """Every array of an ``.npz`` archive, each checked before it is read.
+
+    With ``mmap``, members stored without compression (what ``np.savez`` writes)
+    are memory-mapped read-only: no copy, and pages are read as they are used.
+    Compressed members are read into memory. The zip CRC of a mapped member is
+    not verified (that would read every byte once more); its header, size and
+    offsets are.
 
     Raises:
         LayoutError: not a zip archive, a member that is not ``.npy``, an object
@@ -143,6 +170,8 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     except (zipfile.BadZipFile, OSError) as exc:
         raise _fail(path, f"not a readable .npz archive ({_one_line(exc)})") from None
     out: dict[str, np.ndarray] = {}
+    mapped: Any = None
+    size = path.stat().st_size
     with zf:
         for info in zf.infolist():
             if info.is_dir():
@@ -157,12 +186,22 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
                     shape, fortran, dtype = _npy_header(fp, where)
                     header = fp.tell()
                     _check_size(where, shape, dtype, info.file_size - header)
-                    data = fp.read(math.prod(shape) * dtype.itemsize)
+                    start = _stored_at(zf, info, size) if mmap and math.prod(shape) > 0 else None
+                    if start is None:
+                        data = fp.read(math.prod(shape) * dtype.itemsize)
+                if start is not None:
+                    if mapped is None:
+                        import mmap as mmap_module
+
+                        with open(path, "rb") as f:
+                            mapped = mmap_module.mmap(f.fileno(), 0, access=mmap_module.ACCESS_READ)
+                    arr = np.frombuffer(mapped, dtype=dtype, count=math.prod(shape), offset=start + header)
+                else:
+                    arr = np.frombuffer(data, dtype=dtype)
             except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
                 if isinstance(exc, LayoutError):
                     raise
                 raise LayoutError(f"{where}: cannot be read ({_one_line(exc)}); the archive is corrupted") from None
-            arr = np.frombuffer(data, dtype=dtype)
             out[key] = arr.reshape(shape, order="F" if fortran else "C")
     return out
 

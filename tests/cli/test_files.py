@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import mmap
 import os
 import pathlib
 import pickle
@@ -421,3 +422,29 @@ def test_read_onnx_refuses_junk_and_external_data(tmp_path):
     for a, b in zip(got.graph.initializer, onnx.load(str(tmp_path / "m.onnx")).graph.initializer):
         assert a.name == b.name
         np.testing.assert_array_equal(onnx.numpy_helper.to_array(a), onnx.numpy_helper.to_array(b))
+
+
+def test_stored_npz_members_are_memory_mapped(tmp_path):
+    """np.savez stores members uncompressed: they are mapped read-only, not read into memory."""
+    rng = np.random.default_rng(0)
+    arrays = {"w0": rng.standard_normal((2, 3, 27)).astype(np.float32),
+              "b0": rng.standard_normal((2, 3, 6)),  # float64
+              "proj": np.asfortranarray(rng.standard_normal((1, 2, 2, 3)).astype(np.float16)),
+              "e": np.zeros((0, 4), np.float32)}
+    np.savez(tmp_path / "s.npz", **arrays)
+    np.savez_compressed(tmp_path / "c.npz", **arrays)
+    stored, packed = files.read_npz(tmp_path / "s.npz"), files.read_npz(tmp_path / "c.npz")
+    plain = files.read_npz(tmp_path / "s.npz", mmap=False)
+    for k, v in arrays.items():
+        for got in (stored, packed, plain):
+            assert got[k].shape == v.shape and got[k].dtype == v.dtype and np.array_equal(got[k], v), k
+        if v.size:
+            assert not stored[k].flags.writeable and isinstance(_root(stored[k]), mmap.mmap), k
+            assert not isinstance(_root(packed[k]), mmap.mmap), k
+    assert stored["proj"].flags.f_contiguous
+
+
+def _root(a):
+    while isinstance(a, np.ndarray) and a.base is not None:
+        a = a.base
+    return a.obj if isinstance(a, memoryview) else a

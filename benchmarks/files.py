@@ -1,0 +1,305 @@
+"""The command line's file paths against ``cp`` of the same file, with peak memory.
+
+For a bidirectional 2-layer GRU with ``input_size == hidden_size`` the script
+writes the weights once per format and then times, in fresh processes and
+interleaved round by round:
+
+* ``cp`` of the source file (into the same folder);
+* ``python -m numpyrnn --help``: the interpreter's and the imports' start-up;
+* ``python -m numpyrnn convert`` of a stored (uncompressed) ``.npz`` to
+  ``.safetensors`` and to ``.pt``; of an ``.onnx`` and (up to ``--keras-max``)
+  a ``.keras`` file to ``.safetensors`` (``.onnx`` up to hidden 2048: a protobuf
+  holds at most 2 GB); and ``numpyrnn export`` of the
+  ``.safetensors`` back to a block ``.npz``.
+
+Every figure is a median over the rounds. The ratio is
+``(median command - median start-up) / median cp``; the start-up is measured
+in the same rounds. Peak memory is the largest ``VmRSS`` (which counts pages
+of memory-mapped files the child touched) and the largest ``RssAnon`` (memory
+that is not file-backed), both sampled every few milliseconds, as ratios to the
+weight bytes.
+
+Usage::
+
+    python benchmarks/files.py [--quick] [--sizes 256 1024 4096] [--repeats 3] [--out DIR] [--work DIR]
+
+Writes ``files.json``, ``files.md`` and ``files.png`` into ``--out`` (default
+``benchmarks/results``); the weight files go to a temporary folder under
+``--work`` (default: the system's) and are removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+LAYERS, G = 2, 3
+
+
+def weight_bytes(hidden: int) -> int:
+    per_direction = G * hidden * 2 * hidden + G * hidden * 3 * hidden
+    return 4 * 2 * (per_direction + LAYERS * 2 * G * hidden)
+
+
+def block_arrays(hidden: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    base = (0.02 * rng.standard_normal(1_000_003)).astype(np.float32)
+    H, D = hidden, 2
+    return dict(w0=np.resize(base, (D, H, G * 2 * H)), w=np.resize(base, (LAYERS - 1, D, H, G * 3 * H)),
+                b0=np.resize(base, (D, H, 2 * G)), b=np.resize(base, (LAYERS - 1, D, H, 2 * G)))
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                KERAS_BACKEND=os.environ.get("KERAS_BACKEND", "torch"))
+
+
+def run(cmd: list[str]) -> dict:
+    """Run ``cmd``; wall seconds, ``ru_maxrss`` and the largest sampled ``RssAnon``, in bytes."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
+    anon, rss = [0], [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        path = f"/proc/{proc.pid}/status"
+        while not done.is_set():
+            try:
+                with open(path) as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            rss[0] = max(rss[0], int(line.split()[1]) * 1024)
+                        elif line.startswith("RssAnon:"):
+                            anon[0] = max(anon[0], int(line.split()[1]) * 1024)
+                            break
+            except OSError:
+                return
+            done.wait(0.005)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    done.set()
+    sampler.join()
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.stderr:
+        proc.stderr.close()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-2000:]}")
+    # ru_maxrss is not used: a child forked from this process starts with this process's
+    # resident size (the weights it wrote), so it says nothing about the command
+    del usage
+    return {"s": wall, "maxrss": rss[0], "anon": anon[0]}
+
+
+def make_sources(folder: Path, hidden: int, keras_max: int, onnx_max: int = 2048) -> dict[str, Path]:
+    """The same weights as a stored .npz, .safetensors, .onnx and (small sizes) .keras."""
+    import numpyrnn
+    from numpyrnn import files
+
+    arrays = block_arrays(hidden)
+    out = {"npz": folder / "w.npz"}
+    np.savez(out["npz"], **arrays)  # stored, not compressed
+    module = numpyrnn.NumpyGRU.from_numpy(**arrays)
+    out["safetensors"] = folder / "w.safetensors"
+    files.write_state_dict(out["safetensors"], module.state_dict())
+    py = sys.executable
+    if hidden > onnx_max:  # a protobuf holds at most 2 GB
+        return out
+    out["onnx"] = folder / "w.onnx"
+    subprocess.run([py, "-m", "numpyrnn", "export", str(out["safetensors"]), "--to", "onnx", "--cell", "gru",
+                    "-o", str(out["onnx"])], check=True, env=_env(), stdout=subprocess.DEVNULL)
+    if hidden <= keras_max:
+        out["keras"] = folder / "w.keras"
+        script = (
+            "import sys, numpy as np, keras, numpyrnn\n"
+            "from numpyrnn import files\n"
+            f"m = numpyrnn.NumpyGRU.from_numpy(**files.read_blocks({str(out['npz'])!r}))\n"
+            "layers = [keras.layers.Bidirectional(keras.layers.GRU(%d, return_sequences=True, reset_after=True))"
+            " for _ in range(%d)]\n"
+            "model = keras.Sequential([keras.Input((None, %d)), *layers])\n"
+            "for layer, ws in zip(layers, m.to_keras()):\n"
+            "    layer.set_weights(ws)\n"
+            f"model.save({str(out['keras'])!r})\n"
+        ) % (hidden, LAYERS, hidden)
+        subprocess.run([py, "-c", script], check=True, env=_env(), stdout=subprocess.DEVNULL)
+    return out
+
+
+def commands(folder: Path, sources: dict[str, Path]) -> dict[str, list[str]]:
+    py = [sys.executable, "-m", "numpyrnn"]
+    cmds = {
+        "cp": ["cp", str(sources["npz"]), str(folder / "copy.npz")],
+        "startup": [*py, "--help"],
+        "npz->safetensors": [*py, "convert", str(sources["npz"]), "-o", str(folder / "o.safetensors"), "--cell", "gru"],
+        "npz->pt": [*py, "convert", str(sources["npz"]), "-o", str(folder / "o.pt"), "--cell", "gru"],
+        "safetensors->npz": [*py, "export", str(sources["safetensors"]), "--to", "blocks", "--cell", "gru",
+                             "-o", str(folder / "e.npz")],
+    }
+    if "onnx" in sources:
+        cmds["onnx->safetensors"] = [*py, "convert", str(sources["onnx"]), "-o", str(folder / "x.safetensors"),
+                                     "--cell", "gru"]
+    if "keras" in sources:
+        cmds["keras->safetensors"] = [*py, "convert", str(sources["keras"]), "-o", str(folder / "k.safetensors"),
+                                      "--cell", "gru"]
+    return cmds
+
+
+def source_of(name: str) -> str:
+    return {"cp": "npz", "startup": "npz"}.get(name, name.split("->")[0])
+
+
+def measure(hidden: int, repeats: int, work: Path | None, keras_max: int) -> dict:
+    nbytes = weight_bytes(hidden)
+    with tempfile.TemporaryDirectory(dir=work) as d:
+        folder = Path(d)
+        sources = make_sources(folder, hidden, keras_max)
+        cmds = commands(folder, sources)
+        names = list(cmds)
+        times: dict[str, list[dict]] = {n: [] for n in names}
+        for round_ in range(repeats + 1):  # round 0 warms the page cache and the imports
+            shift = round_ % len(names)
+            for n in names[shift:] + names[:shift]:
+                r = run(cmds[n])
+                if round_:
+                    times[n].append(r)
+        sizes = {k: p.stat().st_size for k, p in sources.items()}
+    med = {n: {k: statistics.median(r[k] for r in rs) for k in ("s", "maxrss", "anon")} for n, rs in times.items()}
+    spread = {n: (max(r["s"] for r in rs) - min(r["s"] for r in rs)) / med[n]["s"] for n, rs in times.items()}
+    cp, start = med["cp"]["s"], med["startup"]["s"]
+    entry = {"hidden": hidden, "bytes": nbytes, "file_bytes": sizes, "median": med, "spread": spread,
+             "times": {n: [r["s"] for r in rs] for n, rs in times.items()}, "ratios": {}}
+    for n in names:
+        if n in ("cp", "startup"):
+            continue
+        entry["ratios"][n] = {
+            "net_s": med[n]["s"] - start,
+            "vs_cp": (med[n]["s"] - start) / cp,
+            "maxrss_ratio": (med[n]["maxrss"] - med["startup"]["maxrss"]) / nbytes,
+            "anon_ratio": (med[n]["anon"] - med["startup"]["anon"]) / nbytes,
+        }
+    return entry
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000
+    return f"{n} GB"
+
+
+def markdown(report: dict) -> str:
+    lines = [f"# File paths against cp ({report['machine']})", "",
+             f"{report['description']}. Bidirectional {LAYERS}-layer GRU, input = hidden, float32. Median of "
+             f"{report['repeats']} interleaved rounds of fresh processes after a warm-up round. "
+             "net = command - start-up (`numpyrnn --help`), ratio = net / cp of the .npz. Memory: the child's largest "
+             "sampled VmRSS less the start-up's (counts touched pages of mapped files), and its largest RssAnon less "
+             "the start-up's (not file-backed), as ratios to the weight bytes. Spread = (max - min) / median of "
+             "the rounds. Targets for npz->safetensors: ratio <= 1.5, peak memory <= 1.2.", "",
+             "| hidden | weights | cp (s) | start-up (s) | path | command (s) | net (s) | ratio to cp | "
+             "peak RSS / weights | peak RssAnon / weights | spread |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for e in report["sizes"]:
+        med = e["median"]
+        for n, r in e["ratios"].items():
+            lines.append(f"| {e['hidden']} | {fmt_bytes(e['bytes'])} | {med['cp']['s']:.3f} | {med['startup']['s']:.3f} | "
+                         f"{n} | {med[n]['s']:.3f} | {r['net_s']:.3f} | {r['vs_cp']:.2f}x | {r['maxrss_ratio']:.2f} | "
+                         f"{r['anon_ratio']:.2f} | {e['spread'][n]:.2f} |")
+    lines += ["", f"Command: `{report['command']}`", ""]
+    return "\n".join(lines)
+
+
+def plot(report: dict, path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot written")
+        return False
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    names = sorted({n for e in report["sizes"] for n in e["ratios"]})
+    for n in names:
+        pts = [(e["bytes"], e["ratios"][n]["vs_cp"], e["ratios"][n]["maxrss_ratio"]) for e in report["sizes"]
+               if n in e["ratios"]]
+        xs, rs, ms = zip(*pts)
+        ax1.plot(xs, rs, marker="o", label=n)
+        ax2.plot(xs, ms, marker="o", label=n)
+    ax1.axhline(1.0, color="black", linewidth=1, label="baseline: cp")
+    ax1.axhline(1.5, color="grey", linewidth=0.8, linestyle=":", label="target 1.5x (npz)")
+    ax2.axhline(1.0, color="black", linewidth=1, label="the weight bytes")
+    ax2.axhline(1.2, color="grey", linewidth=0.8, linestyle=":", label="target 1.2x (npz)")
+    ax1.set(xscale="log", yscale="log", xlabel="weight bytes", ylabel="(command - start-up) / cp",
+            title=f"time against cp ({report['machine']})")
+    ax2.set(xscale="log", xlabel="weight bytes", ylabel="peak RSS - start-up, / weight bytes",
+            title="peak memory")
+    for ax in (ax1, ax2):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--sizes", type=int, nargs="+")
+    p.add_argument("--repeats", type=int)
+    p.add_argument("--keras-max", type=int, default=1024, help="largest hidden size written as .keras")
+    p.add_argument("--out", type=Path, default=HERE / "results")
+    p.add_argument("--work", type=Path, help="folder for the temporary weight files")
+    args = p.parse_args(argv)
+    sizes = args.sizes or ([64] if args.quick else [256, 1024, 4096])
+    repeats = args.repeats or (1 if args.quick else 3)
+    import torch
+
+    report = {"machine": f"cpu-{os.cpu_count()}core",
+              "description": f"CPU only, {os.cpu_count()} cores, torch {torch.__version__}, "
+                             f"numpy {np.__version__}, Python {platform.python_version()}",
+              "repeats": repeats, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "command": " ".join(["python benchmarks/files.py", *(sys.argv[1:] if argv is None else argv)]),
+              "sizes": []}
+    if shutil.which("cp") is None:
+        p.error("cp is not on PATH")
+    for hidden in sizes:
+        e = measure(hidden, repeats, args.work, args.keras_max)
+        report["sizes"].append(e)
+        print(f"hidden={hidden} ({fmt_bytes(e['bytes'])}): cp {e['median']['cp']['s']:.3f} s, "
+              f"start-up {e['median']['startup']['s']:.3f} s", flush=True)
+        for n, r in e["ratios"].items():
+            print(f"  {n:20s} {e['median'][n]['s']:7.3f} s  net {r['net_s']:7.3f} s  {r['vs_cp']:5.2f}x cp  "
+                  f"peak RSS {r['maxrss_ratio']:.2f}x  RssAnon {r['anon_ratio']:.2f}x  "
+                  f"spread {e['spread'][n]:.2f}", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "files.json").write_text(json.dumps(report, indent=1) + "\n")
+    (args.out / "files.md").write_text(markdown(report))
+    made = plot(report, args.out / "files.png")
+    print(f"wrote {args.out / 'files.json'}, {args.out / 'files.md'}" + (f", {args.out / 'files.png'}" if made else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
