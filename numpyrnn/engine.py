@@ -674,6 +674,7 @@ def load(
     leaves: Mapping[str, np.ndarray | torch.Tensor],
     *,
     fresh: bool = False,
+    spec: RNNSpec | None = None,
 ) -> nn.RNNBase:
     """Write validated leaves into ``module``'s parameters, in place, atomically.
 
@@ -696,12 +697,15 @@ def load(
             copy crosses to another device, the values are then checked there
             after the transfer instead of in a pass over host memory first. Any
             bad value raises exactly what :func:`check_finite` raises.
+        spec: the torch-named parameters to write, for a module that is not an
+            ``nn.RNNBase`` but has them (:mod:`numpyrnn.variants`); ``None`` reads
+            them from ``module``.
 
     Raises:
         LayoutError: a leaf holds NaN or Inf (checked before anything is written,
             except as described under ``fresh``).
     """
-    spec = RNNSpec.of(module)
+    spec = spec or RNNSpec.of(module)
     params = _params(module, spec)
     first = next(iter(params.values()))
     device = first.device
@@ -962,6 +966,8 @@ def export(
     module: nn.RNNBase,
     pieces: Sequence[Piece],
     shapes: Mapping[str, Sequence[Axis]],
+    *,
+    spec: RNNSpec | None = None,
 ) -> dict[str, np.ndarray]:
     """Run the pieces backwards: fresh numpy leaves in the module's dtype.
 
@@ -973,7 +979,7 @@ def export(
     Raises:
         TypeError: the module's dtype has no numpy equivalent (bfloat16).
     """
-    spec = RNNSpec.of(module)
+    spec = spec or RNNSpec.of(module)
     params = _params(module, spec)
     dtype = next(iter(params.values())).dtype
     if dtype == torch.bfloat16:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
-from ._base import ACTIVATIONS, VariantBase, activate, activation_code, repack, unpack
+from ._base import ACTIVATIONS, VariantBase, _check_clip, activate, activation_code, repack, unpack
 
 __all__ = ["ResetBeforeGRU", "ResetAfterGRU"]
 
@@ -34,12 +34,14 @@ class _GRU(VariantBase):
     mode = "GRU"
     gates = 3
     reset_after: bool = False
-    __constants__ = [*VariantBase.__constants__, "_gate", "_act", "reset_after"]
+    __constants__ = [*VariantBase.__constants__, "_gate", "_act", "reset_after", "preactivation_clip"]
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  device: Any = None, dtype: torch.dtype | None = None, *,
-                 recurrent_activation: str = "sigmoid", activation: str = "tanh") -> None:
+                 recurrent_activation: str = "sigmoid", activation: str = "tanh",
+                 preactivation_clip: float | None = None) -> None:
+        self.preactivation_clip = _check_clip(preactivation_clip, "preactivation_clip")
         self._gate = activation_code(recurrent_activation, "recurrent_activation")
         self._act = activation_code(activation, "activation")
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
@@ -61,7 +63,13 @@ class _GRU(VariantBase):
             out["recurrent_activation"] = self.recurrent_activation
         if self.activation != "tanh":
             out["activation"] = self.activation
+        if self.preactivation_clip:
+            out["preactivation_clip"] = self.preactivation_clip
         return out
+
+    def _clip(self, v: Tensor) -> Tensor:
+        a = self.preactivation_clip
+        return torch.clamp(v, -a, a) if a > 0.0 else v
 
     def _unit_shapes(self, G: int, H: int, R: int, width: int) -> list[tuple[str, tuple[int, ...]]]:
         shapes = [("weight_ih", (G * H, width)), ("weight_hh", (G * H, H))]
@@ -88,13 +96,13 @@ class _GRU(VariantBase):
             g = gi[t]
             if self.reset_after:
                 gh = F.linear(h, w_hh, b_hh)
-                rz = activate(g[:, : 2 * H] + gh[:, : 2 * H], self._gate)
+                rz = activate(self._clip(g[:, : 2 * H] + gh[:, : 2 * H]), self._gate)
                 r, z = rz[:, :H], rz[:, H:]
-                n = activate(g[:, 2 * H:] + r * gh[:, 2 * H:], self._act)
+                n = activate(self._clip(g[:, 2 * H:] + r * gh[:, 2 * H:]), self._act)
             else:
-                rz = activate(g[:, : 2 * H] + F.linear(h, w_rz, b_rz), self._gate)
+                rz = activate(self._clip(g[:, : 2 * H] + F.linear(h, w_rz, b_rz)), self._gate)
                 r, z = rz[:, :H], rz[:, H:]
-                n = activate(g[:, 2 * H:] + F.linear(r * h, w_n, b_n), self._act)
+                n = activate(self._clip(g[:, 2 * H:] + F.linear(r * h, w_n, b_n)), self._act)
             new = n + z * (h - n)
             if mask is not None:
                 m = mask[t]
@@ -148,6 +156,8 @@ class ResetBeforeGRU(_GRU):
             :data:`~numpyrnn.variants.ACTIVATIONS` (``"sigmoid"``, ``"hard_sigmoid"``,
             ``"hard_sigmoid_keras3"``, ...).
         activation: ``φ`` of the candidate ``n`` (``"tanh"``).
+        preactivation_clip: clip every gate's input to ``±preactivation_clip``
+            before its activation (ONNX ``clip``); off when ``None``.
 
     Example:
         >>> import torch
