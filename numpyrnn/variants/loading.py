@@ -77,6 +77,22 @@ class Found:
             )
         return [next(iter(where.values()))]
 
+    def top(self, key: str, num_layers: int) -> list[Any]:
+        """The value of ``key`` noted on the top layer only (``source`` or ``source[L-1]``); ``[]`` if none.
+
+        Raises:
+            LayoutError: a layer below the top noted it.
+        """
+        where = {layer: n[key] for layer, n in self.notes.items() if key in n}
+        top = "source" if num_layers == 1 else f"source[{num_layers - 1}]"
+        below = sorted(set(where) - {top})
+        if below:
+            raise LayoutError(
+                f"{below[0]}: {key}={where[below[0]]!r} below the top layer; only the top layer of a stack may merge "
+                f"its directions other than by concatenation (the layer above reads both): load the layers one by one"
+            )
+        return [where[top]] if top in where else []
+
 
 def _text(value: Any) -> str:
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str) and hasattr(value[0], "shape"):
@@ -164,7 +180,7 @@ def onnx_activation(name: str, alpha: float | None, beta: float | None, where: s
 def _plan(found: Found, spec: RNNSpec, fmt: str, extra: dict[str, Any]) -> Plan:
     L = spec.num_layers
     one = {k: found.values(k, L) for k in ("reset_after", "recurrent_activation", "activation", "go_backwards",
-                                           "merge_mode", "clip", "input_forget", "direction", "activations",
+                                           "clip", "input_forget", "direction", "activations",
                                            "P", "peepholes")}
     options: dict[str, Any] = {}
     plan = Plan(cls=ResetAfterGRU if spec.cell == "GRU" else PeepholeLSTM)
@@ -197,8 +213,9 @@ def _plan(found: Found, spec: RNNSpec, fmt: str, extra: dict[str, Any]) -> Plan:
     for key in ("cell_clip", "proj_clip"):
         if extra.get(key) is not None:
             options[key] = extra[key]
-    if one["merge_mode"]:
-        plan.merge_mode = one["merge_mode"][0]
+    merge = found.top("merge_mode", L)
+    if merge:
+        plan.merge_mode = merge[0]
     if one["go_backwards"]:
         if L > 1:
             raise LayoutError("source: go_backwards=True in a stack; each such layer returns its output in "
