@@ -240,8 +240,9 @@ class OnnxLayout(Layout):
         for path, m in items:
             m = as_mapping(m, path, "a mapping with 'W', 'R' and optionally 'B'")
             m = {k: v for k, v in m.items() if v is not None}
-            check_keys(m, path, required=("W", "R"), optional=("B", "P") if variants is not None and cell == "LSTM"
-                       else ("B",), what=f"an ONNX {cell} layer", refused={"P": self.refuses["P"]})
+            peep = variants is not None and cell == "LSTM"
+            check_keys(m, path, required=("W", "R"), optional=("B", "P") if peep else ("B",),
+                       what=f"an ONNX {cell} layer", refused={} if peep else {"P": self.refuses["P"]})
             if "P" in m:
                 variants.note(path, "P", (leaf(m.pop("P"), at(path, "P")), at(path, "P")))
             arrays = {k: leaf(v, at(path, k)) for k, v in m.items()}
@@ -315,7 +316,7 @@ class OnnxLayout(Layout):
             variants.note(where, "direction", "reverse")
         elif direction == "reverse":
             raise LayoutError(f"{where}: {self.refuses['direction']}")
-        if direction not in ("forward", "bidirectional"):
+        if direction not in ("forward", "bidirectional", "reverse"):
             raise LayoutError(f'{where}: direction="{direction}" is not an ONNX direction')
         if cell == "GRU":
             lbr = attrs.get("linear_before_reset", 0)

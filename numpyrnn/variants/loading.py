@@ -191,15 +191,20 @@ def _plan(found: Found, spec: RNNSpec, fmt: str, extra: dict[str, Any]) -> Plan:
             options[key] = keras_activation(one[key][0], f"source: {key}")
     if one["activations"]:
         chunks, alphas, betas = one["activations"][0]
-        if len({tuple(c) for c in chunks}) > 1:
-            raise LayoutError(f"source: activations differ between directions ({chunks}); a variant module has one "
-                              f"set for both directions")
-        for what, values in (("activation_alpha", alphas), ("activation_beta", betas)):
-            if values is not None and len(set(values)) > 1:
-                raise LayoutError(f"source: {what}={list(values)}: only one value for every activation is read")
-        alpha = None if alphas is None else list(alphas)[0]
-        beta = None if betas is None else list(betas)[0]
-        names = [onnx_activation(a, alpha, beta, "source") for a in chunks[0]]
+        # ONNX: activation_alpha/beta are consumed in order by the activations that take them
+        alpha_iter, beta_iter = iter(list(alphas or [])), iter(list(betas or []))
+        per_direction = []
+        for chunk in chunks:
+            per_direction.append([
+                onnx_activation(a, next(alpha_iter, None), next(beta_iter, None), "source")
+                if a.lower() == "hardsigmoid" else onnx_activation(a, None, None, "source")
+                for a in chunk
+            ])
+        if any(d != per_direction[0] for d in per_direction):
+            raise LayoutError(f"source: activations differ between directions ({per_direction}, from "
+                              f"activations={chunks}, activation_alpha={alphas}, activation_beta={betas}); a variant "
+                              f"module computes the same in both directions")
+        names = per_direction[0]
         if spec.cell == "LSTM" and names[1] != names[2]:
             raise LayoutError(f"source: activations {list(chunks[0])}: the cell input and output activations "
                               f"(g and h) differ; PeepholeLSTM has one activation for both")
@@ -459,10 +464,11 @@ def _export_onnx(m: nn.Module, spec: VariantSpec, reset_before: bool, merge_mode
         hs = [n for n in names if n.startswith("hard_sigmoid")]
         if len(set(hs)) > 1:
             raise LayoutError("two different hard sigmoids cannot share ONNX's one activation_alpha list")
-        if hs:
+        if hs:  # one (alpha, beta) per HardSigmoid, consumed in order
             alpha = 0.2 if hs[0] == "hard_sigmoid" else 1 / 6
-            attrs["activation_alpha"] = [alpha] * len(attrs["activations"])
-            attrs["activation_beta"] = [0.5] * len(attrs["activations"])
+            count = attrs["activations"].count("HardSigmoid")
+            attrs["activation_alpha"] = [alpha] * count
+            attrs["activation_beta"] = [0.5] * count
     pieces = ONNX.pieces(spec)
     shapes = dict(ONNX.shapes(spec))
     H = spec.hidden_size
