@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, List, Optional, Tuple
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -139,15 +139,15 @@ class VariantBase(nn.Module):
                     names.append(name + s)
         self._flat_weights_names = names
         self._per_unit = len(names) // (num_layers * D)
-        self._flat_weights: List[Tensor] = [getattr(self, n) for n in names]
+        self._flat_weights: list[Tensor] = [getattr(self, n) for n in names]
         self.reset_parameters()
 
     # -- what subclasses declare ----------------------------------------------------------
     def _unit_shapes(self, G: int, H: int, R: int, width: int) -> list[tuple[str, tuple[int, ...]]]:
         raise NotImplementedError
 
-    def _direction(self, gi: Tensor, h: Tensor, c: Tensor, w: List[Tensor], mask: Optional[Tensor],
-                   reverse: bool) -> Tuple[Tensor, Tensor, Tensor]:
+    def _direction(self, gi: Tensor, h: Tensor, c: Tensor, w: list[Tensor], mask: Optional[Tensor],
+                   reverse: bool) -> tuple[Tensor, Tensor, Tensor]:
         raise NotImplementedError
 
     # -- module plumbing --------------------------------------------------------------------
@@ -200,18 +200,18 @@ class VariantBase(nn.Module):
 
     # -- the driver -------------------------------------------------------------------------
     def _run(self, x: Tensor, h0: Tensor, c0: Tensor, lengths: Optional[Tensor],
-             weights: List[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
+             weights: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """All layers over seq-major ``x`` ``(T, N, I)``; ``h0``/``c0`` ``(L*D, N, ·)``."""
         D = 2 if self.bidirectional else 1
         mask: Optional[Tensor] = None
         if lengths is not None:
             t = torch.arange(x.size(0), device=x.device).unsqueeze(1)
             mask = (t < lengths.to(x.device).unsqueeze(0)).unsqueeze(2)
-        hs: List[Tensor] = []
-        cs: List[Tensor] = []
+        hs: list[Tensor] = []
+        cs: list[Tensor] = []
         layer_in = x
         for layer in range(self.num_layers):
-            outs: List[Tensor] = []
+            outs: list[Tensor] = []
             for d in range(D):
                 u = layer * D + d
                 w = weights[u * self._per_unit:(u + 1) * self._per_unit]
@@ -231,13 +231,13 @@ class VariantBase(nn.Module):
                 layer_in = F.dropout(layer_in, self.dropout, True)
         return layer_in, torch.stack(hs), torch.stack(cs)
 
-    def _weights(self) -> List[Tensor]:
+    def _weights(self) -> list[Tensor]:
         if torch.jit.is_scripting():
             return self._flat_weights
         return [getattr(self, n) for n in self._flat_weights_names]
 
     def _prepare(self, input: Tensor, hx: Optional[Tensor], cx: Optional[Tensor],
-                 lengths: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor, bool]:
+                 lengths: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor, bool]:
         """Seq-major batched input and full initial states, checked like torch checks them."""
         unbatched = input.dim() == 2
         if input.dim() not in (2, 3):
@@ -269,7 +269,7 @@ class VariantBase(nn.Module):
             raise RuntimeError(f"Expected hidden size ({LD}, {N}, {width}), got {list(s.shape)}")
         return s
 
-    def _finish(self, y: Tensor, h: Tensor, c: Tensor, unbatched: bool) -> Tuple[Tensor, Tensor, Tensor]:
+    def _finish(self, y: Tensor, h: Tensor, c: Tensor, unbatched: bool) -> tuple[Tensor, Tensor, Tensor]:
         if unbatched:
             return y.squeeze(1), h.squeeze(1), c.squeeze(1)
         if self.batch_first:

@@ -18,7 +18,7 @@ candidate's (``activation``)::
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -72,13 +72,13 @@ class _GRU(VariantBase):
         return torch.clamp(v, -a, a) if a > 0.0 else v
 
     def _unit_shapes(self, G: int, H: int, R: int, width: int) -> list[tuple[str, tuple[int, ...]]]:
-        shapes = [("weight_ih", (G * H, width)), ("weight_hh", (G * H, H))]
+        shapes: list[tuple[str, tuple[int, ...]]] = [("weight_ih", (G * H, width)), ("weight_hh", (G * H, H))]
         if self.bias:
             shapes += [("bias_ih", (G * H,)), ("bias_hh", (G * H,))]
         return shapes
 
-    def _direction(self, gi: Tensor, h: Tensor, c: Tensor, w: List[Tensor], mask: Optional[Tensor],
-                   reverse: bool) -> Tuple[Tensor, Tensor, Tensor]:
+    def _direction(self, gi: Tensor, h: Tensor, c: Tensor, w: list[Tensor], mask: Optional[Tensor],
+                   reverse: bool) -> tuple[Tensor, Tensor, Tensor]:
         H = self.hidden_size
         T = gi.size(0)
         w_hh = w[1]
@@ -90,7 +90,7 @@ class _GRU(VariantBase):
         if b_hh is not None:
             b_rz = b_hh[: 2 * H]
             b_n = b_hh[2 * H:]
-        outs: List[Tensor] = []
+        outs: list[Tensor] = []
         for s in range(T):
             t = T - 1 - s if reverse else s
             g = gi[t]
@@ -115,7 +115,7 @@ class _GRU(VariantBase):
             outs.reverse()
         return torch.stack(outs), h, c
 
-    def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    def forward(self, input: Tensor, hx: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         """``nn.GRU``'s contract: ``(output, h_n)`` for a Tensor or a PackedSequence.
 
         Args:
@@ -135,7 +135,7 @@ class _GRU(VariantBase):
         return y, h
 
     @torch.jit.unused
-    def _forward_packed(self, input: PackedSequence, hx: Optional[Tensor]) -> Tuple[Any, Tensor]:
+    def _forward_packed(self, input: PackedSequence, hx: Optional[Tensor]) -> tuple[Any, Tensor]:
         x, lengths = unpack(input)
         x, h0, c0, _ = self._prepare(x, hx, None, lengths)
         y, h, _ = self._run(x, h0, c0, lengths, self._weights())

@@ -337,7 +337,7 @@ def load(fmt: str, source: Any, *, mode: str, options: dict[str, Any], batch_fir
         pieces += p_pieces
     checked = engine.check_leaves(leaves, shapes, layout=layout.name, hint=layout.hint(spec), finite=False)
     module = _build(plan, vspec, batch_first=batch_first, dropout=dropout, device=device, dtype=dtype)
-    engine.load(module, pieces, checked, fresh=True, spec=vspec)
+    engine.load(module, pieces, checked, fresh=True, spec=vspec)  # type: ignore[arg-type]
     if freeze:
         module.requires_grad_(False)
     built: nn.Module = module
@@ -455,7 +455,7 @@ def _export_onnx(m: nn.Module, spec: VariantSpec, reset_before: bool, merge_mode
         if getattr(m, name, 0.0):
             raise LayoutError(f"{name}={getattr(m, name)}: an ONNX LSTM has no {name} (its clip bounds the "
                               f"gate pre-activations: preactivation_clip)")
-    gate, act = m.recurrent_activation, m.activation  # type: ignore[union-attr]
+    gate, act = str(getattr(m, "recurrent_activation")), str(getattr(m, "activation"))  # noqa: B009
     if (gate, act) != ("sigmoid", "tanh"):
         names = [gate, act] + ([act] if spec.cell == "LSTM" else [])
         if "linear" in names:

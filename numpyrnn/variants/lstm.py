@@ -20,7 +20,7 @@ and ``clip_proj`` is ``proj_clip`` (TF1 ``LSTMCell``); each is off when ``None``
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -114,7 +114,7 @@ class PeepholeLSTM(VariantBase):
         return out
 
     def _unit_shapes(self, G: int, H: int, R: int, width: int) -> list[tuple[str, tuple[int, ...]]]:
-        shapes = [("weight_ih", (G * H, width)), ("weight_hh", (G * H, R))]
+        shapes: list[tuple[str, tuple[int, ...]]] = [("weight_ih", (G * H, width)), ("weight_hh", (G * H, R))]
         if self.bias:
             shapes += [("bias_ih", (G * H,)), ("bias_hh", (G * H,))]
         if self.peepholes:
@@ -127,8 +127,8 @@ class PeepholeLSTM(VariantBase):
         a = self.preactivation_clip
         return torch.clamp(v, -a, a) if a > 0.0 else v
 
-    def _direction(self, gi: Tensor, h: Tensor, c: Tensor, w: List[Tensor], mask: Optional[Tensor],
-                   reverse: bool) -> Tuple[Tensor, Tensor, Tensor]:
+    def _direction(self, gi: Tensor, h: Tensor, c: Tensor, w: list[Tensor], mask: Optional[Tensor],
+                   reverse: bool) -> tuple[Tensor, Tensor, Tensor]:
         H = self.hidden_size
         T = gi.size(0)
         k = 2
@@ -141,7 +141,7 @@ class PeepholeLSTM(VariantBase):
             w_ci, w_cf, w_co = w[k], w[k + 1], w[k + 2]
             k += 3
         w_hr = w[k] if self.proj_size > 0 else w[0]
-        outs: List[Tensor] = []
+        outs: list[Tensor] = []
         for s in range(T):
             t = T - 1 - s if reverse else s
             gates = gi[t] + F.linear(h, w[1], b_hh)
@@ -182,8 +182,8 @@ class PeepholeLSTM(VariantBase):
             outs.reverse()
         return torch.stack(outs), h, c
 
-    def forward(self, input: Tensor, hx: Optional[Tuple[Tensor, Tensor]] = None
-                ) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
+    def forward(self, input: Tensor, hx: Optional[tuple[Tensor, Tensor]] = None
+                ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """``nn.LSTM``'s contract: ``(output, (h_n, c_n))`` for a Tensor or a PackedSequence.
 
         Args:
@@ -204,8 +204,8 @@ class PeepholeLSTM(VariantBase):
         return y, (h, c)
 
     @torch.jit.unused
-    def _forward_packed(self, input: PackedSequence, hx: Optional[Tuple[Tensor, Tensor]]
-                        ) -> Tuple[Any, Tuple[Tensor, Tensor]]:
+    def _forward_packed(self, input: PackedSequence, hx: Optional[tuple[Tensor, Tensor]]
+                        ) -> tuple[Any, tuple[Tensor, Tensor]]:
         x, lengths = unpack(input)
         h0, c0 = (None, None) if hx is None else hx
         x, h0_, c0_, _ = self._prepare(x, h0, c0, lengths)

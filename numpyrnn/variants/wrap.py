@@ -17,7 +17,7 @@ These belong to the layer, not to the cell, so they wrap a module (``nn.GRU``,
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -67,12 +67,12 @@ class Directions(nn.Module):
         self.merge_mode = merge_mode
         self.time = time
         self.batch_first = bool(getattr(module, "batch_first", False))
-        self.hidden_size = int(getattr(module, "proj_size", 0) or getattr(module, "hidden_size"))
+        self.hidden_size = int(getattr(module, "proj_size", 0) or getattr(module, "hidden_size", 0))
 
     def extra_repr(self) -> str:
         return f"merge_mode={self.merge_mode!r}, time={self.time!r}"
 
-    def forward(self, input: Any, hx: Any = None) -> Tuple[Any, Any]:
+    def forward(self, input: Any, hx: Any = None) -> tuple[Any, Any]:
         from torch.nn.utils.rnn import PackedSequence
 
         packed = isinstance(input, PackedSequence)
@@ -95,7 +95,7 @@ class Directions(nn.Module):
         return out, state
 
 
-def _merge(y: Tensor, R: int, mode: Optional[str]) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+def _merge(y: Tensor, R: int, mode: Optional[str]) -> Union[Tensor, tuple[Tensor, Tensor]]:
     fwd, bwd = y[..., :R], y[..., R:]
     if mode == "sum":
         return fwd + bwd
