@@ -295,7 +295,8 @@ class _NumpyMixin:
     @classmethod
     def from_tf1(cls, source: Any, *, forget_bias: float = 1.0, batch_first: bool = False, dropout: float = 0.0,
                  device: Any = None, dtype: torch.dtype | None = None, freeze: bool = False,
-                 nonlinearity: str | None = None):
+                 nonlinearity: str | None = None, variants: bool = False, cell_clip: float | None = None,
+                 proj_clip: float | None = None):
         """Build from TF1 ``LSTMCell``/``BasicLSTMCell`` variables.
 
         Args:
@@ -309,11 +310,28 @@ class _NumpyMixin:
                 record their activation (TF1 variables never do); a source that records another is refused.
                 ``None`` takes the source's, else tanh.
 
+            variants: build a :mod:`numpyrnn.variants` module for ``GRUCell`` variables
+                (reset before the matmul) and ``LSTMCell`` peepholes instead of refusing them; a
+                :class:`~numpyrnn.variants.VariantWarning` names the module built.
+            cell_clip, proj_clip: ``LSTMCell``'s clipping, which checkpoints do not record; needs
+                ``variants=True``.
+
         Raises:
-            LayoutError: a GRU (TF1's ``GRUCell`` resets before the matmul), or bad shapes.
+            LayoutError: a ``GRUCell`` (it resets before the matmul) or peepholes without
+                ``variants``, or bad shapes.
         """
-        return cls._from_layout("tf1", source, options=dict(forget_bias=forget_bias), batch_first=batch_first,
-                                dropout=dropout, device=device, dtype=dtype, freeze=freeze, nonlinearity=nonlinearity)
+        if (cell_clip is not None or proj_clip is not None) and not variants:
+            raise TypeError("cell_clip and proj_clip are computed by numpyrnn.variants.PeepholeLSTM only: "
+                            "pass variants=True")
+
+        def plain():
+            return cls._from_layout("tf1", source, options=dict(forget_bias=forget_bias), batch_first=batch_first,
+                                    dropout=dropout, device=device, dtype=dtype, freeze=freeze,
+                                    nonlinearity=nonlinearity)
+
+        return cls._variant("tf1", source, options=dict(forget_bias=forget_bias), variants=variants, fallback=plain,
+                            extra=dict(cell_clip=cell_clip, proj_clip=proj_clip), batch_first=batch_first,
+                            dropout=dropout, device=device, dtype=dtype, freeze=freeze)
 
     def to_tf1(self, forget_bias: float = 1.0) -> list:
         """One TF1 variable mapping per layer (``{"fw", "bw"}`` when bidirectional), bottom

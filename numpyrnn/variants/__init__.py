@@ -12,7 +12,7 @@ from .lstm import PeepholeLSTM
 from .wrap import Directions
 
 __all__ = ["ACTIVATIONS", "ResetBeforeGRU", "ResetAfterGRU", "PeepholeLSTM", "Directions", "VariantWarning",
-           "to_keras", "to_onnx"]
+           "to_keras", "to_onnx", "to_tf1"]
 
 
 def to_keras(module):
@@ -45,3 +45,20 @@ def to_onnx(module):
     from .loading import export
 
     return export("onnx", module)
+
+
+def to_tf1(module, forget_bias: float = 1.0):
+    """A variant as TF1 ``GRUCell``/``LSTMCell`` variables and the cell's arguments.
+
+    Returns:
+        ``(layers, config)``: one mapping of bare variable names per layer (``{"fw", "bw"}``
+        when bidirectional), bottom first, with ``forget_bias`` subtracted from the forget
+        gate's bias again, and the ``LSTMCell`` arguments (``use_peepholes``, ``cell_clip``,
+        ``proj_clip``, ``num_proj``, ``forget_bias``); ``{}`` for a ``GRUCell``.
+
+    Raises:
+        LayoutError: the module computes something TF1's cells cannot.
+    """
+    from .loading import export
+
+    return export("tf1", module, forget_bias=forget_bias)

@@ -46,7 +46,7 @@ class Found:
         self.notes: dict[str, dict[str, Any]] = {}
 
     def note(self, layer: str, key: str, value: Any) -> None:
-        for half in (".forward_layer", ".backward_layer"):
+        for half in (".forward_layer", ".backward_layer", "['fw']", "['bw']"):
             layer = layer.split(half)[0]
         got = self.notes.setdefault(layer, {})
         if key in got and got[key] is not value and _text(got[key]) != _text(value):
@@ -263,7 +263,7 @@ class _KerasVariants:
         self.name = KERAS.name
         self.reset_before = reset_before
 
-    def shapes(self, spec: RNNSpec) -> dict[str, Any]:
+    def shapes(self, spec: RNNSpec, **_: Any) -> dict[str, Any]:
         from ..layouts.keras import key
 
         out = dict(self.base.shapes(spec))
@@ -272,7 +272,7 @@ class _KerasVariants:
                 out[key(spec, layer, d, "bias")] = (Axis("3*units", 3 * spec.hidden_size),)
         return out
 
-    def pieces(self, spec: RNNSpec) -> list[Piece]:
+    def pieces(self, spec: RNNSpec, **_: Any) -> list[Piece]:
         from ..layouts.keras import GATES, key
 
         out = self.base.pieces(spec)
@@ -285,11 +285,92 @@ class _KerasVariants:
                              fold="bias_hh" + s))
         return out
 
-    def hint(self, spec: RNNSpec) -> Any:
+    def hint(self, spec: RNNSpec, **_: Any) -> Any:
         return self.base.hint(spec)
 
 
+class _TF1Variants:
+    """The TF1 layout, plus ``GRUCell``'s ``gates``/``candidate`` kernels and ``LSTMCell``'s peepholes."""
+
+    #: GRUCell: torch parameter, variable, rows of the fused kernel, gates, single bias (folded)
+    GRUCELL = [
+        ("weight_ih", "gates/kernel", "x", "rz"), ("weight_hh", "gates/kernel", "h", "rz"),
+        ("bias_ih", "gates/bias", None, "rz"),
+        ("weight_ih", "candidate/kernel", "x", "n"), ("weight_hh", "candidate/kernel", "h", "n"),
+        ("bias_ih", "candidate/bias", None, "n"),
+    ]
+
+    def __init__(self, reset_before: bool, peepholes: bool) -> None:
+        from ..layouts.tf1 import TF1
+
+        self.base = TF1
+        self.name = TF1.name
+        self.reset_before = reset_before
+        self.peepholes = peepholes
+
+    def shapes(self, spec: RNNSpec, **options: Any) -> dict[str, Any]:
+        from ..layouts.tf1 import key
+
+        if not self.reset_before:
+            out = dict(self.base.shapes(spec))
+        else:
+            out = {}
+            for layer, d in spec.units():
+                x, H = spec.layer_input(layer), spec.hidden_size
+                inp = "input" if layer == 0 else ("2*units" if spec.bidirectional else "units")
+                out[key(spec, layer, d, "gates/kernel")] = (Axis(f"{inp}+units", x + H), Axis("2*units", 2 * H))
+                out[key(spec, layer, d, "gates/bias")] = (Axis("2*units", 2 * H),)
+                out[key(spec, layer, d, "candidate/kernel")] = (Axis(f"{inp}+units", x + H), Axis("units", H))
+                out[key(spec, layer, d, "candidate/bias")] = (Axis("units", H),)
+        if self.peepholes:
+            for layer, d in spec.units():
+                for name in ("w_i_diag", "w_f_diag", "w_o_diag"):
+                    out[key(spec, layer, d, name)] = (Axis("units", spec.hidden_size),)
+        return out
+
+    def pieces(self, spec: RNNSpec, **options: Any) -> list[Piece]:
+        from ..layouts.tf1 import key
+
+        out: list[Piece] = [] if self.reset_before else list(self.base.pieces(spec, **options))
+        for layer, d in spec.units():
+            s, cut = spec.suffix(layer, d), spec.layer_input(layer)
+            if self.reset_before:
+                rows = {"x": (slice(0, cut),), "h": (slice(cut, None),), None: ()}
+                for param, var, part, gates in self.GRUCELL:
+                    pattern = "(g h) -> g h" if part is None else "{x} (g h) -> g h {x}".format(x="j" if part == "h" else "i")
+                    out.append(Piece(param + s, key(spec, layer, d, var), rows[part], pattern, {"g": len(gates)},
+                                     gates, fold=("bias_hh" + s) if param == "bias_ih" else None))
+            if self.peepholes:
+                for g in "ifo":
+                    out.append(Piece(f"weight_c{g}" + s, key(spec, layer, d, f"w_{g}_diag")))
+        return out
+
+    def hint(self, spec: RNNSpec, **options: Any) -> Any:
+        return None if self.reset_before else self.base.hint(spec)
+
+    def assemble(self, arrays: dict[str, Any], spec: RNNSpec, **options: Any) -> list:
+        """One mapping of bare TF1 variable names per layer (``{"fw", "bw"}`` when bidirectional)."""
+        from ..layouts.tf1 import key
+
+        if self.reset_before:
+            names = ["gates/kernel", "gates/bias", "candidate/kernel", "candidate/bias"]
+            out: list = []
+            for layer in range(spec.num_layers):
+                units = [{n: arrays[key(spec, layer, d, n)] for n in names} for d in range(spec.directions)]
+                out.append({"fw": units[0], "bw": units[1]} if spec.bidirectional else units[0])
+        else:
+            out = self.base.assemble({k: v for k, v in arrays.items() if "_diag'" not in k}, spec, **options)
+        if self.peepholes:
+            for layer, d in spec.units():
+                unit = out[layer] if not spec.bidirectional else out[layer]["bw" if d else "fw"]
+                for name in ("w_i_diag", "w_f_diag", "w_o_diag"):
+                    unit[name] = arrays[key(spec, layer, d, name)]
+        return out
+
+
 def _layout(fmt: str, plan: Plan) -> Any:
+    if fmt == "tf1":
+        return _TF1Variants(plan.cls is ResetBeforeGRU, plan.peepholes)
     if fmt == "keras":
         return _KerasVariants(plan.cls is ResetBeforeGRU)
     if fmt == "onnx":
@@ -313,7 +394,7 @@ def load(fmt: str, source: Any, *, mode: str, options: dict[str, Any], batch_fir
         for a merge mode or a time direction), or what ``fallback()`` builds when
         the source computes nothing torch's modules cannot.
     """
-    layout_name = {"keras": "keras", "onnx": "onnx"}.get(fmt)
+    layout_name = {"keras": "keras", "onnx": "onnx", "tf1": "tf1"}.get(fmt)
     if layout_name is None:
         raise LayoutError(f"{fmt}: no variant loader for this format")
     from importlib import import_module
@@ -321,21 +402,22 @@ def load(fmt: str, source: Any, *, mode: str, options: dict[str, Any], batch_fir
     base = getattr(import_module(f"..layouts.{layout_name}", __package__), layout_name.upper())
     found = Found()
     spec, leaves = base.infer(source, mode=mode, variants=found, **options)
-    if not found:
+    extra = {k: v for k, v in (extra or {}).items() if v is not None}
+    if not found and not extra:
         return fallback()
-    plan = _plan(found, spec, fmt, extra or {})
+    plan = _plan(found, spec, fmt, extra)
     layout = _layout(fmt, plan)
     vspec = VariantSpec(**{f: getattr(spec, f) for f in ("mode", "input_size", "hidden_size", "num_layers",
                                                           "bidirectional", "bias", "proj_size")},
                         peepholes=plan.peepholes)
-    shapes = dict(layout.shapes(spec))
-    pieces = list(layout.pieces(spec))
-    if plan.peepholes:
+    shapes = dict(layout.shapes(spec, **options))
+    pieces = list(layout.pieces(spec, **options))
+    if plan.peepholes and fmt == "onnx":
         p_leaves, p_shapes, p_pieces = _peephole_pieces(fmt, spec, found)
         leaves.update(p_leaves)
         shapes.update(p_shapes)
         pieces += p_pieces
-    checked = engine.check_leaves(leaves, shapes, layout=layout.name, hint=layout.hint(spec), finite=False)
+    checked = engine.check_leaves(leaves, shapes, layout=layout.name, hint=layout.hint(spec, **options), finite=False)
     module = _build(plan, vspec, batch_first=batch_first, dropout=dropout, device=device, dtype=dtype)
     engine.load(module, pieces, checked, fresh=True, spec=vspec)  # type: ignore[arg-type]
     if freeze:
@@ -381,7 +463,7 @@ def _unwrap(module: nn.Module) -> tuple[nn.Module, str | None, str]:
     return module, "concat", "forward"
 
 
-def export(fmt: str, module: nn.Module) -> tuple[Any, dict[str, Any]]:
+def export(fmt: str, module: nn.Module, **options: Any) -> tuple[Any, dict[str, Any]]:
     """The module's weights in ``fmt`` and the layer configuration the source needs to compute the same.
 
     Returns:
@@ -400,6 +482,8 @@ def export(fmt: str, module: nn.Module) -> tuple[Any, dict[str, Any]]:
         return _export_keras(inner, spec, reset_before, merge_mode, time)
     if fmt == "onnx":
         return _export_onnx(inner, spec, reset_before, merge_mode, time)
+    if fmt == "tf1":
+        return _export_tf1(inner, spec, reset_before, merge_mode, time, **options)
     raise LayoutError(f"{fmt}: no variant exporter for this format")
 
 
@@ -485,3 +569,26 @@ def _export_onnx(m: nn.Module, spec: VariantSpec, reset_before: bool, merge_mode
         for k, layer in enumerate(layers):
             layer["P"] = arrays[_key(k, "P")]
     return layers, attrs
+
+
+def _export_tf1(m: nn.Module, spec: VariantSpec, reset_before: bool, merge_mode: Any, time: str,
+                forget_bias: float = 1.0):
+    if merge_mode != "concat" or time != "forward":
+        raise LayoutError("TF1 cells have no merge mode or time direction of their own; export the inner module")
+    for name in ("input_forget", "preactivation_clip"):
+        if getattr(m, name, None):
+            raise LayoutError(f"{name}={getattr(m, name)!r}: TF1's LSTMCell has no such option")
+    for attr, want in (("recurrent_activation", "sigmoid"), ("activation", "tanh")):
+        if getattr(m, attr) != want:
+            raise LayoutError(f"{attr}={getattr(m, attr)!r}: TF1's cells use {want} there")
+    if spec.cell == "GRU" and not reset_before:
+        raise LayoutError("a ResetAfterGRU with torch's activations is an nn.GRU: use NumpyGRU.to_tf1")
+    config: dict[str, Any] = {}
+    if spec.cell == "LSTM":
+        config = dict(use_peepholes=spec.peepholes, forget_bias=forget_bias,
+                      cell_clip=getattr(m, "cell_clip", 0.0) or None, proj_clip=getattr(m, "proj_clip", 0.0) or None,
+                      num_proj=spec.proj_size or None)
+    layout = _TF1Variants(reset_before, spec.peepholes)
+    options = dict(forget_bias=forget_bias)
+    arrays = engine.export(m, layout.pieces(spec, **options), layout.shapes(spec, **options), spec=spec)  # type: ignore[arg-type]
+    return layout.assemble(arrays, spec, **options), config
