@@ -150,8 +150,8 @@ class ResetBeforeGRU(_GRU):
     ONNX ``linear_before_reset=0`` and TF1 ``GRUCell`` compute this.
 
     Args:
-        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-            device, dtype: as in ``nn.GRU``.
+        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, device, dtype: as in
+            ``nn.GRU``.
         recurrent_activation: ``σ`` of the ``r`` and ``z`` gates, a name in
             :data:`~numpyrnn.variants.ACTIVATIONS` (``"sigmoid"``, ``"hard_sigmoid"``,
             ``"hard_sigmoid_keras3"``, ...).
@@ -159,7 +159,7 @@ class ResetBeforeGRU(_GRU):
         preactivation_clip: clip every gate's input to ``±preactivation_clip``
             before its activation (ONNX ``clip``); off when ``None``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from numpyrnn.variants import ResetBeforeGRU
         >>> gru = ResetBeforeGRU(5, 4, batch_first=True, recurrent_activation="hard_sigmoid")

@@ -39,8 +39,8 @@ class PeepholeLSTM(VariantBase):
     ``nn.LSTM``. See :mod:`numpyrnn.variants.lstm` for the equations.
 
     Args:
-        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-            proj_size, device, dtype: as in ``nn.LSTM``.
+        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, proj_size, device, dtype:
+            as in ``nn.LSTM``.
         peepholes: add the diagonal peephole weights ``weight_c{i,f,o}_l{k}`` (ONNX
             ``P``, TF1 ``use_peepholes=True``).
         cell_clip: clip the cell state to ``±cell_clip`` after each update (TF1).
@@ -52,7 +52,7 @@ class PeepholeLSTM(VariantBase):
         recurrent_activation: ``σ``, a name in :data:`~numpyrnn.variants.ACTIVATIONS`.
         activation: ``φ`` of the cell input and output (``"tanh"``).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from numpyrnn.variants import PeepholeLSTM
         >>> lstm = PeepholeLSTM(5, 4, proj_size=3, peepholes=True, cell_clip=3.0)

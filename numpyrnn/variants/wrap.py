@@ -42,7 +42,7 @@ class Directions(nn.Module):
         time: one of :data:`TIMES`; anything but ``"forward"`` needs a
             unidirectional module and a padded Tensor input.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from numpyrnn.variants import Directions
         >>> m = Directions(torch.nn.GRU(3, 4, bidirectional=True), merge_mode="sum")
