@@ -1129,6 +1129,7 @@ def load(
     fresh: bool = False,
     key: Hashable | None = None,
     checked: bool = False,
+    spec: RNNSpec | None = None,
 ) -> nn.RNNBase:
     """Write validated leaves into ``module``'s parameters, in place, atomically.
 
@@ -1169,6 +1170,9 @@ def load(
             with it, the plan is made once per key and tensor geometry and replayed.
         checked: the leaves already passed :func:`check_finite` (as
             :func:`load_layout` does through :func:`check_leaves`): not read twice.
+        spec: the torch-named parameters to write, for a module that is not an
+            ``nn.RNNBase`` but has them (:mod:`numpyrnn.variants`); ``None`` reads
+            them from ``module``.
 
     Raises:
         LayoutError: a leaf holds NaN or Inf, or a value the parameters' dtype
@@ -1177,12 +1181,12 @@ def load(
         RuntimeError: what ``copy_`` refuses (see above).
     """
     with _guarded(module):
-        return _load(module, pieces, leaves, fresh=fresh, key=key, checked=checked)
+        return _load(module, pieces, leaves, fresh=fresh, key=key, checked=checked, spec=spec)
 
 
 def _load(module: nn.RNNBase, pieces: Sequence[Piece], leaves: Mapping[str, np.ndarray | torch.Tensor], *,
-          fresh: bool, key: Hashable | None, checked: bool) -> nn.RNNBase:
-    spec = RNNSpec.of(module)
+          fresh: bool, key: Hashable | None, checked: bool, spec: RNNSpec | None = None) -> nn.RNNBase:
+    spec = spec or RNNSpec.of(module)
     targets = _targets(module, spec)
     params = {k: t.tensor for k, t in targets.items()}
     first = next(iter(params.values()))
@@ -1745,6 +1749,7 @@ def export(
     shapes: Mapping[str, Sequence[Axis]],
     *,
     key: Hashable | None = None,
+    spec: RNNSpec | None = None,
 ) -> dict[str, np.ndarray]:
     """Run the pieces backwards: fresh numpy leaves in the module's dtype.
 
@@ -1759,12 +1764,12 @@ def export(
         TypeError: the module's dtype has no numpy equivalent (bfloat16).
     """
     with _guarded(module):
-        return _export(module, pieces, shapes, key)
+        return _export(module, pieces, shapes, key, spec)
 
 
 def _export(module: nn.RNNBase, pieces: Sequence[Piece], shapes: Mapping[str, Sequence[Axis]],
-            key: Hashable | None = None) -> dict[str, np.ndarray]:
-    spec = RNNSpec.of(module)
+            key: Hashable | None = None, spec: RNNSpec | None = None) -> dict[str, np.ndarray]:
+    spec = spec or RNNSpec.of(module)
     with torch.no_grad():
         params = _params(module, spec)
     first = next(iter(params.values()))

@@ -172,9 +172,22 @@ class _NumpyMixin:
                                     dtype=dtype, freeze=freeze, strict_mode=nonlinearity is not None)
 
     @classmethod
+    def _variant(cls, fmt: str, source: Any, *, options: dict, variants: bool, fallback: Any, extra: dict | None = None,
+                 **kw: Any) -> Any:
+        """With ``variants=True``: the variant module ``source`` needs (see :mod:`numpyrnn.variants`)."""
+        if not isinstance(variants, bool):
+            raise TypeError(f"variants should be of type bool, got: {type(variants).__name__}")
+        if not variants or cls._mode.startswith("RNN"):
+            return fallback()
+        from .variants import loading
+
+        return loading.load(fmt, source, mode=cls._mode, options=options, fallback=fallback, extra=extra,
+                            caller=f"{cls.__name__}.from_{fmt}", **kw)
+
+    @classmethod
     def from_keras(cls, source: Any, *, batch_first: bool = True, dropout: float = 0.0, device: Any = None,
                    dtype: torch.dtype | None = None, freeze: bool = False,
-                   nonlinearity: str | None = None):
+                   nonlinearity: str | None = None, variants: bool = False):
         """Build from Keras 3 weights: layers, ``Bidirectional`` wrappers, or ``get_weights()`` lists.
 
         See the Keras page of the documentation for the mapping and what is refused.
@@ -190,12 +203,22 @@ class _NumpyMixin:
                 record their activation (raw ``get_weights()`` lists); a source that records another is refused.
                 ``None`` takes the source's, else tanh.
 
+            variants: build a :mod:`numpyrnn.variants` module (with a
+                :class:`~numpyrnn.variants.Directions` wrapper for ``go_backwards`` or a merge mode)
+                for what torch cannot compute, instead of refusing it; a
+                :class:`~numpyrnn.variants.VariantWarning` names the module built.
+
         Raises:
             LayoutError: the layer computes something torch cannot (``reset_after=False``,
-                other activations, ``go_backwards``, other merge modes), or bad shapes.
+                other activations, ``go_backwards``, other merge modes) and ``variants``
+                is false, or bad shapes.
         """
-        return cls._from_layout("keras", source, options={}, batch_first=batch_first, dropout=dropout,
-                                device=device, dtype=dtype, freeze=freeze, nonlinearity=nonlinearity)
+        def plain():
+            return cls._from_layout("keras", source, options={}, batch_first=batch_first, dropout=dropout,
+                                    device=device, dtype=dtype, freeze=freeze, nonlinearity=nonlinearity)
+
+        return cls._variant("keras", source, options={}, variants=variants, fallback=plain,
+                            batch_first=batch_first, dropout=dropout, device=device, dtype=dtype, freeze=freeze)
 
     def to_keras(self) -> list:
         """One entry per layer, bottom first: the list that ``layer.set_weights`` takes."""
@@ -204,7 +227,7 @@ class _NumpyMixin:
     @classmethod
     def from_onnx(cls, source: Any, *, linear_before_reset: int | None = None, batch_first: bool = False,
                   dropout: float = 0.0, device: Any = None, dtype: torch.dtype | None = None, freeze: bool = False,
-                  nonlinearity: str | None = None):
+                  nonlinearity: str | None = None, variants: bool = False):
         """Build from ONNX ``GRU``/``LSTM``/``RNN`` weights.
 
         Args:
@@ -218,12 +241,25 @@ class _NumpyMixin:
                 record their activation (arrays); a source that records another is refused.
                 ``None`` takes the source's, else tanh.
 
+            variants: build a :mod:`numpyrnn.variants` module for what torch cannot
+                compute (``linear_before_reset=0``, peepholes ``P``, ``clip``, ``input_forget``,
+                other activations; a :class:`~numpyrnn.variants.Directions` wrapper for
+                ``direction="reverse"``) instead of refusing it; a
+                :class:`~numpyrnn.variants.VariantWarning` names the module built.
+
         Raises:
             LayoutError: ``linear_before_reset`` 0 or missing, peepholes, ``clip``,
-                ``input_forget``, non-default activations, ``direction="reverse"``, or bad shapes.
+                ``input_forget``, non-default activations, ``direction="reverse"`` (without
+                ``variants``), or bad shapes.
         """
-        return cls._from_layout("onnx", source, options=dict(linear_before_reset=linear_before_reset),
-                                batch_first=batch_first, dropout=dropout, device=device, dtype=dtype, freeze=freeze, nonlinearity=nonlinearity)
+        def plain():
+            return cls._from_layout("onnx", source, options=dict(linear_before_reset=linear_before_reset),
+                                    batch_first=batch_first, dropout=dropout, device=device, dtype=dtype,
+                                    freeze=freeze, nonlinearity=nonlinearity)
+
+        return cls._variant("onnx", source, options=dict(linear_before_reset=linear_before_reset), variants=variants,
+                            fallback=plain, batch_first=batch_first, dropout=dropout, device=device, dtype=dtype,
+                            freeze=freeze)
 
     def to_onnx(self) -> list:
         """One ``{"W", "R", "B"}`` dict per layer, bottom first, runnable in onnxruntime as is."""
@@ -260,7 +296,8 @@ class _NumpyMixin:
     @classmethod
     def from_tf1(cls, source: Any, *, forget_bias: float = 1.0, batch_first: bool = True, dropout: float = 0.0,
                  device: Any = None, dtype: torch.dtype | None = None, freeze: bool = False,
-                 nonlinearity: str | None = None):
+                 nonlinearity: str | None = None, variants: bool = False, cell_clip: float | None = None,
+                 proj_clip: float | None = None):
         """Build from TF1 ``LSTMCell``/``BasicLSTMCell`` variables.
 
         Args:
@@ -276,11 +313,28 @@ class _NumpyMixin:
                 record their activation (TF1 variables never do); a source that records another is refused.
                 ``None`` takes the source's, else tanh.
 
+            variants: build a :mod:`numpyrnn.variants` module for ``GRUCell`` variables
+                (reset before the matmul) and ``LSTMCell`` peepholes instead of refusing them; a
+                :class:`~numpyrnn.variants.VariantWarning` names the module built.
+            cell_clip, proj_clip: ``LSTMCell``'s clipping, which checkpoints do not record; needs
+                ``variants=True``.
+
         Raises:
-            LayoutError: a GRU (TF1's ``GRUCell`` resets before the matmul), or bad shapes.
+            LayoutError: a ``GRUCell`` (it resets before the matmul) or peepholes without
+                ``variants``, or bad shapes.
         """
-        return cls._from_layout("tf1", source, options=dict(forget_bias=forget_bias), batch_first=batch_first,
-                                dropout=dropout, device=device, dtype=dtype, freeze=freeze, nonlinearity=nonlinearity)
+        if (cell_clip is not None or proj_clip is not None) and not variants:
+            raise TypeError("cell_clip and proj_clip are computed by numpyrnn.variants.PeepholeLSTM only: "
+                            "pass variants=True")
+
+        def plain():
+            return cls._from_layout("tf1", source, options=dict(forget_bias=forget_bias), batch_first=batch_first,
+                                    dropout=dropout, device=device, dtype=dtype, freeze=freeze,
+                                    nonlinearity=nonlinearity)
+
+        return cls._variant("tf1", source, options=dict(forget_bias=forget_bias), variants=variants, fallback=plain,
+                            extra=dict(cell_clip=cell_clip, proj_clip=proj_clip), batch_first=batch_first,
+                            dropout=dropout, device=device, dtype=dtype, freeze=freeze)
 
     def to_tf1(self, *, forget_bias: float = 1.0) -> list:
         """One TF1 variable mapping per layer (``{"fw", "bw"}`` when bidirectional), bottom

@@ -34,7 +34,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["gru", "lstm", "rnn"]
+__all__ = ["gru", "lstm", "rnn", "reset_before_gru", "gru_variant", "lstm_variant", "ACTIVATIONS"]
 
 _ORDER = {"gru": "rzn", "lstm": "ifgo", "rnn": "h"}
 _ALIAS = {"gru": {"h": "n", "u": "z", "c": "n"}, "lstm": {"c": "g", "j": "g"}, "rnn": {}}
@@ -52,6 +52,8 @@ def _sigmoid(a: np.ndarray) -> np.ndarray:
 
 class _Unit:
     """Weights of one layer and direction, read straight from a block."""
+
+    peep: np.ndarray | None = None  # (3, H) peepholes i, f, o of the variants
 
     def __init__(self, block, bias, proj, G, n_in, R, positions, dtype, rowwise=False):
         H = block.shape[0]
@@ -95,7 +97,7 @@ def _positions(cell: str, gates: str | None) -> list[int]:
     return [norm.index(c) for c in order]
 
 
-def _run(cell, x, w0, w, b0, b, proj, h0, c0, batch_first, gates, step: Callable, rowwise=False):
+def _run(cell, x, w0, w, b0, b, proj, h0, c0, batch_first, gates, step: Callable, rowwise=False, peep=None):
     G = len(_ORDER[cell])
     w0 = np.asarray(w0)
     D, H = w0.shape[0], w0.shape[1]
@@ -133,6 +135,8 @@ def _run(cell, x, w0, w, b0, b, proj, h0, c0, batch_first, gates, step: Callable
             pj = None if proj is None else np.asarray(proj)[k, d]
             n_in = I if k == 0 else D * R
             unit = _Unit(block, bias, pj, G, n_in, R, pos, dtype, rowwise)
+            if peep is not None:
+                unit.peep = np.asarray(peep)[k, d].astype(dtype)
             h = h0[k * D + d]
             c = None if c0 is None else c0[k * D + d]
             y = np.zeros((T, N, R), dtype=dtype)
@@ -235,3 +239,124 @@ def rnn(x, w0, w=None, *, b0=None, b=None, h0=None, batch_first=False, nonlinear
 
     y, hn, _ = _run("rnn", x, w0, w, b0, b, None, h0, None, batch_first, None, step, rowwise)
     return y, hn
+
+
+# --------------------------------------------------------------------------------------
+# variants: what torch's modules do not compute (numpyrnn.variants)
+# --------------------------------------------------------------------------------------
+
+#: Activations by name, as each source defines them.
+ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "sigmoid": _sigmoid,
+    # Keras 2 / tf.keras 1.x ``hard_sigmoid`` and ONNX ``HardSigmoid`` (alpha 0.2, beta 0.5)
+    "hard_sigmoid": lambda a: np.clip(0.2 * a + 0.5, 0.0, 1.0),
+    # Keras 3 ``hard_sigmoid``: ``relu6(x + 3) / 6``
+    "hard_sigmoid_keras3": lambda a: np.minimum(np.maximum(a + 3.0, 0.0), 6.0) / 6.0,
+    "tanh": np.tanh,
+    "relu": lambda a: np.maximum(a, 0),
+    "linear": lambda a: a,
+}
+
+
+def _activation(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+def gru_variant(x, w0, w=None, *, b0=None, b=None, h0=None, batch_first=False, gates=None,
+                reset_after=False, recurrent_activation="sigmoid", activation="tanh", preactivation_clip=None):
+    """GRU forward pass with the reset gate before or after the recurrent matmul.
+
+    Keras ``GRU`` (``keras/src/layers/rnn/gru.py``), with ``σ`` its
+    ``recurrent_activation`` and ``φ`` its ``activation``::
+
+        z  = σ(x W_z + b_z + h U_z)        r = σ(x W_r + b_r + h U_r)
+        hh = φ(x W_h + b_h + (r * h) U_h)          reset_after=False
+        hh = φ(x W_h + b_h + r * (h U_h + b'_h))   reset_after=True
+        h' = z * h + (1 - z) * hh
+
+    ONNX ``GRU`` (``linear_before_reset`` 0 / 1) and TF1 ``GRUCell``
+    (``candidate = φ([x, r * h] K_c + b_c)``, ``h' = u * h + (1 - u) * candidate``)
+    write the same. The arrays are the block layout, as in :func:`gru`; the
+    recurrent-side bias of ``n`` is added outside the reset product when
+    ``reset_after`` is false.
+
+    Returns:
+        ``(y, h_n)`` with torch's shapes.
+    """
+    sig, phi = _activation(recurrent_activation), _activation(activation)
+    a = preactivation_clip
+
+    def clip(v):  # ONNX ``clip``: bounds every activation's input
+        return v if a is None else np.clip(v, -a, a)
+
+    def step(u: _Unit, x, h, c):
+        r = sig(clip(u.x(0, x) + u.h(0, h)))
+        z = sig(clip(u.x(1, x) + u.h(1, h)))
+        if reset_after:
+            hh = phi(clip(u.x(2, x) + r * u.h(2, h)))
+        else:
+            hh = phi(clip(u.x(2, x) + u.h(2, r * h)))
+        return z * h + (1 - z) * hh, None
+
+    y, hn, _ = _run("gru", x, w0, w, b0, b, None, h0, None, batch_first, gates, step)
+    return y, hn
+
+
+def reset_before_gru(x, w0, w=None, **kwargs):
+    """:func:`gru_variant` with ``reset_after=False``: Keras ``reset_after=False``, ONNX
+    ``linear_before_reset=0``, TF1 ``GRUCell``."""
+    return gru_variant(x, w0, w, reset_after=False, **kwargs)
+
+
+def lstm_variant(x, w0, w=None, *, b0=None, b=None, proj=None, peepholes=None, h0=None, c0=None,
+                 batch_first=False, gates=None, cell_clip=None, proj_clip=None, preactivation_clip=None,
+                 input_forget=False, recurrent_activation="sigmoid", activation="tanh"):
+    """LSTM forward pass with peepholes, clipping, a coupled forget gate and other activations.
+
+    ONNX ``LSTM`` (operator docs; ``f`` = ``recurrent_activation``, ``g`` = ``h`` =
+    ``activation``, ``clip`` = ``preactivation_clip`` applied to every activation's input)::
+
+        it = f(Xt Wi + Ht-1 Ri + Pi * Ct-1 + Wbi + Rbi)
+        ft = f(Xt Wf + Ht-1 Rf + Pf * Ct-1 + Wbf + Rbf)     (1 - it with input_forget)
+        ct = g(Xt Wc + Ht-1 Rc + Wbc + Rbc)
+        Ct = ft * Ct-1 + it * ct
+        ot = f(Xt Wo + Ht-1 Ro + Po * Ct + Wbo + Rbo)
+        Ht = ot * h(Ct)
+
+    TF1 ``LSTMCell`` (``rnn_cell_impl.py``) adds ``w_f_diag``/``w_i_diag`` peepholes
+    the same way, clips ``c`` to ``±cell_clip`` before the output gate, and
+    clips the projection ``m = (o * tanh(c)) W_proj`` to ``±proj_clip``.
+
+    Args:
+        peepholes: ``(L, D, 3, H)``: per layer and direction, the ``i, f, o``
+            peephole weights; ``None`` for none.
+        The others as in :func:`lstm`; clips are off when ``None``.
+
+    Returns:
+        ``(y, (h_n, c_n))`` with torch's shapes.
+    """
+    sig, phi = _activation(recurrent_activation), _activation(activation)
+
+    def clip(a, bound):
+        return a if bound is None else np.clip(a, -bound, bound)
+
+    def step(u: _Unit, x, h, c):
+        pi = pf = po = 0.0
+        if u.peep is not None:
+            pi, pf, po = u.peep[0] * c, u.peep[1] * c, u.peep[2] * c
+        i = sig(clip(u.x(0, x) + u.h(0, h) + pi, preactivation_clip))
+        f = 1 - i if input_forget else sig(clip(u.x(1, x) + u.h(1, h) + pf, preactivation_clip))
+        g = phi(clip(u.x(2, x) + u.h(2, h), preactivation_clip))
+        c = clip(f * c + i * g, cell_clip)
+        if u.peep is not None:
+            po = u.peep[2] * c
+        o = sig(clip(u.x(3, x) + u.h(3, h) + po, preactivation_clip))
+        h = o * phi(c)
+        if u.proj is not None:
+            h = clip(h @ u.proj.T, proj_clip)
+        return h, c
+
+    y, hn, cn = _run("lstm", x, w0, w, b0, b, proj, h0, c0, batch_first, gates, step, peep=peepholes)
+    return y, (hn, cn)

@@ -239,8 +239,12 @@ def _refuse(path: str, what: str, why: str) -> LayoutError:
     return LayoutError(f"{path}: {what} cannot be loaded into torch: {why}")
 
 
-def _check_plain(path: str, layer: Any, mode: str, *, backward: bool = False) -> str:
-    """Refusals for one plain recurrent layer; returns its numpyrnn cell."""
+def _check_plain(path: str, layer: Any, mode: str, *, backward: bool = False, variants: Any = None) -> str:
+    """Refusals for one plain recurrent layer; returns its numpyrnn cell.
+
+    With ``variants`` (a :class:`numpyrnn.variants.loading.Found`) what only a
+    variant module computes is noted there instead of refused.
+    """
     cell_obj = getattr(layer, "cell", None)
     cell_name = type(cell_obj).__name__
     if cell_obj is None or cell_name not in CELLS:
@@ -266,12 +270,18 @@ def _check_plain(path: str, layer: Any, mode: str, *, backward: bool = False) ->
                 f"{path}: the backward layer of a Bidirectional wrapper must have go_backwards=True, got False; "
                 f"a layer that reads forwards in both directions is not a torch bidirectional module"
             )
-        raise _refuse(path, "go_backwards=True", REFUSES["go_backwards"])
+        if variants is None:
+            raise _refuse(path, "go_backwards=True", REFUSES["go_backwards"])
+        variants.note(path, "go_backwards", True)
     if cell == "GRU" and not getattr(cell_obj, "reset_after", True):
-        raise _refuse(path, "a GRU with reset_after=False", REFUSES["reset_after=False"])
+        if variants is None:
+            raise _refuse(path, "a GRU with reset_after=False", REFUSES["reset_after=False"])
+        variants.note(path, "reset_after", False)
     for attr, allowed in ACTIVATIONS[cell].items():
         name = _activation_name(getattr(cell_obj, attr, None))
-        if name not in allowed:
+        if name not in allowed and variants is not None and cell != "RNN":
+            variants.note(path, attr, getattr(cell_obj, attr, None))
+        elif name not in allowed:
             raise _refuse(
                 path, f"{attr}={name}",
                 f"torch computes {attr} as {' or '.join(allowed)} here; " + REFUSES["activation"],
@@ -279,14 +289,16 @@ def _check_plain(path: str, layer: Any, mode: str, *, backward: bool = False) ->
     return cell
 
 
-def _from_layer(path: str, layer: Any, mode: str) -> _Layer:
+def _from_layer(path: str, layer: Any, mode: str, variants: Any = None) -> _Layer:
     if hasattr(layer, "forward_layer") and hasattr(layer, "backward_layer"):
         merge = getattr(layer, "merge_mode", "concat")
         if merge != "concat":
-            raise _refuse(path, f"Bidirectional(merge_mode={merge!r})", REFUSES["merge_mode"])
+            if variants is None:
+                raise _refuse(path, f"Bidirectional(merge_mode={merge!r})", REFUSES["merge_mode"])
+            variants.note(path, "merge_mode", merge)
         fwd, bwd = layer.forward_layer, layer.backward_layer
-        cell = _check_plain(f"{path}.forward_layer", fwd, mode)
-        _check_plain(f"{path}.backward_layer", bwd, mode, backward=True)
+        cell = _check_plain(f"{path}.forward_layer", fwd, mode, variants=variants)
+        _check_plain(f"{path}.backward_layer", bwd, mode, backward=True, variants=variants)
         for attr in ("units", "use_bias"):
             a, b = getattr(fwd.cell, attr, None), getattr(bwd.cell, attr, None)
             if a != b:
@@ -300,7 +312,7 @@ def _from_layer(path: str, layer: Any, mode: str) -> _Layer:
             )
         parts = [(f"{path}.forward_layer", fwd), (f"{path}.backward_layer", bwd)]
     else:
-        cell = _check_plain(path, layer, mode)
+        cell = _check_plain(path, layer, mode, variants=variants)
         parts = [(path, layer)]
     arrays, paths = [], []
     for p, sub in parts:
@@ -319,7 +331,8 @@ def _from_layer(path: str, layer: Any, mode: str) -> _Layer:
     return _Layer(path, arrays, paths, cell=cell, activation=activation if cell == "RNN" else None)
 
 
-def _check_unit(mode: str, unit: list[Any], paths: list[str], units: int | None) -> int:
+def _check_unit(mode: str, unit: list[Any], paths: list[str], units: int | None, variants: Any = None,
+                layer: str = "source") -> int:
     """Tell arrays of another cell apart by the recurrent kernel's ``(H, G*H)`` shape.
 
     Also checks that ``H`` is the same as layer 0's (``units``); returns ``H``.
@@ -350,7 +363,9 @@ def _check_unit(mode: str, unit: list[Any], paths: list[str], units: int | None)
         )
     if want == "GRU" and len(unit) == 3:
         bias = to_array(unit[2], paths[2])
-        if bias.ndim == 1 and int(bias.shape[0]) == 3 * H:
+        if bias.ndim == 1 and int(bias.shape[0]) == 3 * H and variants is not None:
+            variants.note(layer, "reset_after", False)
+        elif bias.ndim == 1 and int(bias.shape[0]) == 3 * H:
             raise _refuse(paths[2], f"a GRU bias of shape (3*units,) = {tuple(bias.shape)}, which means reset_after=False,",
                           REFUSES["reset_after=False"])
     return H
@@ -367,7 +382,7 @@ class KerasLayout(Layout):
     gates = GATES
     refuses = REFUSES
 
-    def infer(self, source: Any, *, mode: str, **_: Any) -> tuple[RNNSpec, dict[str, Any]]:
+    def infer(self, source: Any, *, mode: str, variants: Any = None, **_: Any) -> tuple[RNNSpec, dict[str, Any]]:
         """Read layers or ``get_weights()`` lists; refuse what torch cannot compute.
 
         Returns the spec (``H`` and ``I`` from layer 0, ``D`` from the number of
@@ -375,7 +390,7 @@ class KerasLayout(Layout):
         shape is then checked by the engine against :meth:`shapes`.
         """
         layers = [
-            _from_layer(path, entry, mode) if _is_layer(entry) else _from_arrays(path, entry)
+            _from_layer(path, entry, mode, variants) if _is_layer(entry) else _from_arrays(path, entry)
             for path, entry in _split(source)
         ]
         first = layers[0]
@@ -395,7 +410,7 @@ class KerasLayout(Layout):
                     f"or in none (pass zeros of the bias's shape for a layer without one)"
                 )
             for unit, paths in zip(lay.arrays, lay.paths):
-                units = _check_unit(mode, unit, paths, units)
+                units = _check_unit(mode, unit, paths, units, variants, lay.path)
         if mode.startswith("RNN"):
             acts = {lay.activation for lay in layers if lay.activation is not None}
             if len(acts) > 1:

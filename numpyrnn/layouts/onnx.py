@@ -142,7 +142,7 @@ class OnnxLayout(Layout):
 
     # -- structure ------------------------------------------------------------------
     def infer(self, source: Any, *, mode: str, linear_before_reset: int | None = None,
-              **_: Any) -> tuple[RNNSpec, dict[str, Any]]:
+              variants: Any = None, **_: Any) -> tuple[RNNSpec, dict[str, Any]]:
         """Read a mapping, a list of mappings or an ``onnx.ModelProto``; check every key and shape.
 
         Raises:
@@ -152,9 +152,9 @@ class OnnxLayout(Layout):
         """
         cell = "RNN" if mode.startswith("RNN") else mode
         if _is_model(source):
-            nodes = self._read_model(source, cell, linear_before_reset)
+            nodes = self._read_model(source, cell, linear_before_reset, variants)
         else:
-            nodes = self._read_arrays(source, cell, linear_before_reset, mode)
+            nodes = self._read_arrays(source, cell, linear_before_reset, mode, variants)
         spec = self._spec(nodes, cell)
         shapes = self.shapes(spec)
         leaves = {}
@@ -222,7 +222,8 @@ class OnnxLayout(Layout):
             return "axis 2 is the layer's input width: the layer below's directions*hidden for a stacked layer"
         return ""
 
-    def _read_arrays(self, source: Any, cell: str, linear_before_reset: int | None, mode: str) -> list[_Node]:
+    def _read_arrays(self, source: Any, cell: str, linear_before_reset: int | None, mode: str,
+                     variants: Any = None) -> list[_Node]:
         if isinstance(source, Mapping):
             items = [("source", source)]
         elif is_sequence(source):
@@ -234,19 +235,22 @@ class OnnxLayout(Layout):
                 "source: expected a mapping with 'W', 'R' and optionally 'B', a list of such mappings "
                 f"(bottom layer first) or an onnx.ModelProto, got {type(source).__name__}"
             )
-        _check_lbr(self, cell, linear_before_reset, given_by="linear_before_reset", arrays=True)
+        _check_lbr(self, cell, linear_before_reset, given_by="linear_before_reset", arrays=True, variants=variants)
         nodes = []
         for path, m in items:
             m = as_mapping(m, path, "a mapping with 'W', 'R' and optionally 'B'")
             m = {k: v for k, v in m.items() if v is not None}
-            check_keys(m, path, required=("W", "R"), optional=("B",), what=f"an ONNX {cell} layer",
-                       refused={"P": self.refuses["P"]})
+            peep = variants is not None and cell == "LSTM"
+            check_keys(m, path, required=("W", "R"), optional=("B", "P") if peep else ("B",),
+                       what=f"an ONNX {cell} layer", refused={} if peep else {"P": self.refuses["P"]})
+            if "P" in m:
+                variants.note(path, "P", (leaf(m.pop("P"), at(path, "P")), at(path, "P")))
             arrays = {k: leaf(v, at(path, k)) for k, v in m.items()}
             nodes.append(_Node(arrays, {k: at(path, k) for k in ("W", "R", "B")},
                                mode=mode, where=path))  # arrays record no activation: the caller's
         return nodes
 
-    def _read_model(self, model: Any, cell: str, linear_before_reset: int | None) -> list[_Node]:
+    def _read_model(self, model: Any, cell: str, linear_before_reset: int | None, variants: Any = None) -> list[_Node]:
         from onnx import helper, numpy_helper  # only ever for a ModelProto
 
         graph = model.graph
@@ -267,9 +271,12 @@ class OnnxLayout(Layout):
             where = _where(n)
             attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
             attrs = {k: _text(v) for k, v in attrs.items()}
-            mode = self._check_attributes(where, cell, attrs, linear_before_reset)
+            mode = self._check_attributes(where, cell, attrs, linear_before_reset, variants)
             inputs = dict(zip(INPUTS, n.input))
-            if inputs.get("P"):
+            if inputs.get("P") and variants is not None and inputs["P"] in initializers:
+                p_path = f'{where} input P (initializer "{inputs["P"]}")'
+                variants.note(where, "P", (leaf(numpy_helper.to_array(initializers[inputs["P"]]), p_path), p_path))
+            elif inputs.get("P"):
                 raise LayoutError(f'{where} input P ("{inputs["P"]}"): {self.refuses["P"]}')
             arrays, paths = {}, {}
             for name in ("W", "R", "B"):
@@ -283,21 +290,33 @@ class OnnxLayout(Layout):
                         f"stored in graph.initializer: pass computed or fed weights as arrays instead"
                     )
                 arrays[name] = leaf(numpy_helper.to_array(initializers[tensor]), paths[name])
-            directions = {"forward": 1, "bidirectional": 2}[attrs.get("direction", "forward")]
+            directions = {"forward": 1, "reverse": 1, "bidirectional": 2}[attrs.get("direction", "forward")]
             nodes.append(_Node(arrays, paths, mode=mode, where=where, hidden_size=attrs.get("hidden_size"),
                                directions=directions))
         return nodes
 
-    def _check_attributes(self, where: str, cell: str, attrs: dict[str, Any], linear_before_reset: int | None) -> str:
-        """The torch mode of one node, or a LayoutError for what torch cannot compute."""
-        if "clip" in attrs:
+    def _check_attributes(self, where: str, cell: str, attrs: dict[str, Any], linear_before_reset: int | None,
+                          variants: Any = None) -> str:
+        """The torch mode of one node, or a LayoutError for what torch cannot compute.
+
+        With ``variants`` (a :class:`numpyrnn.variants.loading.Found`) what only a
+        variant module computes is noted there instead of refused.
+        """
+        vary = variants is not None and cell != "RNN"
+        if "clip" in attrs and vary:
+            variants.note(where, "clip", attrs["clip"])
+        elif "clip" in attrs:
             raise LayoutError(f"{where}: clip={attrs['clip']}: {self.refuses['clip']}")
-        if attrs.get("input_forget", 0):
+        if attrs.get("input_forget", 0) and vary:
+            variants.note(where, "input_forget", attrs["input_forget"])
+        elif attrs.get("input_forget", 0):
             raise LayoutError(f"{where}: input_forget={attrs['input_forget']}: {self.refuses['input_forget']}")
         direction = attrs.get("direction", "forward")
-        if direction == "reverse":
+        if direction == "reverse" and vary:
+            variants.note(where, "direction", "reverse")
+        elif direction == "reverse":
             raise LayoutError(f"{where}: {self.refuses['direction']}")
-        if direction not in ("forward", "bidirectional"):
+        if direction not in ("forward", "bidirectional", "reverse"):
             raise LayoutError(f'{where}: direction="{direction}" is not an ONNX direction')
         if cell == "GRU":
             lbr = attrs.get("linear_before_reset", 0)
@@ -306,7 +325,7 @@ class OnnxLayout(Layout):
                                   f"linear_before_reset={lbr}{'' if 'linear_before_reset' in attrs else ' (the default)'}; "
                                   "leave it out for a model: the node says what it computes")
             _check_lbr(self, cell, lbr, given_by=f"{where}: linear_before_reset", arrays=False,
-                       default="linear_before_reset" not in attrs)
+                       default="linear_before_reset" not in attrs, variants=variants, layer=where)
         elif linear_before_reset is not None:
             _check_lbr(self, cell, linear_before_reset, given_by="linear_before_reset", arrays=False)
         allowed = ACTIVATIONS[cell]
@@ -321,6 +340,9 @@ class OnnxLayout(Layout):
                               f"({per_direction * D} in all)")
         chunks = [tuple(acts[i:i + per_direction]) for i in range(0, len(acts), per_direction)]
         modes = {allowed.get(c, "") for c in chunks}
+        if ("" in modes or len(modes) > 1) and vary:
+            variants.note(where, "activations", (chunks, attrs.get("activation_alpha"), attrs.get("activation_beta")))
+            return cell
         if "" in modes or len(modes) > 1:
             options = " or ".join(str(list(a)) for a in allowed)
             raise LayoutError(
@@ -330,7 +352,8 @@ class OnnxLayout(Layout):
         return modes.pop()
 
 
-def _check_lbr(layout: OnnxLayout, cell: str, value: Any, *, given_by: str, arrays: bool, default: bool = False) -> None:
+def _check_lbr(layout: OnnxLayout, cell: str, value: Any, *, given_by: str, arrays: bool, default: bool = False,
+               variants: Any = None, layer: str = "*") -> None:
     if cell != "GRU":
         if value is not None:
             raise LayoutError(f"{given_by}={value!r}: {layout.refuses['linear_before_reset_other']}; "
@@ -343,7 +366,9 @@ def _check_lbr(layout: OnnxLayout, cell: str, value: Any, *, given_by: str, arra
         )
     if isinstance(value, bool) or value not in (0, 1):
         raise LayoutError(f"{given_by}={value!r}: expected 0 or 1 (and only 1 converts)")
-    if value == 0:
+    if value == 0 and variants is not None:
+        variants.note(layer, "reset_after", False)
+    elif value == 0:
         raise LayoutError(f"{given_by}=0{' (the ONNX default)' if default else ''}: "
                           f"{layout.refuses['linear_before_reset']}")
 

@@ -85,6 +85,12 @@ VARIABLES: dict[str, dict[str, bool]] = {
     },
 }
 
+#: Variables of the cells only :mod:`numpyrnn.variants` computes (read with ``variants=True``).
+VARIANT_VARIABLES: dict[str, dict[str, bool]] = {
+    "GRUCell": {"gates/kernel": True, "gates/bias": True, "candidate/kernel": True, "candidate/bias": True},
+    "peepholes": {**VARIABLES["LSTM"], "w_i_diag": True, "w_f_diag": True, "w_o_diag": True},
+}
+
 #: Variables of TF1 cells torch cannot compute, and why.
 REFUSES = {
     "GRUCell": (
@@ -213,16 +219,27 @@ def _split(source: Any) -> list[tuple[str, list[tuple[str, Mapping]]]]:
     return layers
 
 
-def _check_names(path: str, variables: Mapping, mode: str) -> dict[str, Any]:
-    """The variables of one cell, checked against what ``mode`` reads; ``None`` values dropped."""
+def _check_names(path: str, variables: Mapping, mode: str, variants: Any = None) -> dict[str, Any]:
+    """The variables of one cell, checked against what ``mode`` reads; ``None`` values dropped.
+
+    With ``variants`` (a :class:`numpyrnn.variants.loading.Found`) a ``GRUCell`` and
+    peepholes are noted there instead of refused.
+    """
     cell = _cell(mode)
     names = {str(k): v for k, v in variables.items() if v is not None}
-    if {"candidate/kernel", "candidate/bias"} & set(names):
+    table = VARIABLES[cell]
+    if {"candidate/kernel", "candidate/bias"} & set(names) and variants is not None and cell == "GRU":
+        variants.note(path, "reset_after", False)
+        table = VARIANT_VARIABLES["GRUCell"]
+    elif {"candidate/kernel", "candidate/bias"} & set(names):
         raise LayoutError(f"{path}: cannot be loaded into torch: " + REFUSES["GRUCell"])
     peepholes = sorted(set(PEEPHOLES) & set(names))
-    if peepholes:
+    if peepholes and variants is not None and cell == "LSTM":
+        variants.note(path, "peepholes", True)
+        table = VARIANT_VARIABLES["peepholes"]
+    elif peepholes:
         raise LayoutError(f"{path}: {peepholes} cannot be loaded into torch: " + REFUSES["peepholes"])
-    known = set(VARIABLES[cell])
+    known = set(table)
     if cell != "GRU" and "gates/kernel" in names:
         raise LayoutError(
             f"{path}: these are CudnnCompatibleGRUCell variables (gates/..., candidate/...); use NumpyGRU.from_tf1"
@@ -244,7 +261,7 @@ def _check_names(path: str, variables: Mapping, mode: str) -> dict[str, Any]:
             f"{path}: unknown keys {unknown} for a TF1 {CELL_NAMES[cell]}; expected "
             f"{sorted(known)} (bare variable names){strip}"
         )
-    missing = sorted(n for n, required in VARIABLES[cell].items() if required and n not in names)
+    missing = sorted(n for n, required in table.items() if required and n not in names)
     if missing:
         raise LayoutError(f"{path}: missing {missing}; a TF1 {CELL_NAMES[cell]} has {sorted(known)}")
     return names
@@ -261,7 +278,8 @@ class TF1Layout(Layout):
     gates = GATES
     refuses = REFUSES
 
-    def infer(self, source: Any, *, mode: str, forget_bias: float = 1.0, **_: Any) -> tuple[RNNSpec, dict[str, Any]]:
+    def infer(self, source: Any, *, mode: str, forget_bias: float = 1.0, variants: Any = None,
+              **_: Any) -> tuple[RNNSpec, dict[str, Any]]:
         """Read the variables of every layer and direction; ``I``, ``H``, ``P`` from layer 0.
 
         Every shape is then checked by the engine against :meth:`shapes`.
@@ -278,7 +296,7 @@ class TF1Layout(Layout):
                     f"{'bidirectional' if D == 2 else 'unidirectional'}; every layer of a torch module has the "
                     f"same number of directions"
                 )
-            read.append([_check_names(p, v, mode) for p, v in units])
+            read.append([_check_names(p, v, mode, variants) for p, v in units])
         has_proj = ["projection/kernel" in u for lay in read for u in lay]
         if any(has_proj) and not all(has_proj):
             at = has_proj.index(not has_proj[0])
