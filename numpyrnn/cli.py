@@ -175,7 +175,7 @@ def _read(args: argparse.Namespace, path: Path) -> Any:
     if fmt.name != "blocks" and (args.gates or args.rowwise):
         raise UsageError("--gates and --rowwise apply to the block layout (--from blocks) only")
     if fmt.name not in ("tf1", "tfckpt") and args.forget_bias is not None:
-        raise UsageError("--forget-bias applies to TF1 weights (--from tf1 or tfckpt) only")
+        raise UsageError("--forget-bias applies to --from tf1 only (and to TF checkpoints, --from tfckpt)")
     if fmt.name not in ("flax",) and getattr(args, "stack", False):
         raise UsageError(f"--stack applies to --from flax only (a {fmt.name} file records its graph, or has one "
                          f"module)")
@@ -343,7 +343,7 @@ def _format_options(args: argparse.Namespace, fmt: str | None) -> dict:
     if fmt not in (None, "blocks") and (args.gates or args.rowwise):
         raise UsageError("--gates and --rowwise apply to the block layout (--from blocks) only")
     if fmt not in (None, "tf1") and args.forget_bias is not None:
-        raise UsageError("--forget-bias applies to TF1 weights (--from tf1 or tfckpt) only")
+        raise UsageError("--forget-bias applies to --from tf1 only (and to TF checkpoints, --from tfckpt)")
     if args.nonlinearity == "relu" and args.cell not in (None, "rnn"):
         raise UsageError(f"--nonlinearity relu applies to --cell rnn only, not --cell {args.cell}")
     options: dict[str, Any] = {"format": fmt, "cell": args.cell, "gates": args.gates, "rowwise": args.rowwise}

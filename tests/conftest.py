@@ -84,3 +84,13 @@ def assert_state_equal(a: dict, b: dict) -> None:
 # flags set cuDNN's conv and RNN settings together, which torch.export requires).
 torch.backends.cudnn.allow_tf32 = False
 torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests in ``tests/known_gaps.py`` run as expected failures, each with the gap it shows."""
+    from .known_gaps import gap
+
+    for item in items:
+        why = gap(item.nodeid)
+        if why:
+            item.add_marker(pytest.mark.xfail(reason=f"known gap: {why}", strict=False))

@@ -223,12 +223,20 @@ def check_layer(layer: KerasLayer) -> str:
     cfg = layer.inner.get("config", {})
     if not isinstance(cfg, dict):
         raise LayoutError(f"layer {name!r}: its config is a {type(cfg).__name__}, expected an object")
+    if layer.class_name == "Bidirectional" and cfg.get("go_backwards"):
+        raise LayoutError(f"layer {name!r}: the forward layer of the Bidirectional wrapper has go_backwards=True; "
+                          f"torch's forward direction reads the sequence in order")
     if layer.class_name == "Bidirectional" and layer.config.get("backward_layer") is not None:
         _check_backward(layer, cls, cfg)
     if layer.cell is None:
         what = f"a keras.layers.{cls}" + (f" over {cfg.get('cell', {}).get('class_name')}" if cls == "RNN" else "")
         raise LayoutError(f"layer {name!r}: {what} is not read; numpyrnn converts GRU, LSTM and SimpleRNN layers "
                           f"and Bidirectional wrappers of them")
+    return _check_settings(name, cls, cfg, layer.class_name == "Bidirectional")
+
+
+def _check_settings(name: str, cls: Any, cfg: dict, wrapped: bool) -> str:
+    """Refuse one recurrent layer's settings that ``torch.nn`` computes differently; return the activation."""
     act = cfg.get("activation", "tanh")
     rec = cfg.get("recurrent_activation", "sigmoid")
     if cls == "SimpleRNN":
@@ -241,7 +249,7 @@ def check_layer(layer: KerasLayer) -> str:
                           f"(old Keras defaulted to 'hard_sigmoid', which torch cannot compute)")
     if cls == "GRU" and cfg.get("reset_after", True) is False:
         raise LayoutError(f"layer {name!r}: reset_after=False: {REFUSES['reset_after=False']}")
-    if cfg.get("go_backwards") and layer.class_name != "Bidirectional":
+    if cfg.get("go_backwards") and not wrapped:
         raise LayoutError(f"layer {name!r}: go_backwards=True returns a time-reversed sequence, which a torch "
                           f"module does not; flip the input yourself, or wrap the layer in Bidirectional")
     if cfg.get("time_major"):
@@ -263,6 +271,7 @@ def _check_backward(layer: KerasLayer, cls: Any, cfg: dict) -> None:
         raise LayoutError(f"layer {name!r}: backward_layer is a {type(back).__name__}, expected a layer config")
     back_cfg = back.get("config", {})
     where = f"{name}.backward_layer"
+    _check_settings(where, back.get("class_name"), back_cfg, True)
     if not back_cfg.get("go_backwards"):
         raise LayoutError(f"layer {where!r}: go_backwards=False; the backward layer of a Bidirectional wrapper "
                           f"must read backwards, or it is not a torch bidirectional module")
@@ -372,6 +381,10 @@ def _read(path: Path, cell: str | None, nonlinearity: str | None, dtype: Any, ba
     mf = ModelFile(path=path, format="keras", modules=[])
     if suffix == ".npz":
         return _read_npz(path, mf, cell, nonlinearity, dtype, batch_first)
+    try:
+        import h5py  # noqa: F401 - only to say it is missing, before the file is opened
+    except ImportError:
+        raise fail(path, "reading Keras files needs the h5py package: pip install \"numpyrnn[files]\"") from None
     if suffix == ".keras":
         try:
             names = zip_names(path)
