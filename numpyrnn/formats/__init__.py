@@ -142,6 +142,36 @@ def register(fmt: Format) -> None:
     _REGISTRY[fmt.name] = fmt
 
 
+
+#: Options a scanning format's reader takes for the file itself; the rest are build options.
+SCAN_OPTIONS = ("forget_bias", "split_bias", "check_crc", "batch_first", "nonlinearity", "time_major")
+
+
+def register_scanner(name: str, suffixes: tuple[str, ...], sniff: Callable[[Path], bool],
+                     scan: Callable[..., tuple[list, list, list]], description: str) -> None:
+    """Register a format whose ``scan(path, **options)`` gives ``(modules, skipped, notes)``.
+
+    ``modules`` are ``(name, cell, config, build)`` tuples; the reading options
+    (:data:`SCAN_OPTIONS`) given to the registry's ``read`` reach both ``scan``
+    and every ``build``.
+    """
+
+    def read(path: str | os.PathLike, **options: Any) -> ModelFile:
+        given = {k: v for k, v in options.items() if k in SCAN_OPTIONS and v is not None}
+        found, skipped, notes = scan(path, **given)
+        entries = []
+        for mod_name, cell, config, build in found:
+            config = {"nonlinearity": "tanh", **config, "source": config.get("source", mod_name)}
+
+            def make(*, _build: Any = build, **opts: Any) -> Any:
+                return _build(**{**given, **opts})
+
+            entries.append(Entry(mod_name, cell, config, make))
+        # a scanner's problems are notes about what the file cannot prove; refusals are in ``skipped``
+        return ModelFile(path=Path(path), format=name, modules=entries, skipped=list(skipped), notes=list(notes))
+
+    register(Format(name, suffixes, lambda p: bool(sniff(Path(p))), read, description))
+
 def _load_builtins() -> None:
     global _LOADED
     if not _LOADED:

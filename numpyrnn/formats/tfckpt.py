@@ -880,37 +880,11 @@ def sniff(path: str | os.PathLike) -> bool:
 FORMAT = dict(name="tfckpt", suffixes=(".index", ".ckpt"), sniff=sniff, read=read, scan=scan)
 
 
-#: What :func:`read` and :func:`scan` take for the file itself; the rest are build options.
-_READ_OPTIONS = ("forget_bias", "split_bias", "check_crc", "batch_first", "nonlinearity", "time_major")
-
-
-def read_model(path: str | os.PathLike, **options: Any) -> Any:
-    """The registry's reading: a :class:`~numpyrnn.formats.ModelFile` of every recurrent module."""
-    from pathlib import Path as _Path
-
-    from . import Entry, ModelFile
-
-    given = {k: v for k, v in options.items() if k in _READ_OPTIONS and v is not None}
-    found, skipped, problems = scan(path, **given)
-    entries = []
-    for name, cell, config, build in found:
-        config = {"nonlinearity": "tanh", **config, "source": config.get("source", name)}
-
-        def make(*, _build: Any = build, **opts: Any) -> Any:
-            return _build(**{**given, **opts})
-
-        entries.append(Entry(name, cell, config, make))
-    # scan's problems are notes about what the file cannot prove; refusals are in ``skipped``
-    return ModelFile(path=_Path(path), format='tfckpt', modules=entries, skipped=list(skipped), notes=list(problems))
-
 
 def _register() -> None:
-    from pathlib import Path as _Path
+    from . import register_scanner
 
-    from . import Format, register
-
-    register(Format('tfckpt', (".index", ".ckpt"), lambda p: bool(sniff(_Path(p))), read_model,
-                    'TensorFlow checkpoints (.index + .data-*) and SavedModel variables, read without TensorFlow'))
+    register_scanner('tfckpt', (".index", ".ckpt"), sniff, scan, 'TensorFlow checkpoints (.index + .data-*) and SavedModel variables, read without TensorFlow')
 
 
 _register()
