@@ -481,6 +481,17 @@ def _limit_option(q: argparse.ArgumentParser) -> None:
                         "config=SIZE (config.json), depth=N (nesting); see docs/safety.md")
 
 
+def _layout_options(q: argparse.ArgumentParser) -> None:
+    """The block-layout and TF1 options of ``export`` and ``verify``, with ``--debug`` and ``--limit``."""
+    q.add_argument("--gates", default=None, help="gate order of the block arrays, e.g. zrn (blocks only)")
+    q.add_argument("--rowwise", action="store_true",
+                   help="blocks as the original row-by-row loop read them (blocks only)")
+    q.add_argument("--forget-bias", type=float, default=None,
+                   help="TF1's run-time forget bias (tf1 only; default 1.0)")
+    q.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    _limit_option(q)
+
+
 def _model_options(q: argparse.ArgumentParser) -> None:
     """The options of every command that reads a model file (convert, inspect, ...)."""
     q.add_argument("--from", dest="source_format", choices=_format_names(),
@@ -553,13 +564,7 @@ def _add_export(sub: Any) -> None:
     e.add_argument("--cell", choices=CELLS, required=True, help="the recurrent cell")
     e.add_argument("--nonlinearity", choices=("tanh", "relu"), default="tanh",
                    help="nn.RNN's nonlinearity (--cell rnn only; default tanh)")
-    e.add_argument("--gates", default=None, help="gate order of the block arrays, e.g. zrn (blocks only)")
-    e.add_argument("--rowwise", action="store_true",
-                   help="blocks as the original row-by-row loop read them (blocks only)")
-    e.add_argument("--forget-bias", type=float, default=None,
-                   help="TF1's run-time forget bias (tf1 only; default 1.0)")
-    e.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-    _limit_option(e)
+    _layout_options(e)
     e.set_defaults(func=_export)
 
 
@@ -597,13 +602,7 @@ def _add_verify(sub: Any) -> None:
     v.add_argument("--cell", choices=CELLS, help="the recurrent cell, for files that do not record it")
     v.add_argument("--nonlinearity", choices=("tanh", "relu"), default=None,
                    help="nn.RNN's nonlinearity, for files that do not record it (default tanh)")
-    v.add_argument("--gates", default=None, help="gate order of the block arrays, e.g. zrn (blocks only)")
-    v.add_argument("--rowwise", action="store_true",
-                   help="blocks as the original row-by-row loop read them (blocks only)")
-    v.add_argument("--forget-bias", type=float, default=None,
-                   help="TF1's run-time forget bias (tf1 only; default 1.0)")
-    v.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-    _limit_option(v)
+    _layout_options(v)
     v.set_defaults(func=_verify)
 
 
