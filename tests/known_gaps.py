@@ -31,9 +31,6 @@ GAPS = {
     "tests/formats/test_roundtrip.py::test_load_messages": "TF checkpoints and Paddle joined the format list the message names",
     "tests/formats/test_tf1_blocks_files.py::test_detect_format_by_content":
         "TF checkpoints and Paddle joined the formats that sniff a file",
-    "tests/interop/test_verify.py::test_flax_file":
-        "verify builds one oracle case per Flax file, load_all one module per layer",
-    "tests/interop/test_verify.py::test_refusals": "verify's refusal messages changed with the format registry",
     "tests/docs/test_docs_run.py::test_page_runs_as_written[docs/frameworks/paddle.md]": DOCS,
     "tests/docs/test_docs_run.py::test_page_runs_as_written[docs/frameworks/tf-checkpoints.md]": DOCS,
     "tests/docs/test_docs_run.py::test_page_runs_as_written[docs/models.md]": DOCS,

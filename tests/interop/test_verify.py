@@ -267,10 +267,37 @@ def test_keras_file_reference(keras, tmp_path):
 
 
 def test_flax_file(tmp_path):
+    """A Flax file: one module per layer, as load_all builds them, each checked against flax; stack=True the stack."""
+    from numpyrnn.formats import native
+
     params = flax_params("lstm", 2, True, seed=5)
     path = tmp_path / "p.msgpack"
     files.write_msgpack(path, {str(k): p for k, p in enumerate(params)})
-    assert verify(path).ok
+    report = verify(path)
+    assert report.ok and "flax" in report.oracle, str(report)
+    loaded = numpyrnn.load_all(path)
+    assert list(report.modules) == list(loaded) == ["0", "1"]
+    assert [r.module for r in report.rows] == ["0"] * 5 + ["1"] * 5  # y, h_n and c_n per direction, per layer
+    assert "module: 1: LSTM(input=8, hidden=4" in str(report)
+    assert verify(path, oracle="reference").ok
+    stacked = verify(path, stack=True)
+    assert stacked.ok and list(stacked.modules) == list(numpyrnn.load_all(path, stack=True)) == ["0"], str(stacked)
+    assert_ok(stacked, "flax", "lstm", 2, 2)
+    # a converted file with the same module names is checked module by module: only the changed one fails
+    mf = numpyrnn.read_model(path)
+    out = tmp_path / "converted.safetensors"
+    native.write(out, {"0": loaded["0"], "1": perturbed(loaded["1"], "weight_hh_l0_reverse")},
+                 {e.name: e.config for e in mf.modules})
+    mixed = verify(path, out)
+    assert not mixed.ok
+    assert {r.module for r in mixed.rows if not r.ok} == {"1"}
+    with pytest.raises(LayoutError, match=r"converted.safetensors: holds the module\(s\) '0', but the source .* "
+                                          r"holds '0', '1'"):
+        native.write(out, {"0": loaded["0"]}, {"0": mf.modules[0].config})
+        verify(path, out)
+    with pytest.raises(LayoutError, match=r"p.msgpack: holds 2 recurrent modules \('0', '1'\); module= can only "
+                                          r"replace one"):
+        verify(path, loaded["0"])
 
 
 # --------------------------------------------------------------------------------------
@@ -343,13 +370,50 @@ def test_given_inputs_and_tolerance():
 
 
 def test_refusals(tmp_path):
+    """Each refusal says which file, module or option, what was expected and what was found."""
     w0, _ = seed_arrays(I, H, 1, 1)
-    with pytest.raises(LayoutError, match="pass cell="):
+    with pytest.raises(LayoutError, match=r"block arrays: the cell cannot be told from w0 alone \(no b0 or proj\); "
+                                          r"pass cell='gru', 'lstm' or 'rnn'"):
         verify({"w0": w0})
-    with pytest.raises(TypeError, match="cannot read a source of type int"):
+    with pytest.raises(TypeError, match="cannot read a source of type int: expected a path, a Keras layer"):
         verify(3)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="missing.npz: no such file or folder"):
         verify(tmp_path / "missing.npz")
-    with pytest.raises(LayoutError, match="cannot tell the format"):
-        (tmp_path / "w.bin").write_bytes(b"")
+    (tmp_path / "w.bin").write_bytes(b"")
+    with pytest.raises(LayoutError, match=r"w.bin: not a readable torch file"):
         verify(tmp_path / "w.bin")
+    np.savez(tmp_path / "w.npz", w0=w0)
+    with pytest.raises(LayoutError, match=r"w.npz: block arrays do not record their cell; pass cell='gru', "
+                                          r"cell='lstm' or cell='rnn'"):
+        verify(tmp_path / "w.npz")
+    with pytest.raises(LayoutError, match=r"w.npz: w0: axis 2 should be 4\*\(input\+hidden\).* got 21"):
+        verify(tmp_path / "w.npz", cell="lstm")
+    with pytest.raises(LayoutError, match=r"w.npz: nonlinearity='relu' applies to cell='rnn' only, not cell='gru'"):
+        verify(tmp_path / "w.npz", cell="gru", nonlinearity="relu")
+    # the module: its configuration must be the source's, named by the source's module
+    with pytest.raises(LayoutError, match=r"module for 'w': GRU\(input=3, hidden=5.*does not have the source's "
+                                          r"configuration GRU\(input=3, hidden=4"):
+        verify(tmp_path / "w.npz", nn.GRU(I, H + 1), cell="gru")
+    with pytest.raises(LayoutError, match=r"nothere.pt: no such file or folder"):
+        verify(tmp_path / "w.npz", tmp_path / "nothere.pt", cell="gru")
+    with pytest.raises(TypeError, match="module: expected a torch.nn.GRU/LSTM/RNN or a path, got int"):
+        verify(tmp_path / "w.npz", 5, cell="gru")
+    # a converted file is the module to check, not a source
+    files.write_state_dict(tmp_path / "m.safetensors", NumpyGRU.from_numpy(w0).state_dict())
+    with pytest.raises(LayoutError, match=r"m.safetensors: a numpyrnn file holds converted modules, not a source"):
+        verify(tmp_path / "m.safetensors")
+    with pytest.raises(LayoutError, match=r"oracle='tf': expected None \(the source's framework\) or 'reference'"):
+        verify({"w0": w0}, cell="gru", oracle="tf")
+    with pytest.raises(LayoutError, match=r"inputs: x must be \(time, batch, input\) with input=3 \(the module's "
+                                          r"input_size\), got shape \(2, 3\)"):
+        verify({"w0": w0}, cell="gru", inputs=np.zeros((2, 3)))
+    with pytest.raises(LayoutError, match=r"inputs: a \(h0, c0\) pair is for an LSTM"):
+        verify({"w0": w0}, cell="gru", inputs=(np.zeros((5, 2, I)), (np.zeros((1, 2, H)), np.zeros((1, 2, H)))))
+    # the file's own record wins over a contradicting option, as in numpyrnn.load
+    pytest.importorskip("msgpack", reason="msgpack not installed: pip install numpyrnn[files]")
+    files.write_msgpack(tmp_path / "p.msgpack", {"0": {"cell": {
+        "i": {"kernel": np.zeros((I, H), np.float32), "bias": np.zeros(H, np.float32)},
+        "h": {"kernel": np.zeros((H, H), np.float32)}}}})
+    with pytest.raises(LayoutError, match=r"p.msgpack: the file records a RNN cell \(layer '0'\), but cell='gru' "
+                                          r"was given"):
+        verify(tmp_path / "p.msgpack", cell="gru")
