@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from numpyrnn import NumpyGRU, cli, files
+from numpyrnn import NumpyGRU, files
 from numpyrnn._seed import seed_arrays
 from numpyrnn.cli import main
 
@@ -123,7 +123,7 @@ def test_verify_reference_oracle_for_an_onnx_file(tmp_path, capsys):
 
 def test_convert_verify_writes_nothing_when_the_conversion_is_wrong(recorded, monkeypatch, capsys):
     d = recorded
-    real = cli._build
+    real = NumpyGRU.from_numpy  # what the block reader's modules are built by
 
     def wrong(*args, **kwargs):  # a conversion with one weight off, as a bug in a reader would leave it
         module = real(*args, **kwargs)
@@ -131,12 +131,24 @@ def test_convert_verify_writes_nothing_when_the_conversion_is_wrong(recorded, mo
             module.weight_hh_l1_reverse[0, 0] += 0.1
         return module
 
-    monkeypatch.setattr(cli, "_build", wrong)
+    monkeypatch.setattr(NumpyGRU, "from_numpy", wrong)
     out_path = d / "gru.safetensors"
-    assert main(["convert", str(d / "weights.npz"), "-o", str(out_path), "--cell", "gru", "--verify"]) == 1
+    argv = ["convert", str(d / "weights.npz"), "-o", str(out_path), "--cell", "gru", "--verify"]
+    assert main(argv) == 1
     captured = capsys.readouterr()
     assert "FAILED:" in captured.out and "not written" in captured.err
+    bad = [ln for ln in captured.out.splitlines() if ln.rstrip().endswith("FAIL")]
+    assert bad and all("layer 0" not in ln for ln in bad)  # the layer below the changed weight is right
     assert not out_path.exists()
+    # an output already there is left as it was
+    out_path.write_bytes(b"earlier output")
+    assert main(argv) == 1
+    assert out_path.read_bytes() == b"earlier output"
+    capsys.readouterr()
+    # the same command without the bug writes the file
+    monkeypatch.setattr(NumpyGRU, "from_numpy", real)
+    assert main(argv) == 0
+    assert "OK:" in capsys.readouterr().out and out_path.read_bytes() != b"earlier output"
 
 
 def test_convert_verify_keras(tmp_path):
