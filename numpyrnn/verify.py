@@ -2,9 +2,16 @@
 
 The oracle is the framework the weights came from, running the source's own
 arrays: Keras layers for Keras, onnxruntime for ONNX, a flax linen module
-rebuilt from the params' structure for Flax. Block arrays (and TF1 variables,
-whose TensorFlow is not needed) are checked against :mod:`numpyrnn.reference`,
-the plain-numpy forward pass written from the formulas.
+rebuilt from the params' structure for Flax, TensorFlow's ``tf.compat.v1``
+``LSTMCell``/``BasicRNNCell`` for TF1 variables. Where that framework is not
+importable (and for block arrays, and TF1's ``CudnnCompatibleGRUCell``, which
+TensorFlow 2 no longer has) the oracle is :mod:`numpyrnn.reference`, the
+plain-numpy forward pass written from the formulas, over the source's arrays;
+``report.oracle`` says which ran, and why.
+
+A path is read through the format registry: the modules checked are those
+:func:`numpyrnn.load_all` builds, under the same names, and the oracle runs on
+the arrays each module's entry was read from.
 
 Inputs are seeded random sequences and initial states shaped from the
 configuration (or given). Compared: the output ``y`` and every final state,
@@ -152,12 +159,14 @@ def verify(source: Any, module: Any = None, *, inputs: Any = None, atol: float |
 
     Args:
         source: a path in a format numpyrnn reads (``format=`` names it when the suffix
-            does not), a Keras layer, list of layers or model, an ``onnx.ModelProto``,
+            does not): its modules are those of ``numpyrnn.load_all(source, **options)``,
+            one group of rows per module under the source's name; or a Keras layer, list of layers or model, an ``onnx.ModelProto``,
             Flax params, TF1 variables (``{"kernel", "bias"}``, lists, ``{"fw", "bw"}``)
             or a dict of block arrays (``w0``, ``w``, ``b0``, ``b``, ``proj``).
         module: the torch module to check, or a path to a converted ``.pt``/``.safetensors``
             file; any ``nn.GRU``/``nn.LSTM``/``nn.RNN`` works. Default: numpyrnn's own
-            conversion of ``source``. A source with several modules needs ``module=None``.
+            conversion of ``source``. For a source with several modules, a converted file
+            holding modules of the same names (what ``numpyrnn convert`` writes).
         inputs: ``x`` in the module's own layout (``batch_first`` as the module), or
             ``(x, h0)`` / ``(x, (h0, c0))`` as the module's ``forward`` takes them. Default:
             seeded random ``x`` of 2 sequences of 5 steps, and random initial states.
@@ -168,7 +177,8 @@ def verify(source: Any, module: Any = None, *, inputs: Any = None, atol: float |
             over the source's arrays read with the framework's documented layout.
         **options: reading options: ``cell`` (``"gru"``, ``"lstm"``, ``"rnn"``: needed for
             block arrays without biases and for TF1 RNN cells), ``nonlinearity``, ``gates``,
-            ``rowwise`` (block arrays), ``forget_bias`` (TF1), ``format`` (paths).
+            ``rowwise`` (block arrays), ``forget_bias`` (TF1); for paths also ``format``,
+            ``stack`` (Flax) and the other options of :func:`numpyrnn.load_all`.
 
     Returns:
         A :class:`VerifyReport`; ``report.ok`` tells whether every output is within tolerance.
@@ -985,7 +995,7 @@ def _tf1_reference(layers: list[list[Mapping]], cell: str, fb: float, nonlineari
         got = [_tf1_unit(u, cell, fb, f"layer {k}") for u in layer]
         units.append([u for u, _ in got])
         if got[0][1] is not None:
-            projs.append(np.stack([p for _, p in got]))
+            projs.append(np.stack([p for _, p in got if p is not None]))
     a = _stack_blocks(units, {"gru": 3, "lstm": 4, "rnn": 1}[cell])
     a["proj"] = np.stack(projs) if projs else None
     return _reference_runner(cell, a, {"gru": "rzn", "lstm": "igfo", "rnn": None}[cell], nonlinearity)
@@ -1049,9 +1059,9 @@ def _tf1_tensorflow(tf: Any, cells: Any, layers: list[list[Mapping]], cell: str,
         y = np.asarray(x, dtype=np.float32)
         hs, cs = [], []
         row = 0
-        for layer in built:
+        for cells_of_layer in built:
             outs = []
-            for d, (c, lstm) in enumerate(layer):
+            for d, (c, lstm) in enumerate(cells_of_layer):
                 h = tf.constant(h0[row + d].astype(np.float32))
                 state = cells.LSTMStateTuple(tf.constant(c0[row + d].astype(np.float32)), h) if lstm else h
                 steps = range(y.shape[1]) if d == 0 else range(y.shape[1] - 1, -1, -1)
@@ -1066,7 +1076,7 @@ def _tf1_tensorflow(tf: Any, cells: Any, layers: list[list[Mapping]], cell: str,
                 else:
                     hs.append(np.asarray(state))
             y = np.concatenate(outs, axis=-1)
-            row += len(layer)
+            row += len(cells_of_layer)
         return {"y": y, "h_n": np.stack(hs), "c_n": np.stack(cs) if cs else None}
 
     return run

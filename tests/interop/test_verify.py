@@ -349,6 +349,54 @@ def test_tf1_variables():
     assert verify(cell, numpyrnn.NumpyLSTM.from_tf1(cell, forget_bias=0.0), forget_bias=0.0).ok
 
 
+def tf1_file(tmp_path, cell: str, L: int, bidirectional: bool, seed: int, proj: int | None = None):
+    from .tf1_names import random_cell, tf1_names
+
+    rng = np.random.default_rng(seed)
+    layers, width = [], I
+    for _ in range(L):
+        if bidirectional:
+            layers.append({d: random_cell(rng, cell, width, H, proj) for d in ("fw", "bw")})
+        else:
+            layers.append(random_cell(rng, cell, width, H, proj))
+        width = (proj or H) * (2 if bidirectional else 1)
+    path = tmp_path / "tf1.npz"
+    np.savez(path, **tf1_names(layers, cell))
+    return path
+
+
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+@pytest.mark.parametrize("cell", CELLS)
+def test_tf1_file_without_tensorflow(cell, topology, tmp_path, monkeypatch):
+    """Without TensorFlow the TF1 variables are checked against numpyrnn.reference, and the report says why."""
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # as if it were not installed
+    L, bi = TOPOLOGIES[topology]
+    D = 2 if bi else 1
+    path = tf1_file(tmp_path, cell, L, bi, seed=L * 5 + D)
+    options = {"cell": "rnn"} if cell == "rnn" else {}
+    report = verify(path, **options)
+    assert report.ok and len(report.rows) == expected_rows(cell, L, D), str(report)
+    assert report.oracle.startswith("numpyrnn.reference (numpy, float64; ")
+    why = "no CudnnCompatibleGRUCell" if cell == "gru" else "TensorFlow is not installed"
+    assert why in report.oracle and report.dtype == "float32" and report.atol == 1e-5, report.oracle
+    assert list(report.modules) == list(numpyrnn.load_all(path, **options))
+    converted = numpyrnn.load(path, **options)
+    name = f"weight_ih_l{L - 1}" + ("_reverse" if bi else "")
+    assert_caught(verify(path, perturbed(converted, name), **options), layer=L - 1)
+
+
+def test_tf1_file_forget_bias_and_projection(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow", None)
+    path = tf1_file(tmp_path, "lstm", 2, True, seed=8, proj=2)
+    report = verify(path)
+    assert report.ok and "TensorFlow is not installed" in report.oracle, str(report)
+    assert "LSTM(input=3, hidden=4, layers=2, bidirectional, bias, proj=2)" in str(report)
+    # the forget bias is the reading's: a module converted with another one is caught, unless it is stated
+    other = numpyrnn.load(path, forget_bias=0.0)
+    assert not verify(path, other).ok
+    assert verify(path, other, forget_bias=0.0).ok
+
+
 # --------------------------------------------------------------------------------------
 # inputs, tolerances, refusals
 # --------------------------------------------------------------------------------------
