@@ -165,8 +165,9 @@ def verify(source: Any, module: Any = None, *, inputs: Any = None, atol: float |
             or a dict of block arrays (``w0``, ``w``, ``b0``, ``b``, ``proj``).
         module: the torch module to check, or a path to a converted ``.pt``/``.safetensors``
             file; any ``nn.GRU``/``nn.LSTM``/``nn.RNN`` works. Default: numpyrnn's own
-            conversion of ``source``. For a source with several modules, a converted file
-            holding modules of the same names (what ``numpyrnn convert`` writes).
+            conversion of ``source``. For a source with several modules: a converted file
+            holding modules of the same names (what ``numpyrnn convert`` writes), or a
+            mapping of the source's names to modules (only those are checked).
         inputs: ``x`` in the module's own layout (``batch_first`` as the module), or
             ``(x, h0)`` / ``(x, (h0, c0))`` as the module's ``forward`` takes them. Default:
             seeded random ``x`` of 2 sequences of 5 steps, and random initial states.
@@ -178,7 +179,8 @@ def verify(source: Any, module: Any = None, *, inputs: Any = None, atol: float |
         **options: reading options: ``cell`` (``"gru"``, ``"lstm"``, ``"rnn"``: needed for
             block arrays without biases and for TF1 RNN cells), ``nonlinearity``, ``gates``,
             ``rowwise`` (block arrays), ``forget_bias`` (TF1); for paths also ``format``,
-            ``stack`` (Flax) and the other options of :func:`numpyrnn.load_all`.
+            ``stack`` (Flax), ``layer`` (a name or a list of names: only those modules, as
+            :func:`numpyrnn.load` picks them) and the other options of :func:`numpyrnn.load_all`.
 
     Returns:
         A :class:`VerifyReport`; ``report.ok`` tells whether every output is within tolerance.
@@ -368,7 +370,8 @@ def _kind(source: Any) -> str:
 
 def _given_module(module: Any, case: _Case) -> nn.Module:
     if not isinstance(module, nn.RNNBase):
-        raise TypeError(f"module: expected a torch.nn.GRU/LSTM/RNN or a path, got {type(module).__name__}")
+        raise TypeError(f"module: expected a torch.nn.GRU/LSTM/RNN, a mapping of names to them, or a path, "
+                        f"got {type(module).__name__}")
     ours, theirs = RNNSpec.of(case.module), RNNSpec.of(module)  # type: ignore[arg-type]
     # biases or none only change the numbers, which the comparison judges (a module with
     # random biases where the source has none is wrong by its outputs, not its shape)
@@ -379,7 +382,20 @@ def _given_module(module: Any, case: _Case) -> nn.Module:
 
 
 def _replace_modules(label: str, cases: list[_Case], module: Any) -> None:
-    """Put the given module (or a converted file's modules, by name) in place of numpyrnn's conversion."""
+    """Put the given module (or a converted file's modules, by name) in place of numpyrnn's conversion.
+
+    A mapping of names to modules checks those modules only (``cases`` keeps the source's order).
+    """
+    if isinstance(module, Mapping):
+        names = [c.name for c in cases]
+        unknown = [n for n in module if n not in names]
+        if unknown or not module:
+            raise LayoutError(f"module: {label} holds no module named {', '.join(map(repr, unknown))}; it holds "
+                              f"{', '.join(map(repr, names))}" if module else "module: an empty mapping")
+        cases[:] = [c for c in cases if c.name in module]
+        for case in cases:
+            case.module = _given_module(module[case.name], case)
+        return
     if not isinstance(module, (str, os.PathLike)):
         if len(cases) != 1:
             raise LayoutError(f"{label}: holds {len(cases)} recurrent modules "
@@ -395,10 +411,11 @@ def _replace_modules(label: str, cases: list[_Case], module: Any) -> None:
         cases[0].module = _given_module(next(iter(loaded.values())), cases[0])
         return
     names = [c.name for c in cases]
-    if set(loaded) != set(names):
+    if not set(loaded) <= set(names):
         raise LayoutError(f"{path.name}: holds the module(s) {', '.join(map(repr, loaded))}, but the source "
                           f"{label} holds {', '.join(map(repr, names))}; a converted file is checked module by "
                           f"module under the source's names")
+    cases[:] = [c for c in cases if c.name in loaded]  # a file of some of the modules checks those
     for case in cases:
         case.module = _given_module(loaded[case.name], case)
 
@@ -418,10 +435,15 @@ def _path_cases(path: Path, module: Any, options: dict) -> tuple[str, list[_Case
         raise FileNotFoundError(f"{path}: no such file or folder")
     opts = {k: v for k, v in options.items() if not k.startswith("_") and (k != "format" or v)}
     build = _build_options(opts)
+    wanted = opts.pop("layer", None)
     try:
         mf = read_model(path, **opts)
-        if mf.problems:  # load_all refuses such a file, with its message
-            load_all(path, **opts, **build)
+        if wanted is not None:  # as numpyrnn.load(path, layer=...): the others may not convert
+            entries = [mf.entry(n) for n in dict.fromkeys([wanted] if isinstance(wanted, str) else wanted)]
+        else:
+            if mf.problems:  # load_all refuses such a file, with its message
+                load_all(path, **opts, **build)
+            entries = list(mf.modules)
     except LayoutError as exc:
         if path.name in str(exc):
             raise
@@ -431,7 +453,7 @@ def _path_cases(path: Path, module: Any, options: dict) -> tuple[str, list[_Case
                           f"against; verify reads {', '.join(_ORACLES)} sources (pass the converted file as "
                           f"the module to check)")
     cases = []
-    for entry in mf.modules:
+    for entry in entries:
         if entry.arrays is None:  # pragma: no cover - every reader of _ORACLES keeps them
             raise LayoutError(f"{path.name}: module {entry.name!r}: the reader kept no arrays to check against")
         case = _entry_case(mf.format, entry, options)

@@ -160,3 +160,68 @@ def test_convert_verify_keras(tmp_path):
     r = run_cli("convert", tmp_path / "m.keras", "-o", tmp_path / "lstm.pt", "--cell", "lstm", "--verify")
     assert r.returncode == 0, r.stderr
     assert "oracle: keras" in r.stdout and "OK:" in r.stdout and (tmp_path / "lstm.pt").exists()
+
+
+@pytest.fixture
+def flax_gru_file(tmp_path):
+    """Two GRU layers of ``nn.RNN(GRUCell)`` params, in flax's shapes (biases on ir, iz, in and hn)."""
+    pytest.importorskip("msgpack", reason="msgpack not installed: pip install numpyrnn[files]")
+    rng = np.random.default_rng(4)
+    layers, width, h = {}, 3, 4
+    for k in range(2):
+        cell = {}
+        for g in ("ir", "iz", "in", "hr", "hz", "hn"):
+            cell[g] = {"kernel": rng.uniform(-0.6, 0.6, (width if g[0] == "i" else h, h)).astype(np.float32)}
+            if g in ("ir", "iz", "in", "hn"):
+                cell[g]["bias"] = rng.uniform(-0.6, 0.6, h).astype(np.float32)
+        layers[f"RNN_{k}"] = {"cell": cell}
+        width = h
+    path = tmp_path / "params.msgpack"
+    files.write_msgpack(path, {"params": layers})
+    return path
+
+
+def test_verify_layer_and_stack(flax_gru_file, capsys):
+    p = str(flax_gru_file)
+    assert main(["verify", p]) == 0
+    out = capsys.readouterr().out
+    assert "module: RNN_0: GRU(input=3, hidden=4, layers=1" in out and "module: RNN_1: GRU(input=4" in out
+    assert main(["verify", p, "--stack"]) == 0
+    out = capsys.readouterr().out
+    assert "module: RNN_0: GRU(input=3, hidden=4, layers=2" in out and "RNN_1" not in out
+    assert "h_n[layer 1]" in out
+    assert main(["verify", p, "--layer", "RNN_1"]) == 0
+    out = capsys.readouterr().out
+    assert "module: RNN_1" in out and "RNN_0" not in out
+    assert main(["verify", p, "--layer", "RNN_7"]) == 1
+    assert "no recurrent module named 'RNN_7'; the file holds 'RNN_0', 'RNN_1'" in capsys.readouterr().err
+
+
+def test_verify_stack_is_for_flax(recorded, capsys):
+    assert main(["verify", str(recorded / "weights.npz"), "--cell", "gru", "--stack"]) == 2
+    assert "--stack applies to --from flax only (a blocks file" in capsys.readouterr().err
+
+
+def test_convert_verify_checks_the_modules_it_writes(flax_gru_file, tmp_path, capsys):
+    p, out = str(flax_gru_file), tmp_path / "stack.pt"
+    assert main(["convert", p, "-o", str(out), "--stack", "--verify"]) == 0
+    text = capsys.readouterr().out
+    assert "OK:" in text and "GRU(input=3, hidden=4, layers=2" in text and out.exists()
+    one = tmp_path / "top.safetensors"
+    assert main(["convert", p, "-o", str(one), "--layer", "RNN_1", "--verify"]) == 0
+    text = capsys.readouterr().out
+    assert "module: RNN_1" in text and "RNN_0" not in text and one.exists()
+    both = tmp_path / "both.safetensors"
+    assert main(["convert", p, "-o", str(both), "--verify"]) == 0
+    text = capsys.readouterr().out
+    assert "module: RNN_0" in text and "module: RNN_1" in text
+    # the converted file, checked module by module under the source's names
+    assert main(["verify", p, str(both)]) == 0
+    capsys.readouterr()
+    assert main(["verify", p, str(one)]) == 0  # a file of some of the modules checks those
+    text = capsys.readouterr().out
+    assert "module: RNN_1" in text and "RNN_0" not in text
+    assert main(["verify", p, str(tmp_path / "stack.pt")]) == 1  # the stack is one module, not the file's two
+    assert ("module for 'RNN_0': GRU(input=3, hidden=4, layers=2, unidirectional, bias) does not have the source's "
+            "configuration GRU(input=3, hidden=4, layers=1") in capsys.readouterr().err
+    assert main(["verify", p, str(tmp_path / "stack.pt"), "--stack"]) == 0
