@@ -149,6 +149,35 @@ def test_keras_file(keras, tmp_path):
     assert not verify(path, pt).ok
 
 
+def test_keras_file_modules_are_load_alls(keras, tmp_path):
+    """A stack the graph proves is one module, a layer behind a Dense another: verify checks what load_all builds."""
+    model = keras.Sequential([keras.Input((None, I)),
+                              keras.layers.LSTM(H, return_sequences=True, name="low"),
+                              keras.layers.LSTM(H, return_sequences=True, name="high"),
+                              keras.layers.Dense(5, name="mix"),
+                              keras.layers.Bidirectional(keras.layers.SimpleRNN(H, activation="relu",
+                                                                                return_sequences=True), name="top")])
+    rng = np.random.default_rng(2)
+    model.set_weights([rng.uniform(-0.5, 0.5, w.shape).astype(np.float32) for w in model.get_weights()])
+    path = tmp_path / "m.keras"
+    model.save(path)
+    report = verify(path)
+    assert report.ok and "keras" in report.oracle, str(report)
+    loaded = numpyrnn.load_all(path)
+    assert list(report.modules) == list(loaded) == ["low", "top"]
+    assert [r.module for r in report.rows].count("low") == expected_rows("lstm", 2, 1)
+    assert [r.module for r in report.rows].count("top") == expected_rows("rnn", 1, 2)
+    assert "module: top: RNN(input=5, hidden=4, layers=1, bidirectional, bias, relu)" in str(report)
+    only = verify(path, layer="top")
+    assert only.ok and list(only.modules) == ["top"]
+    # the modules given by name: only those are checked, and a wrong one is caught
+    wrong = verify(path, {"low": perturbed(loaded["low"], "weight_hh_l1")})
+    assert not wrong.ok and {r.module for r in wrong.rows} == {"low"}
+    assert_caught(wrong, layer=1)
+    with pytest.raises(LayoutError, match=r"module: .*m.keras holds no module named 'high'; it holds 'low', 'top'"):
+        verify(path, {"high": loaded["low"]})
+
+
 def test_plain_gru_loaded_by_hand(keras):
     """A user's own nn.GRU filled from a Keras GRU: right with the z/r swap, caught without it."""
     layer = keras_layers(keras, "gru", 1, False, seed=9)[0]
