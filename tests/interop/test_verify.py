@@ -320,9 +320,13 @@ def test_flax_file(tmp_path):
     mixed = verify(path, out)
     assert not mixed.ok
     assert {r.module for r in mixed.rows if not r.ok} == {"1"}
-    with pytest.raises(LayoutError, match=r"converted.safetensors: holds the module\(s\) '0', but the source .* "
+    # a file of some of the modules checks those; a module the source does not hold is refused
+    native.write(out, {"0": loaded["0"]}, {"0": mf.modules[0].config})
+    some = verify(path, out)
+    assert some.ok and list(some.modules) == ["0"], str(some)
+    native.write(out, {"2": loaded["0"]}, {"2": mf.modules[0].config})
+    with pytest.raises(LayoutError, match=r"converted.safetensors: holds the module\(s\) '2', but the source .* "
                                           r"holds '0', '1'"):
-        native.write(out, {"0": loaded["0"]}, {"0": mf.modules[0].config})
         verify(path, out)
     with pytest.raises(LayoutError, match=r"p.msgpack: holds 2 recurrent modules \('0', '1'\); module= can only "
                                           r"replace one"):
@@ -473,7 +477,7 @@ def test_refusals(tmp_path):
         verify(tmp_path / "w.npz", nn.GRU(I, H + 1), cell="gru")
     with pytest.raises(LayoutError, match=r"nothere.pt: no such file or folder"):
         verify(tmp_path / "w.npz", tmp_path / "nothere.pt", cell="gru")
-    with pytest.raises(TypeError, match="module: expected a torch.nn.GRU/LSTM/RNN or a path, got int"):
+    with pytest.raises(TypeError, match="module: expected a torch.nn.GRU/LSTM/RNN, a mapping of names to them, or a path, got int"):
         verify(tmp_path / "w.npz", 5, cell="gru")
     # a converted file is the module to check, not a source
     files.write_state_dict(tmp_path / "m.safetensors", NumpyGRU.from_numpy(w0).state_dict())
