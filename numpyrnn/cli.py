@@ -361,11 +361,10 @@ def _verify_converted(src: Path, fmt: str, args: argparse.Namespace, entries: Se
 
     options = _format_options(args, fmt)
     options["format"] = fmt
-    if len(entries) == 1 and not args.layer:
-        report = verify(src, modules[entries[0].name], **options)
-    else:
-        # several modules: verify checks numpyrnn's conversion of the whole file, module by module
-        report = verify(src, None, **options)
+    if getattr(args, "stack", False):
+        options["stack"] = True
+    # the modules about to be written, by their names in the source, each against its own oracle
+    report = verify(src, {e.name: modules[e.name] for e in entries}, **options)
     print(report)
     return report.ok
 
@@ -377,7 +376,19 @@ def _verify(args: argparse.Namespace) -> int:
     src = Path(args.source)
     if args.converted:
         _check_output(Path(args.converted), (".pt", ".pth", ".safetensors"), "CONVERTED")
-    options = _format_options(args, args.source_format)
+    fmt = args.source_format
+    if fmt is None and src.exists():  # the usage checks by the format the file is read as
+        from .formats import detect_format
+
+        fmt = detect_format(src).name
+    options = _format_options(args, fmt)
+    if args.stack:
+        if fmt != "flax":
+            raise UsageError(f"--stack applies to --from flax only (a {fmt} file records its graph, or has one "
+                             f"module)")
+        options["stack"] = True
+    if args.layer:
+        options["layer"] = list(args.layer)
     inputs = files.read_npy(args.input, mmap=False) if args.input else None
     report = verify(src, args.converted, inputs=inputs, atol=args.atol, rtol=args.rtol, seed=args.seed,
                     oracle=None if args.oracle == "framework" else args.oracle, **options)
@@ -584,8 +595,8 @@ def _add_inspect(sub: Any) -> None:
 def _add_verify(sub: Any) -> None:
     v = sub.add_parser("verify", help="compare a conversion with the source's own framework, output by output",
                        description="Run numpyrnn's conversion of SOURCE (or the converted file CONVERTED) and the "
-                                   "source's own framework (Keras, onnxruntime, Flax; numpyrnn.reference for block "
-                                   "arrays and TF1) on the same inputs, and print the error of every output and "
+                                   "source's own framework (Keras, onnxruntime, Flax, TensorFlow for TF1 where "
+                                   "installed; numpyrnn.reference for block arrays and otherwise) on the same inputs, and print the error of every output and "
                                    "final state. Exit 0 within tolerance, 1 beyond it, 2 on a usage error.",
                        epilog=_VERIFY_EXAMPLES, formatter_class=_FMT)
     v.add_argument("source", help="the original weights: any file convert reads")
@@ -602,6 +613,10 @@ def _add_verify(sub: Any) -> None:
     v.add_argument("--cell", choices=CELLS, help="the recurrent cell, for files that do not record it")
     v.add_argument("--nonlinearity", choices=("tanh", "relu"), default=None,
                    help="nn.RNN's nonlinearity, for files that do not record it (default tanh)")
+    v.add_argument("--layer", action="append", default=[], metavar="NAME",
+                   help="only the module of this name (repeatable; default: every recurrent module)")
+    v.add_argument("--stack", action="store_true",
+                   help="Flax only: the recurrent layers feed each other, bottom first (as convert --stack)")
     _layout_options(v)
     v.set_defaults(func=_verify)
 

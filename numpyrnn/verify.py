@@ -2,9 +2,16 @@
 
 The oracle is the framework the weights came from, running the source's own
 arrays: Keras layers for Keras, onnxruntime for ONNX, a flax linen module
-rebuilt from the params' structure for Flax. Block arrays (and TF1 variables,
-whose TensorFlow is not needed) are checked against :mod:`numpyrnn.reference`,
-the plain-numpy forward pass written from the formulas.
+rebuilt from the params' structure for Flax, TensorFlow's ``tf.compat.v1``
+``LSTMCell``/``BasicRNNCell`` for TF1 variables. Where that framework is not
+importable (and for block arrays, and TF1's ``CudnnCompatibleGRUCell``, which
+TensorFlow 2 no longer has) the oracle is :mod:`numpyrnn.reference`, the
+plain-numpy forward pass written from the formulas, over the source's arrays;
+``report.oracle`` says which ran, and why.
+
+A path is read through the format registry: the modules checked are those
+:func:`numpyrnn.load_all` builds, under the same names, and the oracle runs on
+the arrays each module's entry was read from.
 
 Inputs are seeded random sequences and initial states shaped from the
 configuration (or given). Compared: the output ``y`` and every final state,
@@ -146,40 +153,21 @@ class _Case:
 # --------------------------------------------------------------------------------------
 
 
-def _fm(name: str) -> Any:
-    """The format module ``numpyrnn.formats.<name>`` (its readers give the oracle its arrays)."""
-    from importlib import import_module
-
-    return import_module(f"numpyrnn.formats.{name}")
-
-
-def _fm_guess(path: Path) -> str | None:
-    from . import formats
-    from .errors import LayoutError
-
-    try:
-        return formats.detect_format(path).name
-    except LayoutError:
-        return None
-
-
-def _fm_names() -> list[str]:
-    from . import formats
-
-    return [f.name for f in formats.all_formats()]
-
 def verify(source: Any, module: Any = None, *, inputs: Any = None, atol: float | None = None,
            rtol: float | None = None, seed: int = 0, oracle: str | None = None, **options: Any) -> VerifyReport:
     """Check a converted module against the source's own framework.
 
     Args:
         source: a path in a format numpyrnn reads (``format=`` names it when the suffix
-            does not), a Keras layer, list of layers or model, an ``onnx.ModelProto``,
+            does not): its modules are those of ``numpyrnn.load_all(source, **options)``,
+            one group of rows per module under the source's name; or a Keras layer, list of layers or model, an ``onnx.ModelProto``,
             Flax params, TF1 variables (``{"kernel", "bias"}``, lists, ``{"fw", "bw"}``)
             or a dict of block arrays (``w0``, ``w``, ``b0``, ``b``, ``proj``).
         module: the torch module to check, or a path to a converted ``.pt``/``.safetensors``
             file; any ``nn.GRU``/``nn.LSTM``/``nn.RNN`` works. Default: numpyrnn's own
-            conversion of ``source``. A source with several modules needs ``module=None``.
+            conversion of ``source``. For a source with several modules: a converted file
+            holding modules of the same names (what ``numpyrnn convert`` writes), or a
+            mapping of the source's names to modules (only those are checked).
         inputs: ``x`` in the module's own layout (``batch_first`` as the module), or
             ``(x, h0)`` / ``(x, (h0, c0))`` as the module's ``forward`` takes them. Default:
             seeded random ``x`` of 2 sequences of 5 steps, and random initial states.
@@ -190,7 +178,9 @@ def verify(source: Any, module: Any = None, *, inputs: Any = None, atol: float |
             over the source's arrays read with the framework's documented layout.
         **options: reading options: ``cell`` (``"gru"``, ``"lstm"``, ``"rnn"``: needed for
             block arrays without biases and for TF1 RNN cells), ``nonlinearity``, ``gates``,
-            ``rowwise`` (block arrays), ``forget_bias`` (TF1), ``format`` (paths).
+            ``rowwise`` (block arrays), ``forget_bias`` (TF1); for paths also ``format``,
+            ``stack`` (Flax), ``layer`` (a name or a list of names: only those modules, as
+            :func:`numpyrnn.load` picks them) and the other options of :func:`numpyrnn.load_all`.
 
     Returns:
         A :class:`VerifyReport`; ``report.ok`` tells whether every output is within tolerance.
@@ -205,10 +195,7 @@ def verify(source: Any, module: Any = None, *, inputs: Any = None, atol: float |
     options = {**options, "_reference": oracle == "reference"}
     label, cases = _cases(source, module, options)
     if module is not None:
-        if len(cases) != 1:
-            raise LayoutError(f"{label}: holds {len(cases)} recurrent modules "
-                              f"({', '.join(c.name for c in cases)}); module= can only replace one")
-        cases[0].module = _given_module(module, cases[0])
+        _replace_modules(label, cases, module)
     rows: list[VerifyRow] = []
     configs: dict[str, str] = {}
     rng = np.random.default_rng(seed)
@@ -382,121 +369,121 @@ def _kind(source: Any) -> str:
 
 
 def _given_module(module: Any, case: _Case) -> nn.Module:
-    if isinstance(module, (str, os.PathLike)):
-        return _module_from_file(Path(module), case)
     if not isinstance(module, nn.RNNBase):
-        raise TypeError(f"module: expected a torch.nn.GRU/LSTM/RNN or a path, got {type(module).__name__}")
+        raise TypeError(f"module: expected a torch.nn.GRU/LSTM/RNN, a mapping of names to them, or a path, "
+                        f"got {type(module).__name__}")
     ours, theirs = RNNSpec.of(case.module), RNNSpec.of(module)  # type: ignore[arg-type]
     # biases or none only change the numbers, which the comparison judges (a module with
     # random biases where the source has none is wrong by its outputs, not its shape)
     if ours.replace(bias=theirs.bias) != theirs:
-        raise LayoutError(f"module: {theirs.describe()} does not have the source's configuration {ours.describe()}")
+        raise LayoutError(f"module for {case.name!r}: {theirs.describe()} does not have the source's configuration "
+                          f"{ours.describe()}")
     return module
 
 
-def _module_from_file(path: Path, case: _Case) -> nn.Module:
-    """A converted ``.pt``/``.safetensors`` file, loaded into the source's configuration."""
-    import numpyrnn
+def _replace_modules(label: str, cases: list[_Case], module: Any) -> None:
+    """Put the given module (or a converted file's modules, by name) in place of numpyrnn's conversion.
 
-    spec = RNNSpec.of(case.module)  # type: ignore[arg-type]
-    if hasattr(numpyrnn, "load"):
-        loaded = numpyrnn.load(path)
-        return _given_module(loaded, case)
-    from . import files
+    A mapping of names to modules checks those modules only (``cases`` keeps the source's order).
+    """
+    if isinstance(module, Mapping):
+        names = [c.name for c in cases]
+        unknown = [n for n in module if n not in names]
+        if unknown or not module:
+            raise LayoutError(f"module: {label} holds no module named {', '.join(map(repr, unknown))}; it holds "
+                              f"{', '.join(map(repr, names))}" if module else "module: an empty mapping")
+        cases[:] = [c for c in cases if c.name in module]
+        for case in cases:
+            case.module = _given_module(module[case.name], case)
+        return
+    if not isinstance(module, (str, os.PathLike)):
+        if len(cases) != 1:
+            raise LayoutError(f"{label}: holds {len(cases)} recurrent modules "
+                              f"({', '.join(repr(c.name) for c in cases)}); module= can only replace one "
+                              f"(pass a converted file holding modules of the same names to check them all)")
+        cases[0].module = _given_module(module, cases[0])
+        return
+    from .api import load_all
 
-    sd = files.read_state_dict(path)
-    plain = {"GRU": nn.GRU, "LSTM": nn.LSTM}.get(spec.mode, nn.RNN)(**spec.module_kwargs())
-    try:
-        plain.load_state_dict(sd)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        raise LayoutError(f"{path.name}: does not hold the source's configuration {spec.describe()}: "
-                          f"{' '.join(first[1:3]) if len(first) > 1 else first[0]}") from None
-    return plain
-
-
-# -- paths ---------------------------------------------------------------------------
-
-def _modules_from_path(path: Path, **options: Any) -> dict[str, nn.Module]:
-    """numpyrnn's conversion of every recurrent module in ``path``, in the source's order."""
-    import numpyrnn
-
-    if hasattr(numpyrnn, "load_all"):
-        return dict(numpyrnn.load_all(path, **options))
-    fmt, source = _read_path(path, options)
-    if fmt == "blocks":
-        return {path.stem: _blocks_module(source, options)}
-    cls = _cls(_source_cell(fmt, source, options))
-    extra = {}
-    if cls.__name__ == "NumpyRNN" and options.get("nonlinearity"):
-        extra["nonlinearity"] = options["nonlinearity"]
-    if fmt == "keras":
-        if cls.__name__ == "NumpyRNN" and source[1].get("activation") == "relu":
-            extra["nonlinearity"] = "relu"  # raw arrays do not say; the file's config does
-        return {path.stem: cls.from_keras(source[0], **extra)}
-    if fmt == "onnx":
-        return {path.stem: cls.from_onnx(source, **extra)}
-    if fmt == "flax":
-        return {path.stem: cls.from_flax(source, **extra)}
-    return {path.stem: cls.from_tf1(source, forget_bias=float(options.get("forget_bias", 1.0)), **extra)}
+    path = Path(module)
+    loaded = load_all(path)
+    if len(cases) == 1 and len(loaded) == 1:
+        cases[0].module = _given_module(next(iter(loaded.values())), cases[0])
+        return
+    names = [c.name for c in cases]
+    if not set(loaded) <= set(names):
+        raise LayoutError(f"{path.name}: holds the module(s) {', '.join(map(repr, loaded))}, but the source "
+                          f"{label} holds {', '.join(map(repr, names))}; a converted file is checked module by "
+                          f"module under the source's names")
+    cases[:] = [c for c in cases if c.name in loaded]  # a file of some of the modules checks those
+    for case in cases:
+        case.module = _given_module(loaded[case.name], case)
 
 
-def _read_path(path: Path, options: dict) -> tuple[str, Any]:
-    """``(format, in-memory source)``: the file read by numpyrnn's own safe readers."""
-    from . import files
+# -- paths: the modules numpyrnn.load_all builds, the oracle over the same entries' arrays
 
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or folder")
-    fmt = options.get("format") or _fm_guess(path)
-    if fmt is None:
-        raise LayoutError(f"{path.name}: cannot tell the format from the name; pass format= "
-                          f"(one of {', '.join(_fm_names())})")
-    if fmt == "blocks":
-        return fmt, _fm('blocks').read_blocks(path)
-    if fmt == "keras":
-        return fmt, _fm('keras').read_keras(path)
-    if fmt == "onnx":
-        return fmt, _fm('onnx').read_onnx(path)
-    if fmt == "flax":
-        return fmt, _fm('flax').flax_layers(_fm('flax').read_msgpack(path))
-    if fmt == "tf1":
-        return fmt, _fm('tf1').tf1_structure(files.read_npz(path), where=path.name)[0]
-    raise LayoutError(f"format={fmt!r}: unknown; expected one of {', '.join(_fm_names())}")
+#: What the oracle reads for each format whose entries keep the source's arrays.
+_ORACLES = {"blocks": "numpyrnn.reference", "keras": "keras", "onnx": "onnxruntime", "flax": "flax",
+            "tf1": "TensorFlow (or numpyrnn.reference)"}
 
 
 def _path_cases(path: Path, module: Any, options: dict) -> tuple[str, list[_Case]]:
-    fmt, source = _read_path(path, options)
-    if fmt == "blocks":
-        cases = [_blocks_case(path.stem, source, options, build=False)]
-    elif fmt == "keras":
-        cases = [_keras_arrays_case(path.stem, source[0], source[1], options)]
-    elif fmt == "onnx":
-        cases = [_onnx_case(source, options, build=False)]
-    elif fmt == "flax":
-        cases = [_flax_case(source, options, build=False)]
-    else:
-        cases = [_tf1_case(source, options, build=False)]
-    opts = {k: v for k, v in options.items() if (k != "format" or v) and not k.startswith("_")}
-    converted = _modules_from_path(path, **opts)
-    if len(converted) != len(cases):
-        raise LayoutError(f"{path.name}: numpyrnn reads {len(converted)} module(s) ({', '.join(converted)}), "
-                          f"the oracle {len(cases)}")
-    for case, (name, mod) in zip(cases, converted.items()):
-        case.name, case.module = name, mod
+    """One case per module of ``numpyrnn.load_all(path, **options)``, under the same names."""
+    from .api import _build_options, load_all, read_model
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    opts = {k: v for k, v in options.items() if not k.startswith("_") and (k != "format" or v)}
+    build = _build_options(opts)
+    wanted = opts.pop("layer", None)
+    try:
+        mf = read_model(path, **opts)
+        if wanted is not None:  # as numpyrnn.load(path, layer=...): the others may not convert
+            entries = [mf.entry(n) for n in dict.fromkeys([wanted] if isinstance(wanted, str) else wanted)]
+        else:
+            if mf.problems:  # load_all refuses such a file, with its message
+                load_all(path, **opts, **build)
+            entries = list(mf.modules)
+    except LayoutError as exc:
+        if path.name in str(exc):
+            raise
+        raise LayoutError(f"{path.name}: {exc}") from None
+    if mf.format not in _ORACLES:
+        raise LayoutError(f"{path.name}: a {mf.format} file holds converted modules, not a source to check them "
+                          f"against; verify reads {', '.join(_ORACLES)} sources (pass the converted file as "
+                          f"the module to check)")
+    cases = []
+    for entry in entries:
+        if entry.arrays is None:  # pragma: no cover - every reader of _ORACLES keeps them
+            raise LayoutError(f"{path.name}: module {entry.name!r}: the reader kept no arrays to check against")
+        case = _entry_case(mf.format, entry, options)
+        case.module = entry.build(**build)
+        cases.append(case)
     return str(path), cases
 
 
-def _source_cell(fmt: str, source: Any, options: dict) -> str:
-    if options.get("cell"):
-        return str(options["cell"]).lower()
+def _entry_case(fmt: str, entry: Any, options: dict) -> _Case:
+    """The oracle of one :class:`~numpyrnn.formats.Entry`, over the arrays its reader kept."""
+    config = entry.config
+    opts = {**options, "cell": entry.cell}
+    if config.get("nonlinearity") and entry.cell == "rnn":
+        opts["nonlinearity"] = config["nonlinearity"]
+    arrays = entry.arrays
+    if fmt == "blocks":
+        return _blocks_case(entry.name, arrays, opts, build=False)
     if fmt == "keras":
-        return _keras_arrays_cell(source[0][0] if source[0] and isinstance(source[0][0], list) else source[0])
+        layers = [arrays] if isinstance(arrays[0], np.ndarray) else list(arrays)
+        return _keras_arrays_case(entry.name, layers, {"activation": config.get("nonlinearity")}, opts)
     if fmt == "onnx":
-        ops = [n.op_type for n in source.graph.node if n.op_type in ("GRU", "LSTM", "RNN")]
-        return ops[0].lower() if ops else "gru"
-    if fmt == "flax":
-        return _flax_cell(_flax_cells(source[0] if isinstance(source, list) else source)[0])[0]
-    return "lstm"
+        case = _onnx_case(arrays, opts, build=False)
+    elif fmt == "flax":
+        case = _flax_case(arrays, opts, build=False)
+    else:
+        if config.get("forget_bias") is not None:
+            opts["forget_bias"] = config["forget_bias"]
+        case = _tf1_case(arrays, opts, build=False)
+    case.name = entry.name
+    return case
 
 
 # -- numpyrnn.reference over any source's arrays --------------------------------------
@@ -701,12 +688,6 @@ def _keras_runner(keras: Any, layers: list[Any]) -> Runner:
     return run
 
 
-def _keras_arrays_cell(weights: list) -> str:
-    rec = np.asarray(weights[1])
-    G = int(rec.shape[1]) // max(1, int(rec.shape[0]))
-    return {3: "gru", 4: "lstm", 1: "rnn"}.get(G, "gru")
-
-
 def _keras_reference(cell: str, layers: list[list], activation: str | None) -> Runner:
     """The reference over Keras arrays: ``kernel (in, G*H)``, ``recurrent_kernel (R, G*H)`` and
     ``bias`` (GRU ``(2, 3H)`` input then recurrent; else ``(G*H,)``), gates GRU ``z, r, h``,
@@ -738,7 +719,7 @@ def _keras_arrays_case(name: str, layers: list, info: dict, options: dict) -> _C
             raise ImportError("keras")
         keras = _keras()
     except ImportError:
-        cell = str(options.get("cell") or _keras_arrays_cell(layers[0]))
+        cell = str(options["cell"])
         act = "relu" if info.get("activation") == "relu" or options.get("nonlinearity") == "relu" else "tanh"
         return _Case(name, None, _keras_reference(cell, layers, act), _fallback("keras", options), "float64")
     built: list[Any] = []
@@ -791,7 +772,7 @@ def _onnx_case(model: Any, options: dict, *, build: bool = True) -> _Case:
     except ImportError:
         return _Case(name, module, _onnx_reference(cell, nodes, init, options), _fallback("onnxruntime", options),
                      "float64")
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 14)
+    opset = next((o.version for o in getattr(model, "opset_import", ()) if o.domain in ("", "ai.onnx")), 14)
     sessions: list[tuple[Any, bool, int]] = []
 
     def session(node: Any) -> tuple[Any, bool, int]:
@@ -815,7 +796,7 @@ def _onnx_case(model: Any, options: dict, *, build: bool = True) -> _Case:
         vout = [helper.make_tensor_value_info(n, dt, None) for n in outputs]
         g = helper.make_graph([sub], "verify", vin, vout, initializer=weights)
         m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
-        m.ir_version = min(model.ir_version or 8, m.ir_version)
+        m.ir_version = min(getattr(model, "ir_version", 0) or 8, m.ir_version)
         return ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]), layout == 1, D
 
     def run(x, h0, c0):
@@ -918,9 +899,10 @@ def _flax_reference(layers: list) -> tuple[str, Runner]:
 
 
 def _flax_case(params: Any, options: dict, *, build: bool = True) -> _Case:
+    from .formats.flax import flax_layers
 
     if isinstance(params, Mapping):
-        layers = _fm('flax').flax_layers(dict(params))
+        layers = flax_layers(dict(params))
     else:
         layers = [(lp["params"] if isinstance(lp, Mapping) and set(lp) == {"params"} else lp) for lp in params]
     try:
@@ -976,7 +958,7 @@ def _flax_case(params: Any, options: dict, *, build: bool = True) -> _Case:
     return _Case("flax", module, run, f"flax {flax.__version__} (linen, rebuilt from the params)", dt)
 
 
-# -- TF1 (oracle: numpyrnn.reference over the TF1 formulas) --------------------------
+# -- TF1 (oracle: TensorFlow's tf.compat.v1 cells when importable, else numpyrnn.reference)
 
 def _tf1_layers(source: Any) -> list[list[Mapping]]:
     items = list(source) if isinstance(source, (list, tuple)) else [source]
@@ -988,56 +970,165 @@ def _tf1_layers(source: Any) -> list[list[Mapping]]:
     return out
 
 
-def _tf1_case(source: Any, options: dict, *, build: bool) -> _Case:
-    from . import reference
+_TF1_GRU = ("gates/kernel", "gates/bias", "candidate/input_projection/kernel", "candidate/input_projection/bias",
+            "candidate/hidden_projection/kernel", "candidate/hidden_projection/bias")
 
-    cell = str(options.get("cell") or "lstm").lower()
-    fb = float(options.get("forget_bias", 1.0))
-    layers = _tf1_layers(source)
+
+def _tf1_cell(layers: list[list[Mapping]], options: dict) -> str:
+    if options.get("cell"):
+        return str(options["cell"]).lower()
+    return "gru" if "gates/kernel" in layers[0][0] else "lstm"
+
+
+def _tf1_unit(unit: Mapping, cell: str, fb: float, where: str) -> tuple[tuple, np.ndarray | None]:
+    """``((wi, wh, bi, bh), proj)`` of one TF1 cell: gate-major ``(G*H, width)`` matrices in TF1's gate order
+    (LSTM ``i, j, f, o`` with the run-time forget bias added to ``f``; GRU ``r, u`` then the candidate)."""
+
+    def get(key: str) -> np.ndarray:
+        if key not in unit:
+            raise LayoutError(f"TF1 variables ({where}): no {key!r}; the cell holds {sorted(unit)}")
+        return np.asarray(unit[key], dtype=np.float64)
+
+    if cell == "gru":
+        gk, gb = get("gates/kernel"), get("gates/bias")
+        ki, bi_n = get("candidate/input_projection/kernel"), get("candidate/input_projection/bias")
+        kh, bh_n = get("candidate/hidden_projection/kernel"), get("candidate/hidden_projection/bias")
+        H = kh.shape[0]
+        n_in = gk.shape[0] - H
+        wi = np.concatenate([gk[:n_in].T, ki.T])
+        wh = np.concatenate([gk[n_in:].T, kh.T])
+        return (wi, wh, np.concatenate([gb, bi_n]), np.concatenate([np.zeros(2 * H), bh_n])), None
+    kernel = get("kernel")
     G = 4 if cell == "lstm" else 1
-    D = len(layers[0])
-    w0 = w = b0 = b = proj = None
-    blocks, biases, projs = [], [], []
-    for units in layers:
-        lb, bb, pb = [], [], []
-        for unit in units:
-            kernel = np.asarray(unit["kernel"], dtype=np.float64)
-            bias = np.asarray(unit.get("bias", np.zeros(kernel.shape[1])), dtype=np.float64)
-            H = kernel.shape[1] // G
+    H = kernel.shape[1] // G
+    pk = unit.get("projection/kernel")
+    R = H if pk is None else int(np.shape(pk)[1])
+    n_in = kernel.shape[0] - R
+    bias = np.asarray(unit["bias"], dtype=np.float64).copy() if "bias" in unit else np.zeros(G * H)
+    if cell == "lstm":
+        bias[2 * H:3 * H] += fb  # LSTMCell adds forget_bias to f (slot 2 of i, j, f, o) at run time
+    proj = None if pk is None else np.asarray(pk, dtype=np.float64).T  # (R, H)
+    return (kernel[:n_in].T, kernel[n_in:].T, bias, None), proj
+
+
+def _tf1_reference(layers: list[list[Mapping]], cell: str, fb: float, nonlinearity: str) -> Runner:
+    units, projs = [], []
+    for k, layer in enumerate(layers):
+        got = [_tf1_unit(u, cell, fb, f"layer {k}") for u in layer]
+        units.append([u for u, _ in got])
+        if got[0][1] is not None:
+            projs.append(np.stack([p for _, p in got if p is not None]))
+    a = _stack_blocks(units, {"gru": 3, "lstm": 4, "rnn": 1}[cell])
+    a["proj"] = np.stack(projs) if projs else None
+    return _reference_runner(cell, a, {"gru": "rzn", "lstm": "igfo", "rnn": None}[cell], nonlinearity)
+
+
+def _tensorflow_cells() -> Any:
+    """``tf.compat.v1.nn.rnn_cell`` and TensorFlow's version.
+
+    Raises:
+        ImportError: TensorFlow is not installed, or its ``rnn_cell`` is not available
+            (with Keras 3, TensorFlow offers it only under ``TF_USE_LEGACY_KERAS=1`` with tf_keras).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    try:
+        cells = tf.compat.v1.nn.rnn_cell
+        cells.LSTMCell  # noqa: B018 - raises where Keras 3 hides it
+    except Exception as exc:  # noqa: BLE001 - TensorFlow raises AttributeError or ImportError here
+        raise ImportError(f"TensorFlow {tf.__version__} offers no tf.compat.v1.nn.rnn_cell ({_one_line(exc)}; "
+                          "TF_USE_LEGACY_KERAS=1 with tf_keras installed brings it back)") from None
+    return tf, cells
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _tf1_tensorflow(tf: Any, cells: Any, layers: list[list[Mapping]], cell: str, fb: float,
+                    nonlinearity: str) -> Runner:
+    """TensorFlow's own ``LSTMCell``/``BasicRNNCell`` holding the variables, stepped eagerly over time;
+    a bidirectional layer runs its ``bw`` cell over the reversed sequence, as ``bidirectional_rnn`` does."""
+    built: list[list[tuple[Any, bool]]] = []
+
+    def make(unit: Mapping, width: int) -> tuple[Any, bool]:
+        kernel = np.asarray(unit["kernel"], dtype=np.float32)
+        if cell == "lstm":
+            H = kernel.shape[1] // 4
             pk = unit.get("projection/kernel")
-            R = H if pk is None else int(np.shape(pk)[1])
-            n_in = kernel.shape[0] - R
-            # TF1: [x, h] @ kernel, columns gate-major (i, j, f, o): block[h, g*in + i] = kernel[i, g*H + h]
-            wi = kernel[:n_in].reshape(n_in, G, H).transpose(2, 1, 0).reshape(H, G * n_in)
-            wh = kernel[n_in:].reshape(R, G, H).transpose(2, 1, 0).reshape(H, G * R)
-            lb.append(np.concatenate([wi, wh], axis=1))
-            bi = bias.reshape(G, H).T.copy()
-            if cell == "lstm":
-                bi[:, 2] += fb  # TF1 adds forget_bias to the f gate (slot 2 of i, j, f, o) at run time
-            bb.append(np.concatenate([bi, np.zeros_like(bi)], axis=1))
-            if pk is not None:
-                pb.append(np.asarray(pk, dtype=np.float64).T)
-        blocks.append(np.stack(lb))
-        biases.append(np.stack(bb))
-        if pb:
-            projs.append(np.stack(pb))
-    w0, b0 = blocks[0], biases[0]
-    if len(blocks) > 1:
-        w, b = np.stack(blocks[1:]), np.stack(biases[1:])
-    proj = np.stack(projs) if projs else None
-    del D
+            c = cells.LSTMCell(H, forget_bias=fb, num_proj=None if pk is None else int(np.shape(pk)[1]),
+                               state_is_tuple=True)
+        else:
+            H = kernel.shape[1]
+            c = cells.BasicRNNCell(H, activation=tf.nn.relu if nonlinearity == "relu" else tf.tanh)
+        c.build((None, width))
+        values = {"kernel": kernel, "bias": np.asarray(unit.get("bias", np.zeros(kernel.shape[1])), np.float32)}
+        if unit.get("projection/kernel") is not None:
+            values["projection/kernel"] = np.asarray(unit["projection/kernel"], np.float32)
+        for var in c.weights:
+            leaf = next(k for k in sorted(values, key=len, reverse=True) if var.name.split(":")[0].endswith(k))
+            var.assign(values[leaf])
+        return c, cell == "lstm"
 
     def run(x, h0, c0):
-        if cell == "lstm":
-            y, (hn, cn) = reference.lstm(x, w0, w, b0=b0, b=b, proj=proj, h0=h0, c0=c0, batch_first=True, gates="ijfo")
-            return {"y": y, "h_n": hn, "c_n": cn}
-        y, hn = reference.rnn(x, w0, w, b0=b0, b=b, h0=h0, batch_first=True,
-                              nonlinearity=options.get("nonlinearity") or "tanh")
-        return {"y": y, "h_n": hn, "c_n": None}
+        if not built:
+            width = x.shape[-1]
+            for layer in layers:
+                built.append([make(u, width) for u in layer])
+                width = sum(int(np.asarray(b[0].output_size)) for b in built[-1])
+        y = np.asarray(x, dtype=np.float32)
+        hs, cs = [], []
+        row = 0
+        for cells_of_layer in built:
+            outs = []
+            for d, (c, lstm) in enumerate(cells_of_layer):
+                h = tf.constant(h0[row + d].astype(np.float32))
+                state = cells.LSTMStateTuple(tf.constant(c0[row + d].astype(np.float32)), h) if lstm else h
+                steps = range(y.shape[1]) if d == 0 else range(y.shape[1] - 1, -1, -1)
+                seq: list[Any] = [None] * y.shape[1]
+                for t in steps:
+                    out, state = c(tf.constant(y[:, t]), state)
+                    seq[t] = np.asarray(out)
+                outs.append(np.stack(seq, axis=1))
+                if lstm:
+                    cs.append(np.asarray(state.c))
+                    hs.append(np.asarray(state.h))
+                else:
+                    hs.append(np.asarray(state))
+            y = np.concatenate(outs, axis=-1)
+            row += len(cells_of_layer)
+        return {"y": y, "h_n": np.stack(hs), "c_n": np.stack(cs) if cs else None}
 
+    return run
+
+
+def _tf1_case(source: Any, options: dict, *, build: bool) -> _Case:
+    layers = _tf1_layers(source)
+    cell = _tf1_cell(layers, options)
+    fb = float(options.get("forget_bias", 1.0))
+    nonlinearity = options.get("nonlinearity") or "tanh"
     module = None
     if build:
-        extra = {"nonlinearity": options["nonlinearity"]} if cell == "rnn" and options.get("nonlinearity") else {}
+        extra = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
         module = _cls(cell).from_tf1(source, forget_bias=fb, **extra)
-    return _Case("tf1", module, run, "numpyrnn.reference (numpy, float64, from TF1's LSTMCell formulas; "
-                 "TensorFlow is not used)", "float64")
+    kind = _dtype_name(np.asarray(layers[0][0].get("kernel", layers[0][0].get("gates/kernel"))).dtype)
+    reference = _tf1_reference(layers, cell, fb, nonlinearity)
+    why = None
+    if options.get("_reference"):
+        why = "asked for"
+    elif cell == "gru":
+        why = ("TensorFlow has no CudnnCompatibleGRUCell: it was in tf.contrib, which TensorFlow 2 removed; "
+               "its formulas are the reference's")
+    else:
+        try:
+            tf, cells = _tensorflow_cells()
+        except ImportError as exc:
+            why = "TensorFlow is not installed" if isinstance(exc, ModuleNotFoundError) else str(exc)
+    if why is not None:
+        return _Case("tf1", module, reference, f"numpyrnn.reference (numpy, float64; {why}), over the source's "
+                     "arrays read with TF1's formulas", "float64")
+    kinds = "LSTMCell" if cell == "lstm" else "BasicRNNCell"
+    return _Case("tf1", module, _tf1_tensorflow(tf, cells, layers, cell, fb, nonlinearity),
+                 f"tensorflow {tf.__version__} (tf.compat.v1.nn.rnn_cell.{kinds}, eager)", kind)

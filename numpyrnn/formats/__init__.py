@@ -62,12 +62,16 @@ class Entry:
     what else the format knows (``layers``: the source layers a proven stack
     joins). ``build(**options)`` returns the ``NumpyGRU``/``NumpyLSTM``/``NumpyRNN``
     (options: ``dtype``, ``device``, ``batch_first``, ``dropout``, ``freeze``).
+    ``arrays`` is what the file stores for it, as the format's ``from_<format>``
+    takes it (``None`` where the reader does not keep it): :func:`numpyrnn.verify`
+    runs the source's framework on these.
     """
 
     name: str
     cell: str
     config: dict
     build: Callable[..., Any]
+    arrays: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -334,7 +338,7 @@ def config_of(module: Any, *, source: str, **extra: Any) -> dict:
 
 
 def entry_from(name: str, make: Callable[..., Any], *, batch_first: bool, source: str | None = None,
-               dtype: Any = None, **extra: Any) -> Entry:
+               dtype: Any = None, arrays: Any = None, **extra: Any) -> Entry:
     """An :class:`Entry` whose ``build`` calls ``make(batch_first=..., dtype=..., ...)``.
 
     ``make`` runs once here, so that every check happens while reading (a file
@@ -354,7 +358,7 @@ def entry_from(name: str, make: Callable[..., Any], *, batch_first: bool, source
             module = make(**opts)
         return module.to(device) if device is not None else module
 
-    return Entry(name=name, cell=config["cell"], config=config, build=build)
+    return Entry(name=name, cell=config["cell"], config=config, build=build, arrays=arrays)
 
 
 def try_entry(mf: ModelFile, name: str, make: Callable[..., Any], **kwargs: Any) -> None:

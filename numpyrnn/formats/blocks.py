@@ -112,8 +112,7 @@ def read(path: str | os.PathLike, *, cell: str | None = None, nonlinearity: str 
         return cls.from_numpy(**arrays, gates=gates, rowwise=bool(rowwise), **extra, **opts)
 
     mf = ModelFile(path=path, format="blocks", modules=[])
-    try_entry(mf, name, make, batch_first=bool(batch_first),
-                                           dtype=dtype or _source_dtype(arrays))
+    try_entry(mf, name, make, batch_first=bool(batch_first), dtype=dtype or _source_dtype(arrays), arrays=arrays)
     if mf.problems:  # one module, no other layers: its problem is the file's
         raise LayoutError(mf.problems[0].replace(f"layer {name!r}: ", "", 1))
     return mf

@@ -278,7 +278,8 @@ def read(path: str | os.PathLike, *, stack: bool = False, cell: str | None = Non
             return cls.from_flax(source, **extra, **opts)
 
         more: dict[str, Any] = {"layers": [p for p, _ in group]} if stack and len(group) > 1 else {}
-        try_entry(mf, name, make, batch_first=bool(batch_first), dtype=dtype or _dtype(group[0][1]), **more)
+        try_entry(mf, name, make, batch_first=bool(batch_first), dtype=dtype or _dtype(group[0][1]), arrays=source,
+                  **more)
     return mf
 
 

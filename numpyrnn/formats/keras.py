@@ -482,7 +482,7 @@ def _add(path: Path, mf: ModelFile, group: list[KerasLayer], weights: Any, cell:
     def make(**opts: Any) -> Any:
         return cls.from_keras(source, **nl, **opts)
 
-    try_entry(mf, name, make, batch_first=batch_first, dtype=dtype or kind, **more)
+    try_entry(mf, name, make, batch_first=batch_first, dtype=dtype or kind, arrays=source, **more)
 
 
 def _cell_from_shapes(weights: list[np.ndarray]) -> str | None:
@@ -513,7 +513,7 @@ def _no_config_entry(path: Path, mf: ModelFile, name: str, ws: list[np.ndarray],
     def make(**opts: Any) -> Any:
         return cls.from_keras(ws, **nl, **opts)
 
-    try_entry(mf, name, make, batch_first=batch_first, dtype=dtype or str(ws[0].dtype))
+    try_entry(mf, name, make, batch_first=batch_first, dtype=dtype or str(ws[0].dtype), arrays=ws)
 
 
 def _natural(key: str) -> list:
@@ -583,7 +583,8 @@ def _read_npz(path: Path, mf: ModelFile, cell: str | None, nonlinearity: str | N
     def make(**opts: Any) -> Any:
         return cls.from_keras(layers if len(layers) > 1 else layers[0], **nl, **opts)
 
-    mf.modules.append(entry_from(name, make, batch_first=batch_first, dtype=dtype or str(layers[0][0].dtype)))
+    mf.modules.append(entry_from(name, make, batch_first=batch_first, dtype=dtype or str(layers[0][0].dtype),
+                                 arrays=layers if len(layers) > 1 else layers[0]))
     return mf
 
 

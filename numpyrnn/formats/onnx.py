@@ -374,7 +374,7 @@ def read(path: str | os.PathLike, *, cell: str | None = None, nonlinearity: str 
             return cls.from_onnx(source, **lbr, **nl, **opts)
 
         more: dict[str, Any] = {"layers": [n.name or n.output[0] for n in group]} if len(group) > 1 else {}
-        try_entry(mf, name, make, batch_first=bool(batch_first), dtype=dtype or kind, **more)
+        try_entry(mf, name, make, batch_first=bool(batch_first), dtype=dtype or kind, arrays=source, **more)
     return mf
 
 

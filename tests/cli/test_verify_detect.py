@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from numpyrnn import NumpyGRU, cli, files
+from numpyrnn import NumpyGRU, files
 from numpyrnn._seed import seed_arrays
 from numpyrnn.cli import main
 
@@ -123,7 +123,7 @@ def test_verify_reference_oracle_for_an_onnx_file(tmp_path, capsys):
 
 def test_convert_verify_writes_nothing_when_the_conversion_is_wrong(recorded, monkeypatch, capsys):
     d = recorded
-    real = cli._build
+    real = NumpyGRU.from_numpy  # what the block reader's modules are built by
 
     def wrong(*args, **kwargs):  # a conversion with one weight off, as a bug in a reader would leave it
         module = real(*args, **kwargs)
@@ -131,12 +131,24 @@ def test_convert_verify_writes_nothing_when_the_conversion_is_wrong(recorded, mo
             module.weight_hh_l1_reverse[0, 0] += 0.1
         return module
 
-    monkeypatch.setattr(cli, "_build", wrong)
+    monkeypatch.setattr(NumpyGRU, "from_numpy", wrong)
     out_path = d / "gru.safetensors"
-    assert main(["convert", str(d / "weights.npz"), "-o", str(out_path), "--cell", "gru", "--verify"]) == 1
+    argv = ["convert", str(d / "weights.npz"), "-o", str(out_path), "--cell", "gru", "--verify"]
+    assert main(argv) == 1
     captured = capsys.readouterr()
     assert "FAILED:" in captured.out and "not written" in captured.err
+    bad = [ln for ln in captured.out.splitlines() if ln.rstrip().endswith("FAIL")]
+    assert bad and all("layer 0" not in ln for ln in bad)  # the layer below the changed weight is right
     assert not out_path.exists()
+    # an output already there is left as it was
+    out_path.write_bytes(b"earlier output")
+    assert main(argv) == 1
+    assert out_path.read_bytes() == b"earlier output"
+    capsys.readouterr()
+    # the same command without the bug writes the file
+    monkeypatch.setattr(NumpyGRU, "from_numpy", real)
+    assert main(argv) == 0
+    assert "OK:" in capsys.readouterr().out and out_path.read_bytes() != b"earlier output"
 
 
 def test_convert_verify_keras(tmp_path):
@@ -148,3 +160,68 @@ def test_convert_verify_keras(tmp_path):
     r = run_cli("convert", tmp_path / "m.keras", "-o", tmp_path / "lstm.pt", "--cell", "lstm", "--verify")
     assert r.returncode == 0, r.stderr
     assert "oracle: keras" in r.stdout and "OK:" in r.stdout and (tmp_path / "lstm.pt").exists()
+
+
+@pytest.fixture
+def flax_gru_file(tmp_path):
+    """Two GRU layers of ``nn.RNN(GRUCell)`` params, in flax's shapes (biases on ir, iz, in and hn)."""
+    pytest.importorskip("msgpack", reason="msgpack not installed: pip install numpyrnn[files]")
+    rng = np.random.default_rng(4)
+    layers, width, h = {}, 3, 4
+    for k in range(2):
+        cell = {}
+        for g in ("ir", "iz", "in", "hr", "hz", "hn"):
+            cell[g] = {"kernel": rng.uniform(-0.6, 0.6, (width if g[0] == "i" else h, h)).astype(np.float32)}
+            if g in ("ir", "iz", "in", "hn"):
+                cell[g]["bias"] = rng.uniform(-0.6, 0.6, h).astype(np.float32)
+        layers[f"RNN_{k}"] = {"cell": cell}
+        width = h
+    path = tmp_path / "params.msgpack"
+    files.write_msgpack(path, {"params": layers})
+    return path
+
+
+def test_verify_layer_and_stack(flax_gru_file, capsys):
+    p = str(flax_gru_file)
+    assert main(["verify", p]) == 0
+    out = capsys.readouterr().out
+    assert "module: RNN_0: GRU(input=3, hidden=4, layers=1" in out and "module: RNN_1: GRU(input=4" in out
+    assert main(["verify", p, "--stack"]) == 0
+    out = capsys.readouterr().out
+    assert "module: RNN_0: GRU(input=3, hidden=4, layers=2" in out and "RNN_1" not in out
+    assert "h_n[layer 1]" in out
+    assert main(["verify", p, "--layer", "RNN_1"]) == 0
+    out = capsys.readouterr().out
+    assert "module: RNN_1" in out and "RNN_0" not in out
+    assert main(["verify", p, "--layer", "RNN_7"]) == 1
+    assert "no recurrent module named 'RNN_7'; the file holds 'RNN_0', 'RNN_1'" in capsys.readouterr().err
+
+
+def test_verify_stack_is_for_flax(recorded, capsys):
+    assert main(["verify", str(recorded / "weights.npz"), "--cell", "gru", "--stack"]) == 2
+    assert "--stack applies to --from flax only (a blocks file" in capsys.readouterr().err
+
+
+def test_convert_verify_checks_the_modules_it_writes(flax_gru_file, tmp_path, capsys):
+    p, out = str(flax_gru_file), tmp_path / "stack.pt"
+    assert main(["convert", p, "-o", str(out), "--stack", "--verify"]) == 0
+    text = capsys.readouterr().out
+    assert "OK:" in text and "GRU(input=3, hidden=4, layers=2" in text and out.exists()
+    one = tmp_path / "top.safetensors"
+    assert main(["convert", p, "-o", str(one), "--layer", "RNN_1", "--verify"]) == 0
+    text = capsys.readouterr().out
+    assert "module: RNN_1" in text and "RNN_0" not in text and one.exists()
+    both = tmp_path / "both.safetensors"
+    assert main(["convert", p, "-o", str(both), "--verify"]) == 0
+    text = capsys.readouterr().out
+    assert "module: RNN_0" in text and "module: RNN_1" in text
+    # the converted file, checked module by module under the source's names
+    assert main(["verify", p, str(both)]) == 0
+    capsys.readouterr()
+    assert main(["verify", p, str(one)]) == 0  # a file of some of the modules checks those
+    text = capsys.readouterr().out
+    assert "module: RNN_1" in text and "RNN_0" not in text
+    assert main(["verify", p, str(tmp_path / "stack.pt")]) == 1  # the stack is one module, not the file's two
+    assert ("module for 'RNN_0': GRU(input=3, hidden=4, layers=2, unidirectional, bias) does not have the source's "
+            "configuration GRU(input=3, hidden=4, layers=1") in capsys.readouterr().err
+    assert main(["verify", p, str(tmp_path / "stack.pt"), "--stack"]) == 0

@@ -149,6 +149,35 @@ def test_keras_file(keras, tmp_path):
     assert not verify(path, pt).ok
 
 
+def test_keras_file_modules_are_load_alls(keras, tmp_path):
+    """A stack the graph proves is one module, a layer behind a Dense another: verify checks what load_all builds."""
+    model = keras.Sequential([keras.Input((None, I)),
+                              keras.layers.LSTM(H, return_sequences=True, name="low"),
+                              keras.layers.LSTM(H, return_sequences=True, name="high"),
+                              keras.layers.Dense(5, name="mix"),
+                              keras.layers.Bidirectional(keras.layers.SimpleRNN(H, activation="relu",
+                                                                                return_sequences=True), name="top")])
+    rng = np.random.default_rng(2)
+    model.set_weights([rng.uniform(-0.5, 0.5, w.shape).astype(np.float32) for w in model.get_weights()])
+    path = tmp_path / "m.keras"
+    model.save(path)
+    report = verify(path)
+    assert report.ok and "keras" in report.oracle, str(report)
+    loaded = numpyrnn.load_all(path)
+    assert list(report.modules) == list(loaded) == ["low", "top"]
+    assert [r.module for r in report.rows].count("low") == expected_rows("lstm", 2, 1)
+    assert [r.module for r in report.rows].count("top") == expected_rows("rnn", 1, 2)
+    assert "module: top: RNN(input=5, hidden=4, layers=1, bidirectional, bias, relu)" in str(report)
+    only = verify(path, layer="top")
+    assert only.ok and list(only.modules) == ["top"]
+    # the modules given by name: only those are checked, and a wrong one is caught
+    wrong = verify(path, {"low": perturbed(loaded["low"], "weight_hh_l1")})
+    assert not wrong.ok and {r.module for r in wrong.rows} == {"low"}
+    assert_caught(wrong, layer=1)
+    with pytest.raises(LayoutError, match=r"module: .*m.keras holds no module named 'high'; it holds 'low', 'top'"):
+        verify(path, {"high": loaded["low"]})
+
+
 def test_plain_gru_loaded_by_hand(keras):
     """A user's own nn.GRU filled from a Keras GRU: right with the z/r swap, caught without it."""
     layer = keras_layers(keras, "gru", 1, False, seed=9)[0]
@@ -267,10 +296,41 @@ def test_keras_file_reference(keras, tmp_path):
 
 
 def test_flax_file(tmp_path):
+    """A Flax file: one module per layer, as load_all builds them, each checked against flax; stack=True the stack."""
+    from numpyrnn.formats import native
+
     params = flax_params("lstm", 2, True, seed=5)
     path = tmp_path / "p.msgpack"
     files.write_msgpack(path, {str(k): p for k, p in enumerate(params)})
-    assert verify(path).ok
+    report = verify(path)
+    assert report.ok and "flax" in report.oracle, str(report)
+    loaded = numpyrnn.load_all(path)
+    assert list(report.modules) == list(loaded) == ["0", "1"]
+    assert [r.module for r in report.rows] == ["0"] * 5 + ["1"] * 5  # y, h_n and c_n per direction, per layer
+    assert "module: 1: LSTM(input=8, hidden=4" in str(report)
+    assert verify(path, oracle="reference").ok
+    stacked = verify(path, stack=True)
+    assert stacked.ok and list(stacked.modules) == list(numpyrnn.load_all(path, stack=True)) == ["0"], str(stacked)
+    assert_ok(stacked, "flax", "lstm", 2, 2)
+    # a converted file with the same module names is checked module by module: only the changed one fails
+    mf = numpyrnn.read_model(path)
+    out = tmp_path / "converted.safetensors"
+    native.write(out, {"0": loaded["0"], "1": perturbed(loaded["1"], "weight_hh_l0_reverse")},
+                 {e.name: e.config for e in mf.modules})
+    mixed = verify(path, out)
+    assert not mixed.ok
+    assert {r.module for r in mixed.rows if not r.ok} == {"1"}
+    # a file of some of the modules checks those; a module the source does not hold is refused
+    native.write(out, {"0": loaded["0"]}, {"0": mf.modules[0].config})
+    some = verify(path, out)
+    assert some.ok and list(some.modules) == ["0"], str(some)
+    native.write(out, {"2": loaded["0"]}, {"2": mf.modules[0].config})
+    with pytest.raises(LayoutError, match=r"converted.safetensors: holds the module\(s\) '2', but the source .* "
+                                          r"holds '0', '1'"):
+        verify(path, out)
+    with pytest.raises(LayoutError, match=r"p.msgpack: holds 2 recurrent modules \('0', '1'\); module= can only "
+                                          r"replace one"):
+        verify(path, loaded["0"])
 
 
 # --------------------------------------------------------------------------------------
@@ -322,6 +382,54 @@ def test_tf1_variables():
     assert verify(cell, numpyrnn.NumpyLSTM.from_tf1(cell, forget_bias=0.0), forget_bias=0.0).ok
 
 
+def tf1_file(tmp_path, cell: str, L: int, bidirectional: bool, seed: int, proj: int | None = None):
+    from .tf1_names import random_cell, tf1_names
+
+    rng = np.random.default_rng(seed)
+    layers, width = [], I
+    for _ in range(L):
+        if bidirectional:
+            layers.append({d: random_cell(rng, cell, width, H, proj) for d in ("fw", "bw")})
+        else:
+            layers.append(random_cell(rng, cell, width, H, proj))
+        width = (proj or H) * (2 if bidirectional else 1)
+    path = tmp_path / "tf1.npz"
+    np.savez(path, **tf1_names(layers, cell))
+    return path
+
+
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+@pytest.mark.parametrize("cell", CELLS)
+def test_tf1_file_without_tensorflow(cell, topology, tmp_path, monkeypatch):
+    """Without TensorFlow the TF1 variables are checked against numpyrnn.reference, and the report says why."""
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # as if it were not installed
+    L, bi = TOPOLOGIES[topology]
+    D = 2 if bi else 1
+    path = tf1_file(tmp_path, cell, L, bi, seed=L * 5 + D)
+    options = {"cell": "rnn"} if cell == "rnn" else {}
+    report = verify(path, **options)
+    assert report.ok and len(report.rows) == expected_rows(cell, L, D), str(report)
+    assert report.oracle.startswith("numpyrnn.reference (numpy, float64; ")
+    why = "no CudnnCompatibleGRUCell" if cell == "gru" else "TensorFlow is not installed"
+    assert why in report.oracle and report.dtype == "float32" and report.atol == 1e-5, report.oracle
+    assert list(report.modules) == list(numpyrnn.load_all(path, **options))
+    converted = numpyrnn.load(path, **options)
+    name = f"weight_ih_l{L - 1}" + ("_reverse" if bi else "")
+    assert_caught(verify(path, perturbed(converted, name), **options), layer=L - 1)
+
+
+def test_tf1_file_forget_bias_and_projection(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow", None)
+    path = tf1_file(tmp_path, "lstm", 2, True, seed=8, proj=2)
+    report = verify(path)
+    assert report.ok and "TensorFlow is not installed" in report.oracle, str(report)
+    assert "LSTM(input=3, hidden=4, layers=2, bidirectional, bias, proj=2)" in str(report)
+    # the forget bias is the reading's: a module converted with another one is caught, unless it is stated
+    other = numpyrnn.load(path, forget_bias=0.0)
+    assert not verify(path, other).ok
+    assert verify(path, other, forget_bias=0.0).ok
+
+
 # --------------------------------------------------------------------------------------
 # inputs, tolerances, refusals
 # --------------------------------------------------------------------------------------
@@ -343,13 +451,50 @@ def test_given_inputs_and_tolerance():
 
 
 def test_refusals(tmp_path):
+    """Each refusal says which file, module or option, what was expected and what was found."""
     w0, _ = seed_arrays(I, H, 1, 1)
-    with pytest.raises(LayoutError, match="pass cell="):
+    with pytest.raises(LayoutError, match=r"block arrays: the cell cannot be told from w0 alone \(no b0 or proj\); "
+                                          r"pass cell='gru', 'lstm' or 'rnn'"):
         verify({"w0": w0})
-    with pytest.raises(TypeError, match="cannot read a source of type int"):
+    with pytest.raises(TypeError, match="cannot read a source of type int: expected a path, a Keras layer"):
         verify(3)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="missing.npz: no such file or folder"):
         verify(tmp_path / "missing.npz")
-    with pytest.raises(LayoutError, match="cannot tell the format"):
-        (tmp_path / "w.bin").write_bytes(b"")
+    (tmp_path / "w.bin").write_bytes(b"")
+    with pytest.raises(LayoutError, match=r"w.bin: not a readable torch file"):
         verify(tmp_path / "w.bin")
+    np.savez(tmp_path / "w.npz", w0=w0)
+    with pytest.raises(LayoutError, match=r"w.npz: block arrays do not record their cell; pass cell='gru', "
+                                          r"cell='lstm' or cell='rnn'"):
+        verify(tmp_path / "w.npz")
+    with pytest.raises(LayoutError, match=r"w.npz: w0: axis 2 should be 4\*\(input\+hidden\).* got 21"):
+        verify(tmp_path / "w.npz", cell="lstm")
+    with pytest.raises(LayoutError, match=r"w.npz: nonlinearity='relu' applies to cell='rnn' only, not cell='gru'"):
+        verify(tmp_path / "w.npz", cell="gru", nonlinearity="relu")
+    # the module: its configuration must be the source's, named by the source's module
+    with pytest.raises(LayoutError, match=r"module for 'w': GRU\(input=3, hidden=5.*does not have the source's "
+                                          r"configuration GRU\(input=3, hidden=4"):
+        verify(tmp_path / "w.npz", nn.GRU(I, H + 1), cell="gru")
+    with pytest.raises(LayoutError, match=r"nothere.pt: no such file or folder"):
+        verify(tmp_path / "w.npz", tmp_path / "nothere.pt", cell="gru")
+    with pytest.raises(TypeError, match="module: expected a torch.nn.GRU/LSTM/RNN, a mapping of names to them, or a path, got int"):
+        verify(tmp_path / "w.npz", 5, cell="gru")
+    # a converted file is the module to check, not a source
+    files.write_state_dict(tmp_path / "m.safetensors", NumpyGRU.from_numpy(w0).state_dict())
+    with pytest.raises(LayoutError, match=r"m.safetensors: a numpyrnn file holds converted modules, not a source"):
+        verify(tmp_path / "m.safetensors")
+    with pytest.raises(LayoutError, match=r"oracle='tf': expected None \(the source's framework\) or 'reference'"):
+        verify({"w0": w0}, cell="gru", oracle="tf")
+    with pytest.raises(LayoutError, match=r"inputs: x must be \(time, batch, input\) with input=3 \(the module's "
+                                          r"input_size\), got shape \(2, 3\)"):
+        verify({"w0": w0}, cell="gru", inputs=np.zeros((2, 3)))
+    with pytest.raises(LayoutError, match=r"inputs: a \(h0, c0\) pair is for an LSTM"):
+        verify({"w0": w0}, cell="gru", inputs=(np.zeros((5, 2, I)), (np.zeros((1, 2, H)), np.zeros((1, 2, H)))))
+    # the file's own record wins over a contradicting option, as in numpyrnn.load
+    pytest.importorskip("msgpack", reason="msgpack not installed: pip install numpyrnn[files]")
+    files.write_msgpack(tmp_path / "p.msgpack", {"0": {"cell": {
+        "i": {"kernel": np.zeros((I, H), np.float32), "bias": np.zeros(H, np.float32)},
+        "h": {"kernel": np.zeros((H, H), np.float32)}}}})
+    with pytest.raises(LayoutError, match=r"p.msgpack: the file records a RNN cell \(layer '0'\), but cell='gru' "
+                                          r"was given"):
+        verify(tmp_path / "p.msgpack", cell="gru")
