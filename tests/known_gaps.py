@@ -28,9 +28,6 @@ GAPS = {
         "format detection sniffs the file before the reader can say which package is missing",
     "tests/cli/test_verify_detect.py::test_convert_verify_writes_nothing_when_the_conversion_is_wrong":
         "the test replaces cli._build, which the format registry removed",
-    "tests/formats/test_roundtrip.py::test_load_messages": "TF checkpoints and Paddle joined the format list the message names",
-    "tests/formats/test_tf1_blocks_files.py::test_detect_format_by_content":
-        "TF checkpoints and Paddle joined the formats that sniff a file",
     "tests/interop/test_verify.py::test_flax_file":
         "verify builds one oracle case per Flax file, load_all one module per layer",
     "tests/interop/test_verify.py::test_refusals": "verify's refusal messages changed with the format registry",
