@@ -598,6 +598,19 @@ def _variant_hint(group: list[KerasLayer], top: str, package: str) -> str:
     return f"; {option('variants', True)} builds {what} (numpyrnn.variants), which computes it"
 
 
+def _cudnn_by_shapes(weights: list[np.ndarray]) -> str | None:
+    """``"CuDNNLSTM"``/``"CuDNNGRU"`` when every direction's bias is the flat ``(2*G*units,)`` of a Keras 2 cuDNN layer."""
+    if len(weights) not in (3, 6) or weights[1].ndim != 2 or not weights[1].shape[0]:
+        return None
+    H, cols = (int(n) for n in weights[1].shape)
+    G = cols // H
+    name = {4: "CuDNNLSTM", 3: "CuDNNGRU"}.get(G)
+    biases = weights[2::3]
+    if name is None or cols % H or not all(b.shape == (2 * G * H,) for b in biases):
+        return None
+    return name
+
+
 def _cell_from_shapes(weights: list[np.ndarray]) -> str | None:
     if len(weights) < 2 or weights[1].ndim != 2 or not weights[1].shape[0]:
         return None
@@ -620,6 +633,16 @@ def _no_config_entry(path: Path, mf: ModelFile, name: str, ws: list[np.ndarray],
                            f"GRU, LSTM or SimpleRNN")
         return
     check_cell(path, found, cell, f"weight group {name!r} (by its shapes)")
+    cudnn = _cudnn_by_shapes(ws)
+    if cudnn is not None:
+        mf.notes.append(f"layer {name!r}: its flat bias of {ws[2].shape[0]} values (input half, then recurrent "
+                        f"half) is a Keras 2 {cudnn}'s")
+
+        def make_cudnn(**opts: Any) -> Any:
+            return keras2.build_cudnn(cudnn, ws, where=f"{path.name}: layer {name!r}", **opts)
+
+        try_entry(mf, name, make_cudnn, batch_first=batch_first, dtype=dtype or str(ws[0].dtype))
+        return
     cls = module_class(found)
     nl = {"nonlinearity": nonlinearity} if found == "rnn" and nonlinearity else {}
 
