@@ -465,7 +465,7 @@ def _read(path: Path, cell: str | None, nonlinearity: str | None, dtype: Any, ba
             if root is None:
                 raise fail(path, "no 'layers' group in model.weights.h5: not a Keras 3 model")
             if config is None:
-                _no_config(path, mf, root, len(blob), cell, nonlinearity, dtype, batch_first)
+                _no_config(path, mf, root, len(blob), cell, nonlinearity, dtype, batch_first, variants=variants)
             else:
                 _from_config(path, mf, config, lambda layer: _k3_weights(path, root, layer.group, len(blob)),
                              cell, nonlinearity, dtype, batch_first, variants=variants)
@@ -480,9 +480,9 @@ def _read(path: Path, cell: str | None, nonlinearity: str | None, dtype: Any, ba
             if "keras_version" in root.attrs:
                 mf.notes.append(f"full-model HDF5 written by Keras {_attr_text(root.attrs['keras_version'])}")
         elif "layers" in f:
-            _no_config(path, mf, f["layers"], size, cell, nonlinearity, dtype, batch_first)
+            _no_config(path, mf, f["layers"], size, cell, nonlinearity, dtype, batch_first, variants=variants)
         elif "layer_names" in f.attrs:
-            _no_config_h5(path, mf, f, size, cell, nonlinearity, dtype, batch_first)
+            _no_config_h5(path, mf, f, size, cell, nonlinearity, dtype, batch_first, variants=variants)
         else:
             raise fail(path, "no 'layers' group, model_config or layer_names: not a Keras weights or model file")
     return _done(path, mf)
@@ -626,7 +626,7 @@ _NO_CONFIG = ("no model config: the file records neither the layer names (these 
 
 
 def _no_config_entry(path: Path, mf: ModelFile, name: str, ws: list[np.ndarray], cell: str | None,
-                     nonlinearity: str | None, dtype: Any, batch_first: bool) -> None:
+                     nonlinearity: str | None, dtype: Any, batch_first: bool, *, variants: bool = False) -> None:
     found = _cell_from_shapes(ws)
     if found is None:
         mf.problems.append(f"layer {name!r}: the shapes {[tuple(w.shape) for w in ws]} are not those of a "
@@ -646,10 +646,10 @@ def _no_config_entry(path: Path, mf: ModelFile, name: str, ws: list[np.ndarray],
     cls = module_class(found)
     nl = {"nonlinearity": nonlinearity} if found == "rnn" and nonlinearity else {}
 
-    def make(**opts: Any) -> Any:
+    def make(**opts: Any) -> Any:  # without a config only the bias shape tells a variant (reset_after=False)
         return cls.from_keras(ws, **nl, **opts)
 
-    try_entry(mf, name, make, batch_first=batch_first, dtype=dtype or str(ws[0].dtype))
+    try_entry(mf, name, make, variants=variants, batch_first=batch_first, dtype=dtype or str(ws[0].dtype))
 
 
 def _natural(key: str) -> list:
@@ -657,7 +657,7 @@ def _natural(key: str) -> list:
 
 
 def _no_config(path: Path, mf: ModelFile, root: Any, size: int, cell: str | None, nonlinearity: str | None,
-               dtype: Any, batch_first: bool) -> None:
+               dtype: Any, batch_first: bool, *, variants: bool = False) -> None:
     names = sorted(root.keys(), key=_natural)
     rnn = False
     for n in names:
@@ -672,12 +672,12 @@ def _no_config(path: Path, mf: ModelFile, root: Any, size: int, cell: str | None
             mf.problems.append(f"layer {n!r}: {exc}")
             continue
         rnn = rnn or _cell_from_shapes(ws) == "rnn"
-        _no_config_entry(path, mf, n, ws, cell, nonlinearity, dtype, batch_first)
+        _no_config_entry(path, mf, n, ws, cell, nonlinearity, dtype, batch_first, variants=variants)
     mf.notes.append(_NO_CONFIG.format(rnn=f", SimpleRNN tanh unless {option('nonlinearity', 'relu')}" if rnn else ""))
 
 
 def _no_config_h5(path: Path, mf: ModelFile, f: Any, size: int, cell: str | None, nonlinearity: str | None,
-                  dtype: Any, batch_first: bool) -> None:
+                  dtype: Any, batch_first: bool, *, variants: bool = False) -> None:
     """A Keras 2 ``save_weights("w.h5")`` file: layer names and order are recorded, the graph is not."""
     rnn = False
     for raw in f.attrs["layer_names"]:
@@ -689,7 +689,7 @@ def _no_config_h5(path: Path, mf: ModelFile, f: Any, size: int, cell: str | None
             mf.skipped.append((n, "layer with weights (not recurrent)"))
             continue
         rnn = rnn or _cell_from_shapes(ws) == "rnn"
-        _no_config_entry(path, mf, n, ws, cell, nonlinearity, dtype, batch_first)
+        _no_config_entry(path, mf, n, ws, cell, nonlinearity, dtype, batch_first, variants=variants)
     mf.notes.append("no model config: the layer names and order are recorded, but not the graph (so no layers "
                     "are stacked) nor the activations (Keras's defaults, tanh and sigmoid, are assumed"
                     + (f", SimpleRNN tanh unless {option('nonlinearity', 'relu')}" if rnn else "") + ")")

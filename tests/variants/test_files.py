@@ -401,3 +401,24 @@ def test_a_record_naming_an_unknown_variant_is_refused(tmp_path):
     with pytest.raises(LayoutError, match=r"ResetBeforeGRU takes the options recurrent_activation, activation, "
                                           r"preactivation_clip, the record has \['peepholes'\]"):
         numpyrnn.load(tmp_path / "bad2.safetensors")
+
+
+def test_keras_weights_file_without_config(keras3, tmp_path):
+    """A ``.weights.h5`` records no config: only the bias shape tells ``reset_after=False``, which variants build."""
+    keras = keras3
+    model = keras.Sequential([keras.Input((T, I)), keras.layers.GRU(H, reset_after=False, return_sequences=True)])
+    rng = np.random.default_rng(11)
+    model.set_weights([rng.uniform(-0.7, 0.7, w.shape).astype(np.float32) for w in model.get_weights()])
+    model.save_weights(tmp_path / "g.weights.h5")
+    with pytest.raises(LayoutError, match=r"reset_after=False.*; variants=True builds ResetBeforeGRU"):
+        numpyrnn.load(tmp_path / "g.weights.h5")
+    m = load_all_variants(tmp_path / "g.weights.h5")["gru"]
+    x = np.random.default_rng(12).standard_normal((N, T, I)).astype(np.float32)
+    assert type(m) is ResetBeforeGRU
+    np.testing.assert_allclose(run(m, x), keras.ops.convert_to_numpy(model(x)), rtol=0, atol=1e-5)
+
+
+def test_convert_verify_does_not_take_variants(keras_file, tmp_path, capsys):
+    path, _, _ = keras_file
+    assert main(["convert", str(path), "-o", str(tmp_path / "o.pt"), "--variants", "--verify"]) == 2
+    assert "--verify checks torch modules" in capsys.readouterr().err and not (tmp_path / "o.pt").exists()
