@@ -124,7 +124,11 @@ class Format:
 
     ``read(path, **options)`` returns a :class:`ModelFile`; options it does not
     need are ignored, options that contradict the file raise
-    :class:`~numpyrnn.errors.LayoutError` naming the recorded value.
+    :class:`~numpyrnn.errors.LayoutError` naming the recorded value. A format
+    whose layers may need a :mod:`numpyrnn.variants` module takes
+    ``variants=True`` and hands its builders to :func:`try_entry` with
+    ``variants=``, which builds the variant, or, without it, says that
+    ``variants=True`` would.
     """
 
     name: str
