@@ -17,20 +17,32 @@ from .formats import ModelFile, detect_format, option
 __all__ = ["load", "load_all", "read_model"]
 
 
-def read_model(path: str | os.PathLike, *, format: str | None = None, **options: Any) -> ModelFile:
+def read_model(path: str | os.PathLike, *, format: str | None = None, variants: bool = False,
+               **options: Any) -> ModelFile:
     """What a model file holds: its modules (not yet built), the layers not converted, and problems.
 
     Args:
         path: a model file or folder in any format numpyrnn reads.
         format: the format's name (``"keras"``, ``"onnx"``, ``"flax"``, ``"tf1"``, ``"blocks"``,
             ``"numpyrnn"``, ...); by default the file says.
+        variants: Keras, ONNX and TF1 files: a layer that ``torch.nn`` cannot compute
+            (a GRU that resets before the recurrent matmul, other gate activations,
+            peepholes, clipping, a merge mode or time direction of its own) becomes a
+            :mod:`numpyrnn.variants` module instead of a problem; building it issues a
+            :class:`~numpyrnn.variants.VariantWarning` naming the module. numpyrnn's
+            own converted files rebuild the variants they record either way.
         options: what the file does not record (``cell``, ``nonlinearity``, ``gates``, ``rowwise``,
             ``forget_bias``, ``stack``, ...); one that contradicts the file is an error.
 
     Raises:
         LayoutError: the file is not readable, or an option contradicts it.
+        TypeError: ``variants`` is not a bool.
     """
+    if not isinstance(variants, bool):
+        raise TypeError(f"variants should be of type bool, got: {type(variants).__name__}")
     fmt = detect_format(path, format)
+    if variants:
+        options["variants"] = True
     return fmt.read(path, **options)
 
 
@@ -42,7 +54,8 @@ def _build_options(options: dict) -> dict:
     return {k: options.pop(k) for k in ("dtype", "device", "dropout", "freeze") if k in options}
 
 
-def load_all(path: str | os.PathLike, *, format: str | None = None, **options: Any) -> dict[str, nn.Module]:
+def load_all(path: str | os.PathLike, *, format: str | None = None, variants: bool = False,
+             **options: Any) -> dict[str, nn.Module]:
     """Every recurrent module of a model file, keyed by the source's name, in the source's order.
 
     Keras layers are keyed by layer name (a stack the graph proves by its bottom
@@ -51,7 +64,7 @@ def load_all(path: str | os.PathLike, *, format: str | None = None, **options: A
     source records them.
 
     Args:
-        path, format: as in :func:`read_model`.
+        path, format, variants: as in :func:`read_model`.
         options: as in :func:`read_model`, plus ``dtype``, ``device``, ``dropout`` and
             ``freeze`` for the built modules (``batch_first`` overrides the source's).
 
@@ -61,7 +74,7 @@ def load_all(path: str | os.PathLike, *, format: str | None = None, **options: A
             ``layer=`` still loads the others).
     """
     build = _build_options(options)
-    mf = read_model(path, format=format, **options)
+    mf = read_model(path, format=format, variants=variants, **options)
     if mf.problems:
         raise LayoutError(f"{mf.path.name}: " + "; ".join(mf.problems)
                           + (f" (the modules that convert: {', '.join(map(repr, mf.names()))}; pick them with "
@@ -70,11 +83,11 @@ def load_all(path: str | os.PathLike, *, format: str | None = None, **options: A
 
 
 def load(path: str | os.PathLike, *, layer: str | None = None, format: str | None = None,
-         **options: Any) -> nn.Module:
+         variants: bool = False, **options: Any) -> nn.Module:
     """The one recurrent module of a model file, or the one named ``layer``.
 
     Args:
-        path, format, options: as in :func:`load_all`.
+        path, format, variants, options: as in :func:`load_all`.
         layer: the source's name of the module (see :func:`load_all`).
 
     Raises:
@@ -82,7 +95,7 @@ def load(path: str | os.PathLike, *, layer: str | None = None, format: str | Non
             lists their names), or the module cannot be converted.
     """
     build = _build_options(options)
-    mf = read_model(path, format=format, **options)
+    mf = read_model(path, format=format, variants=variants, **options)
     if layer is not None:
         return mf.entry(layer).build(**build)
     if len(mf.modules) == 1 and not mf.problems:

@@ -151,7 +151,7 @@ def _read_options(args: argparse.Namespace) -> dict:
         value = getattr(args, key, None)
         if value is not None:
             opts[key] = value
-    for key in ("rowwise", "stack"):
+    for key in ("rowwise", "stack", "variants"):
         if getattr(args, key, False):
             opts[key] = True
     if getattr(args, "batch_first", False):
@@ -176,6 +176,9 @@ def _read(args: argparse.Namespace, path: Path) -> Any:
         raise UsageError("--gates and --rowwise apply to the block layout (--from blocks) only")
     if fmt.name not in ("tf1", "tfckpt") and args.forget_bias is not None:
         raise UsageError("--forget-bias applies to --from tf1 only (and to TF checkpoints, --from tfckpt)")
+    if fmt.name not in ("keras", "onnx", "tf1", "numpyrnn") and getattr(args, "variants", False):
+        raise UsageError(f"--variants applies to Keras, ONNX and TF1 files (--from keras, onnx or tf1), not to "
+                         f"--from {fmt.name}")
     if fmt.name not in ("flax",) and getattr(args, "stack", False):
         raise UsageError(f"--stack applies to --from flax only (a {fmt.name} file records its graph, or has one "
                          f"module)")
@@ -183,6 +186,26 @@ def _read(args: argparse.Namespace, path: Path) -> Any:
         return fmt.read(path, **_read_options(args))
     except formats.NeedsOption as exc:
         raise UsageError(str(exc)) from None
+
+
+def _variant_text(config: dict) -> str:
+    """``ResetBeforeGRU(recurrent_activation='hard_sigmoid', merge_mode='sum')``: a recorded variant, on one line."""
+    v = config["variant"]
+    parts = [f"{k}={val!r}" for k, val in v.get("options", {}).items()]
+    parts += [f"{k}={v[k]!r}" for k, default in (("merge_mode", "concat"), ("time", "forward"))
+              if v.get(k, default) != default]
+    return f"{v['class']}({', '.join(parts)})"
+
+
+def _build_quietly(entries: Sequence[Any]) -> dict:
+    """Build each entry; a variant module is named in the output instead of by a VariantWarning."""
+    import warnings
+
+    from .variants import VariantWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", VariantWarning)
+        return {e.name: e.build() for e in entries}
 
 
 def _config_text(config: dict) -> str:
@@ -213,7 +236,10 @@ def _convert(args: argparse.Namespace) -> int:
                               + (f" (convert the others with --layer {' --layer '.join(mf.names())})"
                                  if mf.modules else ""))
         entries = list(mf.modules)
-    modules = {e.name: e.build() for e in entries}
+    modules = _build_quietly(entries)
+    if getattr(args, "verify", False) and any("variant" in e.config for e in entries):
+        raise UsageError("--verify checks torch modules against the source's framework; the variant modules "
+                         "--variants builds are checked by their tests, not by --verify: drop one of the two")
     if getattr(args, "verify", False) and not _verify_converted(src, mf.format, args, entries, modules):
         print(f"numpyrnn convert: {out} not written: the conversion does not match the source", file=sys.stderr)
         return 1
@@ -228,7 +254,8 @@ def _convert(args: argparse.Namespace) -> int:
 
     def text(name: str) -> str:
         c = configs[name]
-        return f"{_spec(modules[name]).describe()} {c['dtype']}" + (", batch_first" if c["batch_first"] else "")
+        what = _variant_text(c) if "variant" in c else _spec(modules[name]).describe()
+        return f"{what} {c['dtype']}" + (", batch_first" if c["batch_first"] else "")
 
     if len(names) == 1:
         print(f"wrote {out}: {names[0]!r} {text(names[0])}, {nbytes} bytes, {seconds:.2f} s")
@@ -305,6 +332,8 @@ def _inspect(args: argparse.Namespace) -> int:
     for _cell, mf in good:
         for e in mf.modules:
             print(f"module {e.name!r}: {_config_text(e.config)}")
+            if "variant" in e.config:
+                print(f"  variant module: numpyrnn.variants.{_variant_text(e.config)}")
             if e.config.get("layers"):
                 print(f"  stacks the layers {', '.join(e.config['layers'])}")
     if len(good) > 1:
@@ -520,6 +549,10 @@ def _model_options(q: argparse.ArgumentParser) -> None:
                    help="TF1's run-time forget bias (tf1 only; default 1.0, 0 for CudnnLSTM checkpoints)")
     q.add_argument("--stack", action="store_true",
                    help="Flax only: the recurrent layers feed each other, bottom first (params record no graph)")
+    q.add_argument("--variants", action="store_true",
+                   help="Keras, ONNX and TF1 files: build a numpyrnn.variants module for a layer torch.nn cannot "
+                        "compute (reset before the matmul, other activations, peepholes, clipping, merge modes) "
+                        "instead of refusing it")
     q.add_argument("--batch-first", action="store_true",
                    help="record batch_first=True (default: as the source records it)")
     q.add_argument("--dtype", choices=("float16", "bfloat16", "float32", "float64"),

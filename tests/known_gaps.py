@@ -26,9 +26,6 @@ GAPS = {
         "numpyrnn's own .pt reader (formats/native.py) does not use files._pickle_refusal's wording yet",
     "tests/cli/test_missing_packages.py::test_command_line_says_how_to_install":
         "format detection sniffs the file before the reader can say which package is missing",
-    "tests/formats/test_roundtrip.py::test_load_messages": "TF checkpoints and Paddle joined the format list the message names",
-    "tests/formats/test_tf1_blocks_files.py::test_detect_format_by_content":
-        "TF checkpoints and Paddle joined the formats that sniff a file",
     "tests/docs/test_docs_run.py::test_page_runs_as_written[docs/frameworks/paddle.md]": DOCS,
     "tests/docs/test_docs_run.py::test_page_runs_as_written[docs/frameworks/tf-checkpoints.md]": DOCS,
     "tests/docs/test_docs_run.py::test_page_runs_as_written[docs/models.md]": DOCS,

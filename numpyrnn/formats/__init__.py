@@ -35,6 +35,7 @@ __all__ = [
     "BUILTIN",
     "option",
     "cli_spelling",
+    "variant_entry",
 ]
 
 #: The built-in format modules, imported on first use, in the order ``detect_format`` sniffs them.
@@ -127,7 +128,11 @@ class Format:
 
     ``read(path, **options)`` returns a :class:`ModelFile`; options it does not
     need are ignored, options that contradict the file raise
-    :class:`~numpyrnn.errors.LayoutError` naming the recorded value.
+    :class:`~numpyrnn.errors.LayoutError` naming the recorded value. A format
+    whose layers may need a :mod:`numpyrnn.variants` module takes
+    ``variants=True`` and hands its builders to :func:`try_entry` with
+    ``variants=``, which builds the variant, or, without it, says that
+    ``variants=True`` would.
     """
 
     name: str
@@ -328,7 +333,10 @@ def torch_dtype(value: Any) -> Any:
 def config_of(module: Any, *, source: str, **extra: Any) -> dict:
     """The machine-readable configuration of a built module."""
     from ..spec import RNNSpec
+    from ..variants import loading
 
+    if loading.is_variant(module):
+        return loading.variant_config(module, source=source, **extra)
     spec = RNNSpec.of(module)
     dtype = str(next(module.parameters()).dtype).replace("torch.", "")
     return {"cell": spec.cell.lower(), "input_size": spec.input_size, "hidden_size": spec.hidden_size,
@@ -361,13 +369,74 @@ def entry_from(name: str, make: Callable[..., Any], *, batch_first: bool, source
     return Entry(name=name, cell=config["cell"], config=config, build=build, arrays=arrays)
 
 
-def try_entry(mf: ModelFile, name: str, make: Callable[..., Any], **kwargs: Any) -> None:
-    """Append ``entry_from(name, make, **kwargs)`` to ``mf.modules``, or its LayoutError to ``mf.problems``."""
+def try_entry(mf: ModelFile, name: str, make: Callable[..., Any], *, variants: bool | None = None,
+              **kwargs: Any) -> None:
+    """Append ``entry_from(name, make, **kwargs)`` to ``mf.modules``, or its LayoutError to ``mf.problems``.
+
+    ``variants`` is for formats whose ``make`` takes ``variants=`` (see
+    :func:`variant_entry`); ``None`` for the others.
+    """
+    if variants is not None:
+        return variant_entry(mf, name, make, variants=variants, **kwargs)
     try:
         mf.modules.append(entry_from(name, make, **kwargs))
     except LayoutError as exc:
         text = str(exc)
         mf.problems.append(text if repr(name) in text else f"layer {name!r}: {text}")
+
+
+def variant_entry(mf: ModelFile, name: str, make: Callable[..., Any], *, variants: bool, **kwargs: Any) -> None:
+    """:func:`try_entry` for a ``make`` that builds :mod:`numpyrnn.variants` modules when given ``variants=True``.
+
+    Without ``variants`` a refusal that a variant module would compute says so
+    (``variants=True``, ``--variants`` in the CLI). With it, the entry builds the
+    variant, and each build issues a :class:`~numpyrnn.variants.VariantWarning`
+    naming the file, the module and what was built.
+    """
+    import warnings
+
+    from ..variants import loading
+
+    def quiet(**opts: Any) -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", loading.VariantWarning)
+            return make(variants=True, **opts)
+
+    if not variants:
+        try:
+            mf.modules.append(entry_from(name, lambda **o: make(variants=False, **o), **kwargs))
+            return
+        except LayoutError as exc:
+            text = str(exc)
+            text = text if repr(name) in text else f"layer {name!r}: {text}"
+        try:
+            built = quiet(batch_first=kwargs.get("batch_first", True), dtype=torch_dtype(kwargs.get("dtype")))
+        except (LayoutError, TypeError, ValueError):
+            built = None
+        if built is not None and loading.is_variant(built):
+            text += (f"; {option('variants', True)} builds {type(loading._unwrap(built)[0]).__name__} "
+                     f"(numpyrnn.variants), which computes it")
+        mf.problems.append(text)
+        return
+    try:
+        entry = entry_from(name, quiet, **kwargs)
+    except LayoutError as exc:
+        text = str(exc)
+        mf.problems.append(text if repr(name) in text else f"layer {name!r}: {text}")
+        return
+    if "variant" not in entry.config:
+        mf.modules.append(entry)
+        return
+    inner = entry.build
+
+    def build(**options: Any) -> Any:
+        module = inner(**options)
+        warnings.warn(f"{mf.path.name}: module {name!r}: built {loading.describe(module)} (numpyrnn.variants): "
+                      f"the source computes what torch.nn.{entry.cell.upper()} cannot", loading.VariantWarning,
+                      stacklevel=3)
+        return module
+
+    mf.modules.append(Entry(name=entry.name, cell=entry.cell, config=entry.config, build=build))
 
 
 #: The input formats of earlier releases' ``numpyrnn convert --from`` (kept for scripts that used it).

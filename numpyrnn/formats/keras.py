@@ -40,14 +40,25 @@ from .. import safeio
 from ..errors import LayoutError
 from ..files import _one_line, fail, open_h5, read_npz, read_zip_member, write_npz, zip_names
 from ..layouts.keras import KERAS, REFUSES
-from . import Format, ModelFile, check_cell, check_nonlinearity, entry_from, module_class, option, register, try_entry
+from . import (
+    Format,
+    ModelFile,
+    check_cell,
+    check_nonlinearity,
+    entry_from,
+    keras2,
+    module_class,
+    option,
+    register,
+    try_entry,
+)
 
 __all__ = ["read", "read_keras", "keras_arrays", "write", "LAYOUT", "KerasLayer", "stacks"]
 
 LAYOUT = KERAS
 
-#: Keras recurrent layer classes -> numpyrnn cell.
-RECURRENT = {"GRU": "gru", "LSTM": "lstm", "SimpleRNN": "rnn"}
+#: Keras recurrent layer classes -> numpyrnn cell (Keras 2's cuDNN layers included).
+RECURRENT = {"GRU": "gru", "LSTM": "lstm", "SimpleRNN": "rnn", "CuDNNGRU": "gru", "CuDNNLSTM": "lstm"}
 
 #: Model classes whose layers hold a nested model (read separately, not converted here).
 MODELS = {"Functional", "Sequential", "Model"}
@@ -196,7 +207,7 @@ def stacks(layers: list[KerasLayer]) -> list[list[KerasLayer]]:
             if (cand is not None and cand.name in owner and owner[cand.name][-1] is cand and node == 0
                     and tensor == 0 and len(cand.calls) == 1 and cand.consumers == {layer.name}
                     and not cand.is_output and cand.inner.get("config", {}).get("return_sequences")
-                    and _signature(cand) == _signature(layer)):
+                    and _signature(cand) == _signature(layer) and _stackable(cand) and _stackable(layer)):
                 below = cand
         if below is not None:
             owner[below.name].append(layer)
@@ -207,8 +218,34 @@ def stacks(layers: list[KerasLayer]) -> list[list[KerasLayer]]:
     return groups
 
 
-def check_layer(layer: KerasLayer) -> str:
+def _stackable(layer: KerasLayer) -> bool:
+    """Whether a layer may be part of a torch stack: it reads forwards and concatenates its directions.
+
+    (A ``go_backwards`` layer hands the next one its output in reversed time
+    order; a summed or multiplied ``Bidirectional`` hands it ``units`` features,
+    not ``2*units``.) Such layers are modules of their own.
+    """
+    if layer.class_name == "Bidirectional":
+        return layer.config.get("merge_mode", "concat") == "concat"
+    return not layer.inner.get("config", {}).get("go_backwards")
+
+
+def _act_name(value: Any) -> str:
+    """An activation as a config records it: a name, or a serialised function (``{"config": "tanh"}``)."""
+    if isinstance(value, dict):
+        cfg = value.get("config")
+        return str(cfg if isinstance(cfg, str) else (cfg or {}).get("name") or value.get("class_name"))
+    return str(value)
+
+
+def check_layer(layer: KerasLayer, notes: dict | None = None, *, top: str = "source", package: str = "keras") -> str:
     """Refuse settings that ``torch.nn`` computes differently; return the activation.
+
+    With ``notes`` (a dict), what a :mod:`numpyrnn.variants` module computes is
+    recorded there (``{layer path: {key: value}}``, as
+    :func:`numpyrnn.variants.loading.load` takes it) instead of refused; ``top``
+    is the path of this layer in its module, ``package`` the Keras that wrote the
+    file (``"keras"`` or ``"tf_keras"``: their ``hard_sigmoid`` differ).
 
     Raises:
         LayoutError: naming the layer and the setting.
@@ -216,7 +253,9 @@ def check_layer(layer: KerasLayer) -> str:
     name = layer.name
     if layer.class_name == "Bidirectional":
         mode = layer.config.get("merge_mode", "concat")
-        if mode != "concat":
+        if mode != "concat" and notes is not None:
+            notes.setdefault(top, {})["merge_mode"] = mode
+        elif mode != "concat":
             raise LayoutError(f"layer {name!r}: Bidirectional merge_mode={mode!r}; torch concatenates "
                               f"[forward, backward], so only merge_mode='concat' converts")
     cls = layer.inner.get("class_name")
@@ -227,29 +266,47 @@ def check_layer(layer: KerasLayer) -> str:
         raise LayoutError(f"layer {name!r}: the forward layer of the Bidirectional wrapper has go_backwards=True; "
                           f"torch's forward direction reads the sequence in order")
     if layer.class_name == "Bidirectional" and layer.config.get("backward_layer") is not None:
-        _check_backward(layer, cls, cfg)
+        _check_backward(layer, cls, cfg, notes, package)
     if layer.cell is None:
         what = f"a keras.layers.{cls}" + (f" over {cfg.get('cell', {}).get('class_name')}" if cls == "RNN" else "")
         raise LayoutError(f"layer {name!r}: {what} is not read; numpyrnn converts GRU, LSTM and SimpleRNN layers "
-                          f"and Bidirectional wrappers of them")
-    return _check_settings(name, cls, cfg, layer.class_name == "Bidirectional")
+                          f"(and Keras 2's CuDNNGRU and CuDNNLSTM) and Bidirectional wrappers of them")
+    return _check_settings(name, cls, cfg, layer.class_name == "Bidirectional", notes, top, package)
 
 
-def _check_settings(name: str, cls: Any, cfg: dict, wrapped: bool) -> str:
-    """Refuse one recurrent layer's settings that ``torch.nn`` computes differently; return the activation."""
-    act = cfg.get("activation", "tanh")
-    rec = cfg.get("recurrent_activation", "sigmoid")
-    if cls == "SimpleRNN":
+def _check_settings(name: str, cls: Any, cfg: dict, wrapped: bool, notes: dict | None = None, top: str = "source",
+                    package: str = "keras") -> str:
+    """Refuse one recurrent layer's settings that ``torch.nn`` computes differently; return the activation.
+
+    With ``notes``, what a variant module computes is noted instead (see :func:`check_layer`).
+    """
+    from ..variants.loading import KerasName
+
+    act = _act_name(cfg.get("activation", "tanh"))
+    rec = _act_name(cfg.get("recurrent_activation", "sigmoid"))
+    every = notes.setdefault("*", {}) if notes is not None else None
+    if cls in keras2.CUDNN_LAYERS:
+        keras2.check_config(cls, cfg, where=f"layer {name!r}")  # cuDNN computes tanh and the logistic sigmoid
+    elif cls == "SimpleRNN":
         if act not in ("tanh", "relu"):
             raise LayoutError(f"layer {name!r}: activation={act!r}; nn.RNN supports 'tanh' and 'relu' only")
+    elif act != "tanh" and every is not None:
+        every["activation"] = KerasName(act, package)
     elif act != "tanh":
         raise LayoutError(f"layer {name!r}: activation={act!r}; nn.{cls} uses tanh")
-    if cls in ("GRU", "LSTM") and rec != "sigmoid":
-        raise LayoutError(f"layer {name!r}: recurrent_activation={rec!r}; nn.{cls} uses sigmoid "
-                          f"(old Keras defaulted to 'hard_sigmoid', which torch cannot compute)")
-    if cls == "GRU" and cfg.get("reset_after", True) is False:
+    if cls in ("GRU", "LSTM") and rec != "sigmoid" and every is not None:
+        every["recurrent_activation"] = KerasName(rec, package)
+    elif cls in ("GRU", "LSTM") and rec != "sigmoid":
+        why = (keras2.REFUSES["hard_sigmoid"] if rec == "hard_sigmoid" and package == "tf_keras" else
+               "old Keras defaulted to 'hard_sigmoid', which torch cannot compute")
+        raise LayoutError(f"layer {name!r}: recurrent_activation={rec!r}; nn.{cls} uses sigmoid ({why})")
+    if cls == "GRU" and cfg.get("reset_after", True) is False and every is not None:
+        every["reset_after"] = False
+    elif cls == "GRU" and cfg.get("reset_after", True) is False:
         raise LayoutError(f"layer {name!r}: reset_after=False: {REFUSES['reset_after=False']}")
-    if cfg.get("go_backwards") and not wrapped:
+    if cfg.get("go_backwards") and not wrapped and notes is not None:
+        notes.setdefault(top, {})["go_backwards"] = True
+    elif cfg.get("go_backwards") and not wrapped:
         raise LayoutError(f"layer {name!r}: go_backwards=True returns a time-reversed sequence, which a torch "
                           f"module does not; flip the input yourself, or wrap the layer in Bidirectional")
     if cfg.get("time_major"):
@@ -263,7 +320,8 @@ SHARED = {"units": None, "use_bias": True, "activation": "tanh", "recurrent_acti
           "reset_after": True}
 
 
-def _check_backward(layer: KerasLayer, cls: Any, cfg: dict) -> None:
+def _check_backward(layer: KerasLayer, cls: Any, cfg: dict, notes: dict | None = None,
+                    package: str = "keras") -> None:
     """A ``Bidirectional(backward_layer=...)``: checked as the forward layer is, and agreeing with it."""
     name = layer.name
     back = layer.config["backward_layer"]
@@ -271,7 +329,7 @@ def _check_backward(layer: KerasLayer, cls: Any, cfg: dict) -> None:
         raise LayoutError(f"layer {name!r}: backward_layer is a {type(back).__name__}, expected a layer config")
     back_cfg = back.get("config", {})
     where = f"{name}.backward_layer"
-    _check_settings(where, back.get("class_name"), back_cfg, True)
+    _check_settings(where, back.get("class_name"), back_cfg, True, notes, package=package)
     if not back_cfg.get("go_backwards"):
         raise LayoutError(f"layer {where!r}: go_backwards=False; the backward layer of a Bidirectional wrapper "
                           f"must read backwards, or it is not a torch bidirectional module")
@@ -360,15 +418,21 @@ def _load_config(path: Path, text: Any) -> dict:
 
 
 def read(path: str | os.PathLike, *, cell: str | None = None, nonlinearity: str | None = None,
-         dtype: Any = None, batch_first: bool = True, **_: Any) -> ModelFile:
+         dtype: Any = None, batch_first: bool = True, variants: bool = False, **_: Any) -> ModelFile:
     """Every recurrent layer of a Keras file, stacked only where the graph proves it.
+
+    With ``variants=True`` a layer that torch's modules cannot compute
+    (``reset_after=False``, other activations, ``go_backwards``, other merge
+    modes) becomes a :mod:`numpyrnn.variants` module instead of a problem.
 
     Raises:
         LayoutError: the file is not a readable Keras file, or holds no recurrent layer.
     """
     path = Path(path)
+    if not isinstance(variants, bool):
+        raise TypeError(f"variants should be of type bool, got: {type(variants).__name__}")
     try:
-        return _read(path, cell, nonlinearity, dtype, batch_first)
+        return _read(path, cell, nonlinearity, dtype, batch_first, variants)
     except LayoutError:
         raise
     except (OSError, KeyError, IndexError, ValueError, TypeError, AttributeError, RuntimeError) as exc:
@@ -376,7 +440,8 @@ def read(path: str | os.PathLike, *, cell: str | None = None, nonlinearity: str 
                          f"({type(exc).__name__}: {_one_line(exc)})") from None
 
 
-def _read(path: Path, cell: str | None, nonlinearity: str | None, dtype: Any, batch_first: bool) -> ModelFile:
+def _read(path: Path, cell: str | None, nonlinearity: str | None, dtype: Any, batch_first: bool,
+          variants: bool = False) -> ModelFile:
     suffix = path.suffix.lower()
     mf = ModelFile(path=path, format="keras", modules=[])
     if suffix == ".npz":
@@ -400,10 +465,10 @@ def _read(path: Path, cell: str | None, nonlinearity: str | None, dtype: Any, ba
             if root is None:
                 raise fail(path, "no 'layers' group in model.weights.h5: not a Keras 3 model")
             if config is None:
-                _no_config(path, mf, root, len(blob), cell, nonlinearity, dtype, batch_first)
+                _no_config(path, mf, root, len(blob), cell, nonlinearity, dtype, batch_first, variants=variants)
             else:
                 _from_config(path, mf, config, lambda layer: _k3_weights(path, root, layer.group, len(blob)),
-                             cell, nonlinearity, dtype, batch_first)
+                             cell, nonlinearity, dtype, batch_first, variants=variants)
         return _done(path, mf)
     size = safeio.regular_file(path).st_size
     with open_h5(path) as f:
@@ -411,13 +476,13 @@ def _read(path: Path, cell: str | None, nonlinearity: str | None, dtype: Any, ba
             config = _load_config(path, f.attrs["model_config"])
             root = f["model_weights"]
             _from_config(path, mf, config, lambda layer: _h5_weights(path, root, layer.name, size),
-                         cell, nonlinearity, dtype, batch_first)
+                         cell, nonlinearity, dtype, batch_first, variants=variants, package=_package(f, root))
             if "keras_version" in root.attrs:
                 mf.notes.append(f"full-model HDF5 written by Keras {_attr_text(root.attrs['keras_version'])}")
         elif "layers" in f:
-            _no_config(path, mf, f["layers"], size, cell, nonlinearity, dtype, batch_first)
+            _no_config(path, mf, f["layers"], size, cell, nonlinearity, dtype, batch_first, variants=variants)
         elif "layer_names" in f.attrs:
-            _no_config_h5(path, mf, f, size, cell, nonlinearity, dtype, batch_first)
+            _no_config_h5(path, mf, f, size, cell, nonlinearity, dtype, batch_first, variants=variants)
         else:
             raise fail(path, "no 'layers' group, model_config or layer_names: not a Keras weights or model file")
     return _done(path, mf)
@@ -430,8 +495,17 @@ def _done(path: Path, mf: ModelFile) -> ModelFile:
     return mf
 
 
+def _package(f: Any, root: Any) -> str:
+    """The Keras that wrote a full-model HDF5 file: ``"tf_keras"`` for Keras 2, else ``"keras"`` (Keras 3)."""
+    for attrs in (f.attrs, root.attrs):
+        if "keras_version" in attrs:
+            return "tf_keras" if _attr_text(attrs["keras_version"]).startswith(("1.", "2.")) else "keras"
+    return "keras"
+
+
 def _from_config(path: Path, mf: ModelFile, config: dict, weights: Any, cell: str | None,
-                 nonlinearity: str | None, dtype: Any, batch_first: bool) -> None:
+                 nonlinearity: str | None, dtype: Any, batch_first: bool, *, variants: bool = False,
+                 package: str = "keras") -> None:
     layers = graph(config)
     for layer in layers:
         if layer.class_name in MODELS:
@@ -441,7 +515,7 @@ def _from_config(path: Path, mf: ModelFile, config: dict, weights: Any, cell: st
         elif not layer.recurrent and layer.class_name != "InputLayer":
             mf.skipped.append((layer.name, layer.class_name))
     for group in stacks(layers):
-        _add(path, mf, group, weights, cell, nonlinearity, dtype, batch_first)
+        _add(path, mf, group, weights, cell, nonlinearity, dtype, batch_first, variants=variants, package=package)
     for layer in layers:
         if not layer.recurrent:
             continue
@@ -457,12 +531,15 @@ def _from_config(path: Path, mf: ModelFile, config: dict, weights: Any, cell: st
 
 
 def _add(path: Path, mf: ModelFile, group: list[KerasLayer], weights: Any, cell: str | None,
-         nonlinearity: str | None, dtype: Any, batch_first: bool) -> None:
+         nonlinearity: str | None, dtype: Any, batch_first: bool, *, variants: bool = False,
+         package: str = "keras") -> None:
     name = group[0].name
+    top = "source" if len(group) == 1 else f"source[{len(group) - 1}]"
+    notes: dict[str, dict[str, Any]] | None = {} if variants else None
     try:
-        acts = {check_layer(layer) for layer in group}
+        acts = {check_layer(layer, notes, top=top, package=package) for layer in group}
     except LayoutError as exc:
-        mf.problems.append(str(exc))
+        mf.problems.append(str(exc) + _variant_hint(group, top, package))
         return
     recorded = group[0].cell or ""
     check_cell(path, recorded, cell, f"layer {name!r}")
@@ -478,11 +555,60 @@ def _add(path: Path, mf: ModelFile, group: list[KerasLayer], weights: Any, cell:
     source = arrays[0] if len(arrays) == 1 else arrays
     kind = str(arrays[0][0].dtype) if arrays[0] else None
     more: dict[str, Any] = {"layers": [layer.name for layer in group]} if len(group) > 1 else {}
+    cudnn = group[0].inner.get("class_name")
+    if cudnn in keras2.CUDNN_LAYERS:
+        def make_cudnn(variants: bool = False, **opts: Any) -> Any:
+            return keras2.build_cudnn(str(cudnn), source, where=f"{path.name}: layer {name!r}", **opts)
 
-    def make(**opts: Any) -> Any:
-        return cls.from_keras(source, **nl, **opts)
+        try_entry(mf, name, make_cudnn, batch_first=batch_first, dtype=dtype or kind, **more)
+        return
 
-    try_entry(mf, name, make, batch_first=batch_first, dtype=dtype or kind, arrays=source, **more)
+    def make(variants: bool = False, **opts: Any) -> Any:
+        if not variants or recorded == "rnn":
+            return cls.from_keras(source, **nl, **opts)
+        from ..variants import loading
+
+        def plain() -> Any:
+            return cls.from_keras(source, **nl, **opts)
+
+        kw = {"batch_first": True, "dropout": 0.0, "device": None, "dtype": None, "freeze": False, **opts}
+        return loading.load("keras", source, mode=cls._mode, options={}, fallback=plain, notes=notes,
+                            caller=f"{path.name}: layer {name!r}", **kw)
+
+    try_entry(mf, name, make, variants=variants, batch_first=batch_first, dtype=dtype or kind, arrays=source, **more)
+
+
+def _variant_hint(group: list[KerasLayer], top: str, package: str) -> str:
+    """For a refused layer: what ``variants=True`` would build, when a variant module computes it."""
+    notes: dict[str, dict[str, Any]] = {}
+    try:
+        for layer in group:
+            check_layer(layer, notes, top=top, package=package)
+    except LayoutError:
+        return ""
+    if not any(notes.values()) or group[0].cell not in ("gru", "lstm"):
+        return ""
+    every = notes.get("*", {})
+    if group[0].cell == "gru":
+        what = "ResetBeforeGRU" if every.get("reset_after") is False else "ResetAfterGRU"
+    else:
+        what = "PeepholeLSTM"
+    if any(k in n for n in notes.values() for k in ("merge_mode", "go_backwards")):
+        what = f"Directions({what})"
+    return f"; {option('variants', True)} builds {what} (numpyrnn.variants), which computes it"
+
+
+def _cudnn_by_shapes(weights: list[np.ndarray]) -> str | None:
+    """``"CuDNNLSTM"``/``"CuDNNGRU"`` when every direction's bias is the flat ``(2*G*units,)`` of a Keras 2 cuDNN layer."""
+    if len(weights) not in (3, 6) or weights[1].ndim != 2 or not weights[1].shape[0]:
+        return None
+    H, cols = (int(n) for n in weights[1].shape)
+    G = cols // H
+    name = {4: "CuDNNLSTM", 3: "CuDNNGRU"}.get(G)
+    biases = weights[2::3]
+    if name is None or cols % H or not all(b.shape == (2 * G * H,) for b in biases):
+        return None
+    return name
 
 
 def _cell_from_shapes(weights: list[np.ndarray]) -> str | None:
@@ -500,20 +626,31 @@ _NO_CONFIG = ("no model config: the file records neither the layer names (these 
 
 
 def _no_config_entry(path: Path, mf: ModelFile, name: str, ws: list[np.ndarray], cell: str | None,
-                     nonlinearity: str | None, dtype: Any, batch_first: bool) -> None:
+                     nonlinearity: str | None, dtype: Any, batch_first: bool, *, variants: bool = False) -> None:
     found = _cell_from_shapes(ws)
     if found is None:
         mf.problems.append(f"layer {name!r}: the shapes {[tuple(w.shape) for w in ws]} are not those of a "
                            f"GRU, LSTM or SimpleRNN")
         return
     check_cell(path, found, cell, f"weight group {name!r} (by its shapes)")
+    cudnn = _cudnn_by_shapes(ws)
+    if cudnn is not None:
+        mf.notes.append(f"layer {name!r}: its flat bias of {ws[2].shape[0]} values (input half, then recurrent "
+                        f"half) is a Keras 2 {cudnn}'s")
+
+        def make_cudnn(**opts: Any) -> Any:
+            return keras2.build_cudnn(cudnn, ws, where=f"{path.name}: layer {name!r}", **opts)
+
+        try_entry(mf, name, make_cudnn, batch_first=batch_first, dtype=dtype or str(ws[0].dtype))
+        return
     cls = module_class(found)
     nl = {"nonlinearity": nonlinearity} if found == "rnn" and nonlinearity else {}
 
-    def make(**opts: Any) -> Any:
+    def make(**opts: Any) -> Any:  # without a config only the bias shape tells a variant (reset_after=False)
         return cls.from_keras(ws, **nl, **opts)
 
-    try_entry(mf, name, make, batch_first=batch_first, dtype=dtype or str(ws[0].dtype), arrays=ws)
+    try_entry(mf, name, make, variants=variants, batch_first=batch_first, dtype=dtype or str(ws[0].dtype),
+              arrays=ws)
 
 
 def _natural(key: str) -> list:
@@ -521,7 +658,7 @@ def _natural(key: str) -> list:
 
 
 def _no_config(path: Path, mf: ModelFile, root: Any, size: int, cell: str | None, nonlinearity: str | None,
-               dtype: Any, batch_first: bool) -> None:
+               dtype: Any, batch_first: bool, *, variants: bool = False) -> None:
     names = sorted(root.keys(), key=_natural)
     rnn = False
     for n in names:
@@ -536,12 +673,12 @@ def _no_config(path: Path, mf: ModelFile, root: Any, size: int, cell: str | None
             mf.problems.append(f"layer {n!r}: {exc}")
             continue
         rnn = rnn or _cell_from_shapes(ws) == "rnn"
-        _no_config_entry(path, mf, n, ws, cell, nonlinearity, dtype, batch_first)
+        _no_config_entry(path, mf, n, ws, cell, nonlinearity, dtype, batch_first, variants=variants)
     mf.notes.append(_NO_CONFIG.format(rnn=f", SimpleRNN tanh unless {option('nonlinearity', 'relu')}" if rnn else ""))
 
 
 def _no_config_h5(path: Path, mf: ModelFile, f: Any, size: int, cell: str | None, nonlinearity: str | None,
-                  dtype: Any, batch_first: bool) -> None:
+                  dtype: Any, batch_first: bool, *, variants: bool = False) -> None:
     """A Keras 2 ``save_weights("w.h5")`` file: layer names and order are recorded, the graph is not."""
     rnn = False
     for raw in f.attrs["layer_names"]:
@@ -553,7 +690,7 @@ def _no_config_h5(path: Path, mf: ModelFile, f: Any, size: int, cell: str | None
             mf.skipped.append((n, "layer with weights (not recurrent)"))
             continue
         rnn = rnn or _cell_from_shapes(ws) == "rnn"
-        _no_config_entry(path, mf, n, ws, cell, nonlinearity, dtype, batch_first)
+        _no_config_entry(path, mf, n, ws, cell, nonlinearity, dtype, batch_first, variants=variants)
     mf.notes.append("no model config: the layer names and order are recorded, but not the graph (so no layers "
                     "are stacked) nor the activations (Keras's defaults, tanh and sigmoid, are assumed"
                     + (f", SimpleRNN tanh unless {option('nonlinearity', 'relu')}" if rnn else "") + ")")

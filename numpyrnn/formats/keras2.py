@@ -137,19 +137,28 @@ def build_cudnn(class_name: str, weights: Sequence[Any], *, where: str = "layer"
                 dropout: float = 0.0, device: Any = None, dtype: Any = None, freeze: bool = False, **_: Any) -> Any:
     """The ``NumpyLSTM``/``NumpyGRU`` that computes a Keras 2 ``CuDNNLSTM``/``CuDNNGRU`` (or its Bidirectional).
 
-    ``bias_ih`` gets the input half of the flat bias, ``bias_hh`` the recurrent half,
-    exactly as cuDNN holds them. Other arguments as in ``from_keras``.
+    ``weights`` is one layer's arrays (3, or 6 for a ``Bidirectional``), or a list
+    of such lists for a stack, bottom first. ``bias_ih`` gets the input half of
+    the flat bias, ``bias_hh`` the recurrent half, exactly as cuDNN holds them.
+    Other arguments as in ``from_keras``.
     """
     import torch
 
     from ..modules import NumpyGRU, NumpyLSTM
 
-    keras, recurrent = cudnn_weights(class_name, weights, where=where)
+    stack = bool(weights) and not hasattr(weights[0], "shape") and isinstance(weights[0], (list, tuple))
+    layers = list(weights) if stack else [weights]
+    keras, recurrent = [], []
+    for k, layer in enumerate(layers):
+        got = cudnn_weights(class_name, layer, where=f"{where}[{k}]" if stack else where)
+        keras.append(got[0])
+        recurrent.append(got[1])
     cls: Any = NumpyLSTM if CUDNN_LAYERS[class_name][0] == "lstm" else NumpyGRU
-    module = cls.from_keras(keras, batch_first=batch_first, dropout=dropout, device=device, dtype=dtype, freeze=freeze)
-    if recurrent:
-        with torch.no_grad():
-            for suffix, b in zip(("", "_reverse"), recurrent):
-                param = getattr(module, "bias_hh_l0" + suffix)
+    module = cls.from_keras(keras if stack else keras[0], batch_first=batch_first, dropout=dropout, device=device,
+                            dtype=dtype, freeze=freeze)
+    with torch.no_grad():
+        for k, biases in enumerate(recurrent):
+            for suffix, b in zip(("", "_reverse"), biases):
+                param = getattr(module, f"bias_hh_l{k}" + suffix)
                 param.copy_(torch.as_tensor(np.ascontiguousarray(b), dtype=param.dtype))
     return module

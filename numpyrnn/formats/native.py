@@ -181,6 +181,33 @@ def _plain_cell(sd: Mapping[str, torch.Tensor]) -> str | None:
         return None
 
 
+def _variant_builder(path: Path, sd: dict[str, torch.Tensor], config: dict, name: str) -> Any:
+    """The ``build`` of a recorded :mod:`numpyrnn.variants` module (its class, options, merge mode and time).
+
+    Each build issues a :class:`~numpyrnn.variants.VariantWarning` naming the module.
+    """
+    import warnings
+
+    from ..variants import loading
+
+    where = f"{path.name}: module {name!r}"
+    for key in ("cell", "input_size", "hidden_size", "num_layers", "bidirectional", "bias"):
+        if key not in config:
+            raise fail(path, f"module {name!r}: the record of a variant module has no {key!r}")
+    saved = loading.build_variant(config, sd, where=where)
+
+    def build(*, batch_first: bool | None = None, dtype: Any = None, device: Any = None, dropout: float = 0.0,
+              freeze: bool = False, quiet: bool = False, **_: Any) -> Any:
+        out = loading.build_variant(config, saved.state_dict(), where=where, batch_first=batch_first,
+                                    dtype=torch_dtype(dtype), device=device, dropout=dropout, freeze=freeze)
+        if not quiet:
+            warnings.warn(f"{where}: built {loading.describe(out)} (numpyrnn.variants), as the file records",
+                          loading.VariantWarning, stacklevel=3)
+        return out
+
+    return build
+
+
 def _builder(path: Path, sd: dict[str, torch.Tensor], config: dict, name: str) -> Any:
     cell = config["cell"]
     mode = {"gru": "GRU", "lstm": "LSTM"}.get(cell) or ("RNN_RELU" if config.get("nonlinearity") == "relu"
@@ -251,8 +278,8 @@ def read(path: str | os.PathLike, *, cell: str | None = None, nonlinearity: str 
             raise fail(path, f"module {name!r}: no tensors under the prefix {prefix!r}")
         if batch_first is not None:  # the caller's override of the recorded layout
             config["batch_first"] = bool(batch_first)
-        build = _builder(path, part, config, name)
-        probe = build()
+        build = _variant_builder(path, part, config, name) if "variant" in config else _builder(path, part, config, name)
+        probe = build(quiet=True) if "variant" in config else build()
         from . import config_of
 
         full = config_of(probe, source=str(config.get("source", name)),

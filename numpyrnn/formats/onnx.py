@@ -314,7 +314,7 @@ def _chained(graph: Any, below: Any, above: Any, folder: _Folder) -> bool:
 
 def read(path: str | os.PathLike, *, cell: str | None = None, nonlinearity: str | None = None,
          linear_before_reset: int | None = None, dtype: Any = None, batch_first: bool = False,
-         **_: Any) -> ModelFile:
+         variants: bool = False, **_: Any) -> ModelFile:
     """Every ``GRU``/``LSTM``/``RNN`` node, as modules keyed by node name; proven chains stacked.
 
     Raises:
@@ -374,7 +374,8 @@ def read(path: str | os.PathLike, *, cell: str | None = None, nonlinearity: str 
             return cls.from_onnx(source, **lbr, **nl, **opts)
 
         more: dict[str, Any] = {"layers": [n.name or n.output[0] for n in group]} if len(group) > 1 else {}
-        try_entry(mf, name, make, batch_first=bool(batch_first), dtype=dtype or kind, arrays=source, **more)
+        try_entry(mf, name, make, variants=variants, batch_first=bool(batch_first), dtype=dtype or kind, arrays=source,
+                  **more)
     return mf
 
 

@@ -168,7 +168,8 @@ def recorded_cell(names: list[str]) -> str | None:
 
 
 def read(path: str | os.PathLike, *, cell: str | None = None, forget_bias: float | None = None,
-         nonlinearity: str | None = None, dtype: Any = None, batch_first: bool = False, **_: Any) -> ModelFile:
+         nonlinearity: str | None = None, dtype: Any = None, batch_first: bool = False, variants: bool = False,
+         **_: Any) -> ModelFile:
     """One module per outer variable scope.
 
     Raises:
@@ -205,7 +206,8 @@ def read(path: str | os.PathLike, *, cell: str | None = None, forget_bias: float
         def make(source: Any = source, cls: Any = cls, extra: dict = extra, **opts: Any) -> Any:
             return cls.from_tf1(source, forget_bias=fb, **extra, **opts)
 
-        try_entry(mf, name, make, batch_first=bool(batch_first), dtype=dtype or kind, forget_bias=fb, arrays=source)
+        try_entry(mf, name, make, variants=variants, batch_first=bool(batch_first), dtype=dtype or kind,
+                  forget_bias=fb, arrays=source)
     if not mf.modules and not mf.problems:
         raise fail(path, f"no TF1 cell variables (names ending in /kernel and /bias) among "
                          f"{', '.join(list(arrays)[:6]) or 'no arrays'}")

@@ -27,7 +27,8 @@ from .gru import ResetAfterGRU, ResetBeforeGRU
 from .lstm import PeepholeLSTM
 from .wrap import Directions
 
-__all__ = ["Found", "VariantWarning", "VariantSpec", "load", "export"]
+__all__ = ["Found", "VariantWarning", "VariantSpec", "KerasName", "load", "export", "is_variant", "variant_config",
+           "build_variant", "describe"]
 
 
 class VariantWarning(UserWarning):
@@ -95,6 +96,8 @@ class Found:
 
 
 def _text(value: Any) -> str:
+    if isinstance(value, KerasName):
+        return repr(value)
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str) and hasattr(value[0], "shape"):
         return "an array"  # peepholes: only whether a layer has them matters
     name = getattr(value, "__name__", None)
@@ -144,11 +147,29 @@ KERAS_ACTIVATIONS = {
 }
 
 
+@dataclass(frozen=True)
+class KerasName:
+    """An activation as a Keras file's config names it, with the Keras that wrote the file.
+
+    ``package`` is ``"keras"`` for Keras 3 files and ``"tf_keras"`` for Keras 2 ones:
+    the two compute ``hard_sigmoid`` differently.
+    """
+
+    name: str
+    package: str
+
+    def __repr__(self) -> str:
+        return f"{self.name!r} ({'Keras 3' if self.package == 'keras' else 'Keras 2'})"
+
+
 def keras_activation(fn: Any, where: str) -> str:
     from ..layouts.keras import _activation_name
 
-    name = _activation_name(fn)
-    package = (getattr(fn, "__module__", "") or "").split(".")[0]
+    if isinstance(fn, KerasName):
+        name, package = fn.name, fn.package
+    else:
+        name = _activation_name(fn)
+        package = (getattr(fn, "__module__", "") or "").split(".")[0]
     table = KERAS_ACTIVATIONS.get(package, {})
     if name not in table:
         raise LayoutError(f"{where}: activation {name} has no variant module: the variants compute "
@@ -386,8 +407,13 @@ def _layout(fmt: str, plan: Plan) -> Any:
 
 def load(fmt: str, source: Any, *, mode: str, options: dict[str, Any], batch_first: bool, dropout: float,
          device: Any, dtype: Any, freeze: bool, fallback: Any, extra: dict[str, Any] | None = None,
-         caller: str = "") -> nn.Module:
+         caller: str = "", notes: dict[str, dict[str, Any]] | None = None) -> nn.Module:
     """Read ``source`` in format ``fmt``; build the variant it needs, or call ``fallback()``.
+
+    ``notes`` are what the source's file records beside the arrays (a Keras
+    config's activations, ``go_backwards``, ``merge_mode``), as
+    ``{layer path: {key: value}}`` (``"*"`` for every layer), noted before the
+    layout reads the arrays.
 
     Returns:
         The variant module (in a :class:`~numpyrnn.variants.Directions` wrapper
@@ -401,6 +427,9 @@ def load(fmt: str, source: Any, *, mode: str, options: dict[str, Any], batch_fir
 
     base = getattr(import_module(f"..layouts.{layout_name}", __package__), layout_name.upper())
     found = Found()
+    for layer, given in (notes or {}).items():
+        for key, value in given.items():
+            found.note(layer, key, value)
     spec, leaves = base.infer(source, mode=mode, variants=found, **options)
     extra = {k: v for k, v in (extra or {}).items() if v is not None}
     if not found and not extra:
@@ -592,3 +621,105 @@ def _export_tf1(m: nn.Module, spec: VariantSpec, reset_before: bool, merge_mode:
     options = dict(forget_bias=forget_bias)
     arrays = engine.export(m, layout.pieces(spec, **options), layout.shapes(spec, **options), spec=spec)  # type: ignore[arg-type]
     return layout.assemble(arrays, spec, **options), config
+
+
+# --------------------------------------------------------------------------------------
+# variants in model files: their machine-readable configuration, and rebuilding them
+# --------------------------------------------------------------------------------------
+
+_CLASSES = {"ResetBeforeGRU": ResetBeforeGRU, "ResetAfterGRU": ResetAfterGRU, "PeepholeLSTM": PeepholeLSTM}
+
+#: The variant options each class takes (beyond nn.GRU's/nn.LSTM's arguments).
+_OPTIONS = {
+    "ResetBeforeGRU": ("recurrent_activation", "activation", "preactivation_clip"),
+    "ResetAfterGRU": ("recurrent_activation", "activation", "preactivation_clip"),
+    "PeepholeLSTM": ("recurrent_activation", "activation", "preactivation_clip", "peepholes", "input_forget",
+                     "cell_clip", "proj_clip"),
+}
+
+
+def is_variant(module: Any) -> bool:
+    """Whether ``module`` is a :mod:`numpyrnn.variants` module (or its :class:`Directions` wrapper)."""
+    return isinstance(_unwrap(module)[0], tuple(_CLASSES.values()))
+
+
+def describe(module: nn.Module) -> str:
+    """The module's repr on one line, e.g. ``ResetBeforeGRU(3, 4, batch_first=True)``."""
+    return _describe(module)
+
+
+def variant_config(module: nn.Module, *, source: str, **extra: Any) -> dict[str, Any]:
+    """The machine-readable configuration of a variant module, as :func:`numpyrnn.formats.config_of` gives.
+
+    The torch-like keys (``cell``, sizes, ``batch_first``, ``dtype``, ...) plus
+    ``variant``: ``{"class", "options", "merge_mode", "time"}``, everything
+    :func:`build_variant` needs to rebuild the module.
+    """
+    inner, merge_mode, time = _unwrap(module)
+    if not isinstance(inner, tuple(_CLASSES.values())):
+        raise TypeError(f"expected a numpyrnn.variants module, got {type(module).__name__}")
+    name = type(inner).__name__
+    options = {"recurrent_activation": inner.recurrent_activation, "activation": inner.activation,
+               **inner._variant_options()}  # type: ignore[operator]
+    dtype = str(next(inner.parameters()).dtype).replace("torch.", "")
+    return {"cell": str(inner.mode).lower(), "input_size": inner.input_size, "hidden_size": inner.hidden_size,
+            "num_layers": inner.num_layers, "bidirectional": inner.bidirectional, "bias": inner.bias,
+            "proj_size": inner.proj_size, "batch_first": bool(inner.batch_first), "nonlinearity": "tanh",
+            "dtype": dtype, "source": source,
+            "variant": {"class": name, "options": options, "merge_mode": merge_mode, "time": time}, **extra}
+
+
+def build_variant(config: dict[str, Any], state: dict[str, Any] | None = None, *, where: str = "record",
+                  batch_first: bool | None = None, dtype: Any = None, device: Any = None, dropout: float = 0.0,
+                  freeze: bool = False) -> nn.Module:
+    """The variant module a :func:`variant_config` describes, holding ``state`` (its ``state_dict``) if given.
+
+    Raises:
+        LayoutError: the record names no variant class or an unknown option, or
+            ``state`` does not fit (missing, extra or misshapen tensors, NaN/Inf).
+    """
+    import torch
+
+    variant = config.get("variant")
+    if not isinstance(variant, dict) or variant.get("class") not in _CLASSES:
+        got = variant.get("class") if isinstance(variant, dict) else variant
+        raise LayoutError(f"{where}: variant class {got!r} is not one of {', '.join(_CLASSES)}")
+    name = str(variant["class"])
+    options = variant.get("options") or {}
+    if not isinstance(options, dict) or set(options) - set(_OPTIONS[name]):
+        bad = sorted(set(options) - set(_OPTIONS[name])) if isinstance(options, dict) else options
+        raise LayoutError(f"{where}: {name} takes the options {', '.join(_OPTIONS[name])}, the record has {bad!r}")
+    kwargs: dict[str, Any] = {k: config[k] for k in ("input_size", "hidden_size", "num_layers", "bias",
+                                                     "bidirectional") if k in config}
+    if name == "PeepholeLSTM":
+        kwargs["proj_size"] = int(config.get("proj_size") or 0)
+    bf = bool(config.get("batch_first", False)) if batch_first is None else bool(batch_first)
+    saved = None
+    if state:
+        saved = next(iter(state.values())).dtype
+    want = dtype or saved or torch.get_default_dtype()
+    try:
+        inner = _CLASSES[name](**kwargs, batch_first=bf, dropout=dropout, device="meta", dtype=want, **options)
+        module: nn.Module = inner
+        merge_mode, time = variant.get("merge_mode", "concat"), variant.get("time", "forward")
+        if merge_mode != "concat" or time != "forward":
+            module = Directions(inner, merge_mode=merge_mode, time=time)
+    except (TypeError, ValueError) as exc:
+        raise LayoutError(f"{where}: the record does not describe a {name} ({exc})") from None
+    target = torch.device(device) if device is not None else torch.device("cpu")
+    module = module.to_empty(device=target)
+    if state is not None:
+        expected = {k: tuple(Axis(f"{k}[{i}]", n) for i, n in enumerate(v.shape))
+                    for k, v in module.state_dict().items()}
+        extra = sorted(set(state) - set(expected))
+        if extra:
+            raise LayoutError(f"{where}: unexpected tensor(s) {', '.join(map(repr, extra[:4]))} for a {name}; it "
+                              f"holds {', '.join(expected)}")
+        checked = engine.check_leaves(dict(state), expected, layout="state_dict")
+        with torch.no_grad():
+            own = module.state_dict()
+            for k, t in checked.items():
+                own[k].copy_(torch.as_tensor(t))
+    if freeze:
+        module.requires_grad_(False)
+    return module

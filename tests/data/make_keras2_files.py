@@ -10,7 +10,8 @@ weights ``cu_dnnlstm/kernel:0``, ``recurrent_kernel:0``, ``bias:0``, the bias fl
 ``(2*G*H,)``: input half, then recurrent half). Their expected outputs come from
 tf_keras's plain layers given the same weights, which compute what cuDNN does:
 ``LSTM`` with the two halves summed, ``GRU(reset_after=True)`` with the bias reshaped
-to ``(2, 3*H)``. Each case has ``<case>.h5`` and ``<case>.npz`` (``x``, ``y``).
+to ``(2, 3*H)``. Each case has ``<case>.h5`` and ``<case>.npz`` (``x``, ``y``); the plain
+layers with Keras 2's old defaults (``hard_sigmoid``, ``reset_after=False``) too.
 """
 
 from __future__ import annotations
@@ -85,10 +86,18 @@ def plain(out: Path) -> None:
     model.set_weights([rng.uniform(-0.6, 0.6, w.shape).astype(np.float32) for w in model.get_weights()])
     model.save(out / "gru_reset_after.h5")
     np.savez(out / "gru_reset_after.npz", x=x, y=np.asarray(model(x)))
-    # the old default recurrent_activation="hard_sigmoid": refused
+    # the old default recurrent_activation="hard_sigmoid": refused, and built as a variant with variants=True
     model = keras.Sequential([keras.Input((T, I)), keras.layers.LSTM(H, recurrent_activation="hard_sigmoid",
-                                                                      name="lstm")])
+                                                                      return_sequences=True, name="lstm")])
+    model.set_weights([rng.uniform(-0.6, 0.6, w.shape).astype(np.float32) for w in model.get_weights()])
     model.save(out / "lstm_hard_sigmoid.h5")
+    np.savez(out / "lstm_hard_sigmoid.npz", x=x, y=np.asarray(model(x)))
+    # Keras <= 2.2's GRU defaults (reset_after=False, hard_sigmoid), in a Bidirectional that sums its directions
+    gru = keras.layers.GRU(H, reset_after=False, recurrent_activation="hard_sigmoid", return_sequences=True)
+    model = keras.Sequential([keras.Input((T, I)), keras.layers.Bidirectional(gru, merge_mode="sum", name="bi")])
+    model.set_weights([rng.uniform(-0.6, 0.6, w.shape).astype(np.float32) for w in model.get_weights()])
+    model.save(out / "bi_sum_gru_keras2_defaults.h5")
+    np.savez(out / "bi_sum_gru_keras2_defaults.npz", x=x, y=np.asarray(model(x)))
 
 
 def main(out: str | os.PathLike | None = None) -> None:

@@ -123,10 +123,12 @@ def test_load_messages(tmp_path):
         numpyrnn.load(tmp_path / "m.pt", layer="a", cell="lstm")
     (tmp_path / "what.xyz").write_bytes(b"nothing")
     with pytest.raises(LayoutError, match=r"^what\.xyz: no format recognises this file; numpyrnn reads numpyrnn "
-                                          r"\(\.safetensors, .*; name one with format='<name>'$"):
+                                          r"\(\.safetensors, .*; name one with format='<name>'$") as caught:
         numpyrnn.load(tmp_path / "what.xyz")
-    with pytest.raises(LayoutError, match=r"unknown format 'nope'; numpyrnn reads numpyrnn, keras, onnx, flax, tf1, "
-                                          r"blocks"):
+    for fmt in formats.all_formats():  # every format is named, with the suffixes it claims
+        assert f"{fmt.name} ({', '.join(fmt.suffixes) or 'folders'})" in str(caught.value)
+    with pytest.raises(LayoutError, match=r"^unknown format 'nope'; numpyrnn reads numpyrnn, keras, onnx, flax, tf1, "
+                                          r"tfckpt, paddle, blocks$"):
         numpyrnn.load(tmp_path / "m.pt", format="nope")
     np.savez(tmp_path / "w.npz", w0=np.zeros((1, 3, 3 * 5), np.float32))
     with pytest.raises(formats.NeedsOption, match=r"^w\.npz: block arrays do not record their cell; pass cell='gru', "

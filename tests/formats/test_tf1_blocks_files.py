@@ -59,5 +59,5 @@ def test_blocks_with_biases_record_their_cell(tmp_path):
 
 def test_detect_format_by_content():
     names = [f.name for f in formats.all_formats()]
-    assert names == ["numpyrnn", "keras", "onnx", "flax", "tf1", "blocks"]
+    assert names == ["numpyrnn", "keras", "onnx", "flax", "tf1", "tfckpt", "paddle", "blocks"]
     assert formats.get("keras").suffixes == (".keras", ".weights.h5", ".h5")

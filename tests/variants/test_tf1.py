@@ -76,7 +76,7 @@ def test_grucell(layers, bidirectional, x):
     with pytest.raises(LayoutError, match="GRUCell"):
         NumpyGRU.from_tf1(source)
     with pytest.warns(VariantWarning, match="from_tf1: built ResetBeforeGRU"):
-        m = NumpyGRU.from_tf1(source, variants=True)
+        m = NumpyGRU.from_tf1(source, variants=True, batch_first=False)  # x is time-major
     assert type(m) is ResetBeforeGRU
     with torch.no_grad():
         np.testing.assert_allclose(m(torch.from_numpy(x))[0].numpy(), want, rtol=0, atol=1e-5)
@@ -109,7 +109,7 @@ def test_lstmcell_peepholes_and_clipping(kw, forget_bias, layers, bidirectional,
                           seed=len(kw) + layers)
     clips = {k: kw[k] for k in ("cell_clip", "proj_clip") if k in kw}
     with pytest.warns(VariantWarning, match="from_tf1: built PeepholeLSTM"):
-        m = NumpyLSTM.from_tf1(source, variants=True, forget_bias=forget_bias, **clips)
+        m = NumpyLSTM.from_tf1(source, variants=True, batch_first=False, forget_bias=forget_bias, **clips)
     assert type(m) is PeepholeLSTM and m.peepholes == kw.get("use_peepholes", False)
     with torch.no_grad():
         np.testing.assert_allclose(m(torch.from_numpy(x))[0].numpy(), want, rtol=0, atol=1e-5)
@@ -135,3 +135,31 @@ def test_peepholes_refused_by_default(x):
         NumpyLSTM.from_tf1(source)
     with pytest.raises(TypeError, match="pass variants=True"):
         NumpyLSTM.from_tf1(source, cell_clip=1.0)
+
+
+@pytest.mark.parametrize("layers,bidirectional", [(1, False), (2, False), (1, True)])
+def test_grucell_file_through_load_all_and_convert(layers, bidirectional, x, tmp_path):
+    """GRUCell variables saved under TF1's scope names, read by numpyrnn.load_all(variants=True) and converted."""
+    import warnings
+
+    import numpyrnn
+    from numpyrnn.cli import main
+    from numpyrnn.formats.tf1 import tf1_arrays
+
+    want, source = _stack(lambda: CELLS.GRUCell(H), x, layers, bidirectional, seed=10 + layers)
+    per_layer = [source] if layers == 1 else source
+    arrays = {k.replace("cudnn_compatible_gru_cell", "gru_cell"): v for k, v in tf1_arrays(per_layer, "GRU").items()}
+    np.savez(tmp_path / "gru.npz", **arrays)
+    with pytest.raises(LayoutError, match=r"GRUCell.*variants=True builds ResetBeforeGRU"):
+        numpyrnn.load(tmp_path / "gru.npz")
+    with pytest.warns(VariantWarning, match=r"gru\.npz: module '.*': built ResetBeforeGRU"):
+        (m,) = numpyrnn.load_all(tmp_path / "gru.npz", variants=True).values()
+    assert type(m) is ResetBeforeGRU and not m.batch_first  # the file's TF1 arrays are read time-major
+    with torch.no_grad():
+        np.testing.assert_allclose(m(torch.from_numpy(x))[0].numpy(), want, rtol=0, atol=1e-5)
+    assert main(["convert", str(tmp_path / "gru.npz"), "-o", str(tmp_path / "gru.pt"), "--variants"]) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", VariantWarning)
+        back = numpyrnn.load(tmp_path / "gru.pt")
+    with torch.no_grad():
+        np.testing.assert_array_equal(back(torch.from_numpy(x))[0].numpy(), m(torch.from_numpy(x))[0].numpy())
