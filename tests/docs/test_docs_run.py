@@ -99,7 +99,8 @@ def run_console(block: pages.Block, env: dict[str, str], folder: Path, where: st
             f"{where}: `{cmd}` installs packages; put install lines in a bash block")
         done = subprocess.run(["bash", "-c", cmd], cwd=folder, env=env, capture_output=True, text=True, timeout=600)
         shown = done.stdout + done.stderr
-        assert done.returncode == 0, f"{where}: `{cmd}` exited with {done.returncode}\n{shown}"
+        expected, code = pages.exit_code(expected)
+        assert done.returncode == code, f"{where}: `{cmd}` exited with {done.returncode}, not {code}\n{shown}"
         if expected.strip():
             assert pages.matches(expected, shown), f"{where}: `{cmd}` prints something else\n{_diff(expected, shown)}"
 
@@ -153,6 +154,8 @@ def test_conventions_are_read_as_documented():
     assert found[0].needs == ["cuda", "keras"] and found[0].expected == "1\n"
     assert found[1].expected is None and found[2].doctest and found[2].code == ">>> 1 + 1\n2\n"
     assert pages.commands(found[3].code) == [("numpyrnn --help  | head -1", "usage: ..."), ("true", "")]
+    assert pages.exit_code("error: no\n[exit 1]\n") == ("error: no", 1)
+    assert pages.exit_code("[exit 2]") == ("", 2) and pages.exit_code("ok\n") == ("ok\n", 0)
     assert pages.matches("load  time 1.17 ms\n", "load time   1.17 ms")
     assert pages.matches("load time ... ms", "load time 3.20 ms")
     assert not pages.matches("load time 1.17 ms", "load time 3.20 ms")
