@@ -37,7 +37,6 @@ GAPS = {
     "tests/docs/test_docs_run.py::test_page_runs_as_written[docs/frameworks/paddle.md]": DOCS,
     "tests/docs/test_docs_run.py::test_page_runs_as_written[docs/frameworks/tf-checkpoints.md]": DOCS,
     "tests/docs/test_docs_run.py::test_page_runs_as_written[docs/row-loop.md]": DOCS,
-    "tests/docs/test_docs_run.py::test_page_runs_as_written[docs/variants.md]": DOCS,
 }
 
 
