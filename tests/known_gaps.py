@@ -35,7 +35,6 @@ GAPS = {
         "verify builds one oracle case per Flax file, load_all one module per layer",
     "tests/interop/test_verify.py::test_refusals": "verify's refusal messages changed with the format registry",
     "tests/docs/test_docs_run.py::test_page_runs_as_written[docs/frameworks/paddle.md]": DOCS,
-    "tests/docs/test_docs_run.py::test_page_runs_as_written[docs/frameworks/tf-checkpoints.md]": DOCS,
 }
 
 
