@@ -9,7 +9,6 @@ from __future__ import annotations
 
 HOSTILE_IN_FORMATS = ("the hostile-file checks are in numpyrnn.safeio and files.py, but the format readers that "
                       "moved to numpyrnn/formats/ give other messages or reach the check by another route")
-DOCS = "the page does not yet create every file it uses, or its printed output changed with the format registry"
 
 GAPS = {
     "tests/cli/test_hostile.py::test_h5_every_storage_kept_inside_the_file_reads_exactly[scaleoffset]":
@@ -34,7 +33,6 @@ GAPS = {
     "tests/interop/test_verify.py::test_flax_file":
         "verify builds one oracle case per Flax file, load_all one module per layer",
     "tests/interop/test_verify.py::test_refusals": "verify's refusal messages changed with the format registry",
-    "tests/docs/test_docs_run.py::test_page_runs_as_written[docs/frameworks/paddle.md]": DOCS,
 }
 
 

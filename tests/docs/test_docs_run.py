@@ -31,6 +31,10 @@ PAGES = [p for p in (ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")))
          if any(b.runs for b in pages.blocks(p.read_text(encoding="utf-8")))]
 
 
+#: Modules whose package has another name (the extras list packages).
+DISTRIBUTIONS = {"paddle": "paddlepaddle"}
+
+
 def _id(path: Path) -> str:
     return path.relative_to(ROOT).as_posix()
 
@@ -50,7 +54,7 @@ def unmet(needs: list[str]) -> list[str]:
             except ModuleNotFoundError:  # a parent package is missing
                 found = False
             if not found:
-                why.append(f"needs {name}: {install_hint(name)}")
+                why.append(f"needs {name}: {install_hint(DISTRIBUTIONS.get(name, name))}")
     return why
 
 
@@ -161,3 +165,5 @@ def test_conventions_are_read_as_documented():
     assert not pages.matches("load time 1.17 ms", "load time 3.20 ms")
     assert unmet(["cuda:100000"]) and unmet(["no_such_module_here"]) == [
         "needs no_such_module_here: pip install no_such_module_here"]
+    if importlib.util.find_spec("paddle") is None:
+        assert unmet(["paddle"]) == ['needs paddle: pip install "numpyrnn[tf-era]"']
