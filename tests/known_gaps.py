@@ -9,7 +9,6 @@ from __future__ import annotations
 
 HOSTILE_IN_FORMATS = ("the hostile-file checks are in numpyrnn.safeio and files.py, but the format readers that "
                       "moved to numpyrnn/formats/ give other messages or reach the check by another route")
-DOCS = "the page does not yet create every file it uses, or its printed output changed with the format registry"
 
 GAPS = {
     "tests/cli/test_hostile.py::test_h5_every_storage_kept_inside_the_file_reads_exactly[scaleoffset]":
@@ -26,12 +25,6 @@ GAPS = {
         "numpyrnn's own .pt reader (formats/native.py) does not use files._pickle_refusal's wording yet",
     "tests/cli/test_missing_packages.py::test_command_line_says_how_to_install":
         "format detection sniffs the file before the reader can say which package is missing",
-    "tests/docs/test_docs_run.py::test_page_runs_as_written[docs/frameworks/paddle.md]": DOCS,
-    "tests/docs/test_docs_run.py::test_page_runs_as_written[docs/frameworks/tf-checkpoints.md]": DOCS,
-    "tests/docs/test_docs_run.py::test_page_runs_as_written[docs/models.md]": DOCS,
-    "tests/docs/test_docs_run.py::test_page_runs_as_written[docs/row-loop.md]": DOCS,
-    "tests/docs/test_docs_run.py::test_page_runs_as_written[docs/variants.md]": DOCS,
-    "tests/docs/test_docs_run.py::test_page_runs_as_written[docs/verify.md]": DOCS,
 }
 
 

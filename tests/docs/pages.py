@@ -12,7 +12,8 @@ The conventions a page follows (see CONTRIBUTING.md, "Documentation"):
   ``$ `` prompt) holds commands, each after ``$ ``, each followed by its
   output, which is checked. The commands run with bash in the page's folder,
   after the ``python`` blocks above them; ``numpyrnn`` and ``python`` are this
-  checkout's. A command that exits with another code than 0 fails the page.
+  checkout's. A command that exits with another code than 0 fails the page,
+  unless its output ends with the line ``[exit N]``: then it must exit with N.
 - A block whose first line is ``# needs: NAME, ...`` (``>>> # needs: ...`` in a
   doctest) runs only where each NAME is available, and is skipped otherwise:
   ``cuda`` (a CUDA device), ``cuda:N`` (at least N of them), anything else is a
@@ -110,6 +111,15 @@ def commands(code: str) -> list[tuple[str, str]]:
             raise ValueError(f"console block: {line!r} comes before the first '$ ' command")
         k += 1
     return [(cmd, "\n".join(out)) for cmd, out in pairs]
+
+
+EXIT = re.compile(r"\n?\[exit (?P<code>\d+)\]\s*$")
+
+
+def exit_code(expected: str) -> tuple[str, int]:
+    """The output a command must print and the code it must exit with (``[exit N]`` last, else 0)."""
+    m = EXIT.search(expected)
+    return (expected[:m.start()], int(m.group("code"))) if m else (expected, 0)
 
 
 def _squash(s: str) -> str:
