@@ -491,8 +491,8 @@ def read_beside(model: str | os.PathLike, location: str, offset: int = 0, length
         raise _fail(model, f"{what} {location!r}: cannot be read ({_one_line(exc)})") from None
 
 
-def zip_names(path: str | os.PathLike) -> list[str]:
-    """The member names of a zip archive.
+def zip_names(path: str | os.PathLike, *, what: str = "zip archive") -> list[str]:
+    """The member names of a zip archive (``what`` names the kind of archive in messages).
 
     Raises:
         LayoutError: not a regular file, or not a readable zip archive.
@@ -503,7 +503,7 @@ def zip_names(path: str | os.PathLike) -> list[str]:
         with zipfile.ZipFile(path) as zf:
             return zf.namelist()
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise _fail(path, f"not a readable zip archive ({_one_line(exc)})") from None
+        raise _fail(path, f"not a readable {what} ({_one_line(exc)})") from None
 
 
 def read_zip_member(path: str | os.PathLike, name: str, *, cap: int | None = None) -> bytes:
