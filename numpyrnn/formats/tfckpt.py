@@ -34,7 +34,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import LayoutError
-from ..safeio import open_regular
+from ..safeio import open_regular, regular_file
 
 __all__ = ["BundleEntry", "Bundle", "open_bundle", "crc32c", "checkpoint_prefix", "read_checkpoint",
            "scan", "read", "load_all_from_checkpoint", "sniff", "FORMAT"]
@@ -332,6 +332,10 @@ def checkpoint_prefix(path: str | os.PathLike) -> Path:
     return p
 
 
+class _Outside(LayoutError):
+    """A folder's ``checkpoint`` file names a checkpoint outside the folder."""
+
+
 def _inside(folder: Path, named: Path, state: Path) -> Path:
     """The prefix a ``checkpoint`` file names, which must lie in its own folder.
 
@@ -346,7 +350,7 @@ def _inside(folder: Path, named: Path, state: Path) -> Path:
     here = folder / named.name
     if named.is_absolute() and here.with_name(here.name + ".index").is_file():
         return here
-    raise LayoutError(f"{state}: names the checkpoint {str(named)!r}, outside its folder; numpyrnn reads "
+    raise _Outside(f"{state}: names the checkpoint {str(named)!r}, outside its folder; numpyrnn reads "
                       f"checkpoints inside the folder given (pass the checkpoint prefix itself to read another)")
 
 
@@ -491,9 +495,9 @@ def open_bundle(path: str | os.PathLike) -> Bundle:
     used = sorted({e.shard for e in entries.values() if e.numeric})
     sizes = {}
     for k in used:
-        if not shards[k].is_file():
+        if not shards[k].exists():
             raise LayoutError(f"{where}: data shard {shards[k].name} is missing")
-        sizes[k] = shards[k].stat().st_size
+        sizes[k] = regular_file(shards[k], str(shards[k])).st_size  # a FIFO or a device: refused
     for e in entries.values():
         if e.numeric and e.offset + e.size > sizes[e.shard]:
             raise LayoutError(f"{where}: tensor {e.name!r}: bytes {e.offset}..{e.offset + e.size} lie outside "
@@ -884,6 +888,8 @@ def sniff(path: str | os.PathLike) -> bool:
     """True for a checkpoint prefix, its ``.index``/``.data-*`` files or a directory holding one."""
     try:
         prefix = checkpoint_prefix(path)
+    except _Outside:
+        raise  # a checkpoint folder that names one elsewhere: refused, not taken for another format
     except (LayoutError, OSError):
         return False
     index = prefix.with_name(prefix.name + ".index")

@@ -478,3 +478,81 @@ def test_json_helper_is_exact_about_depth():
         safeio.load_json(b"[" * 65 + b"]" * 65, "x")
     with pytest.raises(LayoutError, match=r"^x: not valid JSON"):
         safeio.load_json(json.dumps({"a": 1}).encode()[:-1], "x")
+
+
+# --------------------------------------------------------------------------------------
+# every format's reader: TF checkpoints, Paddle, detection
+# --------------------------------------------------------------------------------------
+
+DATA = ROOT / "tests" / "data"
+
+
+def test_detection_refuses_a_fifo_before_any_sniff(tmp_path):
+    from numpyrnn import formats
+
+    names = ("m.keras", "m.onnx", "m.pdparams", "m.index", "m.pt", "w.npz", "noname")
+    for name in names:
+        os.mkfifo(tmp_path / name)
+    code = ("from numpyrnn import formats, LayoutError, load_all\n" + "".join(
+        f"try:\n    formats.detect_format({str(tmp_path / n)!r})\nexcept LayoutError as e:\n    print('REFUSED', e)\n"
+        f"try:\n    load_all({str(tmp_path / n)!r})\nexcept LayoutError as e:\n    print('REFUSED', e)\n"
+        for n in names))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
+    want = [f"REFUSED {n}: is a FIFO (named pipe); numpyrnn reads regular files only" for n in names for _ in (0, 1)]
+    assert proc.stdout.splitlines() == want, proc.stdout + proc.stderr
+    _one_line_error(run_cli("inspect", tmp_path / "m.pdparams"), "m.pdparams: is a FIFO")
+    with pytest.raises(LayoutError, match="is a FIFO"):
+        formats.get("paddle").read(tmp_path / "m.pdparams")
+
+
+def test_tf_checkpoint_shards_and_index_must_be_regular_files(tmp_path):
+    import shutil
+
+    from numpyrnn.formats import tfckpt
+
+    for f in (DATA / "tf_checkpoints").glob("bidir.ckpt.*"):
+        shutil.copy(f, tmp_path / f.name)
+    shard = next(tmp_path.glob("bidir.ckpt.data-*"))
+    shard.unlink()
+    os.mkfifo(shard)
+    code = (f"from numpyrnn import LayoutError, load_all\ntry:\n    load_all({str(tmp_path / 'bidir.ckpt.index')!r})\n"
+            f"except LayoutError as e:\n    print('REFUSED', e)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
+    assert "REFUSED" in proc.stdout and "is a FIFO (named pipe)" in proc.stdout, proc.stdout + proc.stderr
+    index = tmp_path / "bidir.ckpt.index"
+    index.rename(tmp_path / "kept")
+    os.mkfifo(index)
+    with pytest.raises(LayoutError, match=r"bidir\.ckpt\.index: is a FIFO"):
+        tfckpt.sniff(index)
+
+
+def test_tf_checkpoint_folder_cannot_name_a_checkpoint_elsewhere(tmp_path):
+    import shutil
+
+    from numpyrnn.formats import tfckpt
+
+    elsewhere = tmp_path / "elsewhere"
+    folder = tmp_path / "given"
+    elsewhere.mkdir()
+    folder.mkdir()
+    for f in (DATA / "tf_checkpoints").glob("bidir.ckpt.*"):
+        shutil.copy(f, elsewhere / f.name)
+    for named in (str(elsewhere / "bidir.ckpt"), "../elsewhere/bidir.ckpt"):
+        (folder / "checkpoint").write_text(f'model_checkpoint_path: "{named}"\n')
+        with pytest.raises(LayoutError, match=r"checkpoint: names the checkpoint .*, outside its folder"):
+            tfckpt.read(folder)
+        _one_line_error(run_cli("inspect", folder), "outside its folder")
+    for f in elsewhere.iterdir():  # a TF1 checkpoint moved with its absolute path: taken from the folder
+        shutil.copy(f, folder / f.name)
+    (folder / "checkpoint").write_text(f'model_checkpoint_path: "{tmp_path / "gone" / "bidir.ckpt"}"\n')
+    assert list(tfckpt.load_all_from_checkpoint(folder)) == ["bidirectional_rnn"]
+
+
+def test_deep_pdparams_is_one_layout_error(tmp_path):
+    n = 100_000  # {"a": [[[...[1]...]]]} n levels deep, written opcode by opcode
+    (tmp_path / "deep.pdparams").write_bytes(b"\x80\x02}X\x01\x00\x00\x00a" + b"]" * n + b"K\x01" + b"a" * n + b"s.")
+    from numpyrnn import load_all
+
+    with pytest.raises(LayoutError, match=r"deep\.pdparams: nests deeper than 64 levels; if you trust the file"):
+        load_all(tmp_path / "deep.pdparams")
+    _one_line_error(run_cli("inspect", tmp_path / "deep.pdparams"), "nests deeper than 64 levels")
