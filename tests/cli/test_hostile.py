@@ -556,3 +556,31 @@ def test_deep_pdparams_is_one_layout_error(tmp_path):
     with pytest.raises(LayoutError, match=r"deep\.pdparams: nests deeper than 64 levels; if you trust the file"):
         load_all(tmp_path / "deep.pdparams")
     _one_line_error(run_cli("inspect", tmp_path / "deep.pdparams"), "nests deeper than 64 levels")
+
+
+def test_onnx_constant_folding_never_allocates_beyond_the_limits(tmp_path):
+    """A weight computed by ``ConstantOfShape`` (or ``Concat``) may not declare far more than the model stores."""
+    onnx = pytest.importorskip("onnx", reason="the onnx extra")
+    from onnx import helper, numpy_helper
+
+    import numpyrnn
+
+    files.write_onnx(tmp_path / "m.onnx", [{"W": np.ones((1, 12, 3), np.float32), "R": np.ones((1, 12, 4), np.float32),
+                                            "B": np.ones((1, 24), np.float32)}], mode="GRU")
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    gru = next(n for n in model.graph.node if n.op_type == "GRU")
+    b_name = gru.input[3]
+    keep = [t for t in model.graph.initializer if t.name != b_name]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep + [numpy_helper.from_array(np.array([1, 2**40], np.int64), "b_shape")])
+    model.graph.node.insert(0, helper.make_node("ConstantOfShape", ["b_shape"], [b_name], name="bomb",
+                                                value=numpy_helper.from_array(np.ones(1, np.float32))))
+    onnx.save(model, str(tmp_path / "bomb.onnx"))
+    with pytest.raises(LayoutError, match=r"^bomb\.onnx: node 'bomb' \(ConstantOfShape\): computes 4398046511104 "
+                                          r"bytes from the \d+ bytes it stores .*--limit ratio="):
+        numpyrnn.load_all(tmp_path / "bomb.onnx")
+    _one_line_error(run_cli("inspect", tmp_path / "bomb.onnx"), "node 'bomb' (ConstantOfShape): computes")
+    model.graph.initializer[-1].CopyFrom(numpy_helper.from_array(np.array([1, 24], np.int64), "b_shape"))
+    onnx.save(model, str(tmp_path / "ok.onnx"))  # the same graph within the limits: its bias is all ones
+    gru_module = numpyrnn.load(tmp_path / "ok.onnx")
+    assert torch.equal(gru_module.bias_ih_l0, torch.ones(12)) and torch.equal(gru_module.bias_hh_l0, torch.ones(12))
