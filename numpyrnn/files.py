@@ -7,8 +7,8 @@ A weight file is untrusted input. The readers of every format
   been checked against the file size (a header that declares a huge shape is
   refused before anything is allocated) and object dtypes have been refused;
   large ``.npy`` files are memory-mapped (``mmap_mode="r"``), never read twice;
-* ``.pt``: ``torch.load(..., weights_only=True)``;
-* ``.safetensors``: the ``safetensors`` package (an optional extra);
+* ``.pt``: :func:`load_torch`, ``torch.load(..., weights_only=True)``;
+* ``.safetensors``: :func:`read_safetensors`, the ``safetensors`` package (an optional extra);
 * zip archives (``.keras``): :func:`zip_names` and :func:`read_zip_member`;
 * HDF5 (Keras): :func:`open_h5`, read with ``h5py``, never with Keras itself;
 * whole files and byte ranges: :func:`read_bytes`, and :func:`read_beside` for
