@@ -348,13 +348,22 @@ def _inspect(args: argparse.Namespace) -> int:
     if not good:
         for tried, failure in tries:
             print(f"problem{f' ({tried})' if tried else ''}: {_first_line(failure)}")
+        causes = list(dict.fromkeys(_first_line(failure) for _, failure in tries))
+        _inspect_error(path, causes[0] if len(causes) == 1 else "no cell fits its arrays (see the problems listed)")
         return 1
     for p in problems:
         print(f"problem: {p}")
     if problems:
+        _inspect_error(path, problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
         return 1
     print("problems: none")
     return 0
+
+
+def _inspect_error(path: Path, cause: str) -> None:
+    """The one line on stderr that says why ``inspect`` exits 1 (the listing above says the rest)."""
+    text = cause if cause.startswith(f"{path.name}") else f"{path.name}: {cause}"
+    print(f"numpyrnn inspect: error: {text}", file=sys.stderr)
 
 
 def _first_line(exc: BaseException) -> str:

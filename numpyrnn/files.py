@@ -7,8 +7,8 @@ A weight file is untrusted input. The readers of every format
   been checked against the file size (a header that declares a huge shape is
   refused before anything is allocated) and object dtypes have been refused;
   large ``.npy`` files are memory-mapped (``mmap_mode="r"``), never read twice;
-* ``.pt``: ``torch.load(..., weights_only=True)``;
-* ``.safetensors``: the ``safetensors`` package (an optional extra);
+* ``.pt``: :func:`load_torch`, ``torch.load(..., weights_only=True)``;
+* ``.safetensors``: :func:`read_safetensors`, the ``safetensors`` package (an optional extra);
 * zip archives (``.keras``): :func:`zip_names` and :func:`read_zip_member`;
 * HDF5 (Keras): :func:`open_h5`, read with ``h5py``, never with Keras itself;
 * whole files and byte ranges: :func:`read_bytes`, and :func:`read_beside` for
@@ -53,6 +53,9 @@ __all__ = [
     "read_zip_member",
     "open_h5",
     "read_state_dict",
+    "read_safetensors",
+    "load_torch",
+    "state_dict_of",
     "atomic_write",
     "write_npz",
     "write_bytes",
@@ -221,31 +224,63 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             tensors.
     """
     path = Path(path)
-    safeio.regular_file(path)
-    if path.suffix.lower() == ".safetensors":
-        try:
-            from safetensors import SafetensorError
-            from safetensors.torch import load_file
-        except ImportError:
-            raise _fail(path, "reading .safetensors needs the safetensors package: pip install \"numpyrnn[files]\"") from None
-        try:
-            sd: Any = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise _fail(path, f"not a readable safetensors file ({_one_line(exc)})") from None
-    else:
-        import pickle
+    sd = read_safetensors(path) if path.suffix.lower() == ".safetensors" else load_torch(path)
+    return state_dict_of(path, sd)
 
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:
-            if "mmap" in str(exc):  # legacy (non-zip) serialization: no mmap
-                sd = _torch_load_plain(path)
-            else:
-                raise _fail(path, f"not a readable torch file ({_one_line(exc)})") from None
-        except pickle.UnpicklingError as exc:
-            raise _fail(path, _pickle_refusal(exc)) from None
-        except (EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise _fail(path, f"not a readable torch file ({_one_line(exc)})") from None
+
+def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Every tensor of a ``.safetensors`` file, keys as written (a regular file only).
+
+    Raises:
+        LayoutError: the safetensors package is missing, or the file is not readable.
+    """
+    path = Path(path)
+    safeio.regular_file(path)
+    try:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+    except ImportError:
+        raise _fail(path, "reading .safetensors needs the safetensors package: pip install \"numpyrnn[files]\"") from None
+    try:
+        return dict(load_file(str(path)))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _fail(path, f"not a readable safetensors file ({_one_line(exc)})") from None
+
+
+def load_torch(path: str | os.PathLike) -> Any:
+    """``torch.load(path, weights_only=True)`` of a regular file (memory-mapped where the format allows).
+
+    A file that would run pickled code is refused in numpyrnn's words: torch's
+    advice to retry with ``weights_only=False`` is never passed on.
+
+    Raises:
+        LayoutError: not a regular file, pickled code, or not a readable torch file.
+    """
+    import pickle
+
+    path = Path(path)
+    safeio.regular_file(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as exc:
+        if "mmap" in str(exc):  # legacy (non-zip) serialization: no mmap
+            return _torch_load_plain(path)
+        raise _fail(path, f"not a readable torch file ({_one_line(exc)})") from None
+    except pickle.UnpicklingError as exc:
+        raise _fail(path, _pickle_refusal(exc)) from None
+    except (EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise _fail(path, f"not a readable torch file ({_one_line(exc)})") from None
+
+
+def state_dict_of(path: str | os.PathLike, sd: Any) -> dict[str, torch.Tensor]:
+    """What :func:`load_torch` or :func:`read_safetensors` gave, as a ``state_dict``.
+
+    Accepts a ``{"state_dict": {...}}`` wrapper and strips a common key prefix.
+
+    Raises:
+        LayoutError: not a mapping of names to tensors.
+    """
+    path = Path(path)
     if isinstance(sd, Mapping) and "state_dict" in sd and isinstance(sd["state_dict"], Mapping):
         sd = sd["state_dict"]
     if not isinstance(sd, Mapping) or not sd:
@@ -491,8 +526,8 @@ def read_beside(model: str | os.PathLike, location: str, offset: int = 0, length
         raise _fail(model, f"{what} {location!r}: cannot be read ({_one_line(exc)})") from None
 
 
-def zip_names(path: str | os.PathLike) -> list[str]:
-    """The member names of a zip archive.
+def zip_names(path: str | os.PathLike, *, what: str = "zip archive") -> list[str]:
+    """The member names of a zip archive (``what`` names the kind of archive in messages).
 
     Raises:
         LayoutError: not a regular file, or not a readable zip archive.
@@ -503,7 +538,7 @@ def zip_names(path: str | os.PathLike) -> list[str]:
         with zipfile.ZipFile(path) as zf:
             return zf.namelist()
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise _fail(path, f"not a readable zip archive ({_one_line(exc)})") from None
+        raise _fail(path, f"not a readable {what} ({_one_line(exc)})") from None
 
 
 def read_zip_member(path: str | os.PathLike, name: str, *, cap: int | None = None) -> bytes:

@@ -324,6 +324,8 @@ def load_json(data: bytes, where: str, lim: Limits | None = None) -> Any:
 #: HDF5 filters built into the library (deflate, shuffle, fletcher32, szip, nbit,
 #: scaleoffset) and h5py's lzf; any other would load a plugin.
 H5_FILTERS = {1: "deflate", 2: "shuffle", 3: "fletcher32", 4: "szip", 5: "nbit", 6: "scaleoffset", 32000: "lzf"}
+#: those of them that store fewer bytes than the data holds
+H5_COMPRESSING = {1, 4, 5, 6, 32000}
 
 
 def _resolve_soft(f: Any, group_name: str, target: str, hops: int = 0) -> bool:
@@ -363,8 +365,8 @@ def _check_dataset(ds: Any, where: str, file_size: int, lim: Limits) -> None:
         raise LayoutError(f"{where}: keeps its data in external file(s) ({ds.external[0][0]!r}); numpyrnn reads "
                           f"only data stored inside the file itself")
     plist = ds.id.get_create_plist()
-    for i in range(plist.get_nfilters()):
-        code = plist.get_filter(i)[0]
+    codes = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+    for code in codes:
         if code not in H5_FILTERS:
             raise LayoutError(f"{where}: compressed with HDF5 filter {code}, which would load a plugin; numpyrnn "
                               f"decodes only {', '.join(sorted(set(H5_FILTERS.values())))}")
@@ -372,10 +374,10 @@ def _check_dataset(ds: Any, where: str, file_size: int, lim: Limits) -> None:
     stored = int(ds.id.get_storage_size())
     if stored > file_size:
         raise LayoutError(f"{where}: claims {stored} stored bytes, more than the file's {file_size}: corrupted")
-    if ds.chunks is None and ds.compression is None and stored and declared > file_size:
+    check_declared(where, declared, stored, "declares", lim)
+    if declared > file_size and not set(codes) & H5_COMPRESSING:  # stored as it is: it cannot outgrow the file
         raise LayoutError(f"{where}: declares shape {ds.shape} ({declared} bytes), more than the file's "
                           f"{file_size} bytes: corrupted")
-    check_declared(where, declared, stored, "declares", lim)
 
 
 def check_h5(f: Any, where: str, file_size: int, lim: Limits | None = None) -> None:

@@ -130,11 +130,16 @@ def zeros_member(zf: zipfile.ZipFile, name: str, size: int, head: bytes = b"", c
             left -= chunk
 
 
-def npz_bomb(path: Path, declared: int) -> None:
-    """An ``.npz`` whose ``w0.npy`` is a float32 header then zeros, deflated to about a thousandth."""
-    n = (declared - 128) // 4
+def npz_bomb(path: Path, declared: int, shape: tuple[int, ...] | None = None) -> None:
+    """An ``.npz`` whose ``w0.npy`` is a float32 header then zeros, deflated to about a thousandth.
+
+    ``shape`` gives ``w0`` a shape (a block-layout one reads as a module); by
+    default it is flat, of ``declared`` bytes with its header.
+    """
+    n = (declared - 128) // 4 if shape is None else int(np.prod(shape))
     buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (n,)})
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False,
+                                               "shape": (n,) if shape is None else tuple(shape)})
     head = buf.getvalue()
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         zf_info = zipfile.ZipInfo("w0.npy")

@@ -237,6 +237,10 @@ def detect_format(path: str | os.PathLike, format: str | None = None) -> Format:
             except OSError:
                 continue
         raise LayoutError(f"{p.name}: no such file or folder")
+    if not p.is_dir():  # a FIFO or a device is refused here, before any sniff could block on it
+        from ..safeio import regular_file
+
+        regular_file(p)
     ordered = [f for f in formats if _claims(f, p)] + [f for f in formats if not _claims(f, p)]
     for fmt in ordered:
         try:

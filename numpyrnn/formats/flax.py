@@ -36,11 +36,13 @@ _FLOAT_NAMES = {"float16", "float32", "float64", "bfloat16"}
 
 
 
-def _msgpack() -> Any:
+def _msgpack(path: Any = None, verb: str = "reading") -> Any:
     try:
         import msgpack
     except ImportError:
-        raise LayoutError("reading or writing Flax .msgpack files needs the msgpack package: pip install \"numpyrnn[files]\"") from None
+        where = f"{Path(path).name}: " if path is not None else ""
+        raise LayoutError(f"{where}{verb} Flax .msgpack files needs the msgpack package: "
+                          f"pip install \"numpyrnn[files]\"") from None
     return msgpack
 
 
@@ -79,7 +81,7 @@ def read_msgpack(path: str | os.PathLike) -> dict:
         LayoutError: the file is not such a checkpoint, or an array record is bad.
     """
     path = Path(path)
-    msgpack = _msgpack()
+    msgpack = _msgpack(path)
 
     def ext_hook(code: int, data: bytes) -> Any:
         if code in (1, 3):  # ndarray, numpy scalar
@@ -172,7 +174,7 @@ def write_msgpack(path: str | os.PathLike, tree: Any) -> int:
     Returns:
         The number of bytes written.
     """
-    msgpack = _msgpack()
+    msgpack = _msgpack(path, "writing")
 
     def norm(node: Any) -> Any:
         if isinstance(node, Mapping):

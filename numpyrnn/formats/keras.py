@@ -27,6 +27,7 @@ assumed.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import re
@@ -348,12 +349,9 @@ def _check_backward(layer: KerasLayer, cls: Any, cfg: dict, notes: dict | None =
 # --------------------------------------------------------------------------------------
 
 def _checked(path: Path, ds: Any, where: str, size: int) -> np.ndarray:
+    """A dataset's values in its own dtype (its storage, links and sizes were checked when the file was opened)."""
     if ds.dtype.kind != "f":
         raise fail(path, f"{where}: dtype {ds.dtype} cannot hold weights")
-    nbytes = int(np.prod(ds.shape)) * ds.dtype.itemsize
-    if ds.compression is None and nbytes > size:
-        raise fail(path, f"{where}: declares shape {ds.shape} ({nbytes} bytes), more than the file's {size} bytes: "
-                         f"corrupted")
     return np.asarray(ds[()])
 
 
@@ -451,10 +449,7 @@ def _read(path: Path, cell: str | None, nonlinearity: str | None, dtype: Any, ba
     except ImportError:
         raise fail(path, "reading Keras files needs the h5py package: pip install \"numpyrnn[files]\"") from None
     if suffix == ".keras":
-        try:
-            names = zip_names(path)
-        except LayoutError as exc:
-            raise fail(path, "not a readable .keras archive" + str(exc).split("zip archive", 1)[-1]) from None
+        names = zip_names(path, what=".keras archive")
         if "model.weights.h5" not in names:
             raise fail(path, f"a .keras archive holds model.weights.h5, this one holds {names}")
         config = (_load_config(path, read_zip_member(path, "config.json", cap=safeio.current_limits().config_bytes))
@@ -551,6 +546,7 @@ def _add(path: Path, mf: ModelFile, group: list[KerasLayer], weights: Any, cell:
     except LayoutError as exc:
         mf.problems.append(f"layer {name!r}: {exc}")
         return
+    _collect(arrays)
     cls = module_class(recorded)
     source = arrays[0] if len(arrays) == 1 else arrays
     kind = str(arrays[0][0].dtype) if arrays[0] else None
@@ -632,6 +628,7 @@ def _no_config_entry(path: Path, mf: ModelFile, name: str, ws: list[np.ndarray],
         mf.problems.append(f"layer {name!r}: the shapes {[tuple(w.shape) for w in ws]} are not those of a "
                            f"GRU, LSTM or SimpleRNN")
         return
+    _collect([ws])
     check_cell(path, found, cell, f"weight group {name!r} (by its shapes)")
     cudnn = _cudnn_by_shapes(ws)
     if cudnn is not None:
@@ -709,6 +706,7 @@ def _read_npz(path: Path, mf: ModelFile, cell: str | None, nonlinearity: str | N
     if not table or sorted(table) != list(range(len(table))):
         raise fail(path, f"layer numbers must run 0..N-1, got {sorted(table)}")
     layers = [[t[j] for j in sorted(t)] for _, t in sorted(table.items())]
+    _collect(layers)
     found = _cell_from_shapes(layers[0])
     if found is None:
         raise fail(path, "layer_0_1 (recurrent_kernel) is not (units, G*units) for G = 1, 3 or 4")
@@ -738,17 +736,30 @@ def read_keras(path: str | os.PathLike) -> tuple[list[list[np.ndarray]], dict]:
     Raises:
         LayoutError: as :func:`read`, and for a file with problems.
     """
-    mf = read(path)
+    read_arrays: list[list[np.ndarray]] = []
+    token = _COLLECTED.set(read_arrays)
+    try:
+        mf = read(path)
+    finally:
+        _COLLECTED.reset(token)
     if mf.problems:
         raise fail(path, mf.problems[0])
-    layers: list[list[np.ndarray]] = []
     names: list[str] = []
     acts = set()
     for e in mf.modules:
-        layers.extend(e.build().to_keras())
         names.extend(e.config.get("layers", [e.name]))
         acts.add(e.config["nonlinearity"])
-    return layers, {"names": names, "activation": acts.pop() if len(acts) == 1 else None}
+    return read_arrays, {"names": names, "activation": acts.pop() if len(acts) == 1 else None}
+
+
+#: Where :func:`read_keras` collects the arrays as read (each in its dataset's own dtype).
+_COLLECTED: contextvars.ContextVar[list | None] = contextvars.ContextVar("numpyrnn_keras_arrays", default=None)
+
+
+def _collect(layers: list[list[np.ndarray]]) -> None:
+    bucket = _COLLECTED.get()
+    if bucket is not None:
+        bucket.extend(layers)
 
 
 def keras_arrays(layers: list) -> dict[str, np.ndarray]:

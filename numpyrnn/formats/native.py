@@ -27,8 +27,9 @@ from typing import Any
 
 import torch
 
+from .. import safeio
 from ..errors import LayoutError
-from ..files import fail, read_state_dict, write_state_dict
+from ..files import fail, load_torch, read_safetensors, state_dict_of, write_state_dict
 from . import Entry, Format, ModelFile, NeedsOption, check_cell, module_class, option, register, torch_dtype
 
 __all__ = ["read", "write", "META_KEY", "VERSION", "infer_state_spec", "module_from_state_dict"]
@@ -70,12 +71,11 @@ def write(path: str | os.PathLike, modules: Mapping[str, Any], configs: Mapping[
     return write_state_dict(path, sd)
 
 
-def _read_record(path: Path) -> dict | None:
+def _read_record(path: Path, obj: Any) -> dict | None:
+    """The record of a converted file; ``obj`` is what :func:`~numpyrnn.files.load_torch` gave (``.pt``)."""
     if path.suffix.lower() == ".safetensors":
-        try:
-            from safetensors import safe_open
-        except ImportError:
-            raise fail(path, "reading .safetensors needs the safetensors package: pip install \"numpyrnn[files]\"") from None
+        from safetensors import safe_open  # present: read_safetensors has read the file
+
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
@@ -84,17 +84,8 @@ def _read_record(path: Path) -> dict | None:
         text = meta.get(META_KEY)
         if text is None:
             return None
-        try:
-            rec = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise fail(path, f"the {META_KEY!r} metadata is not JSON ({exc})") from None
+        rec = safeio.load_json(text.encode(), f"{path.name}: the {META_KEY!r} metadata")
     else:
-        import pickle
-
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError):
-            return None  # read_state_dict gives the precise refusal
         meta = getattr(obj, "_metadata", None) or {}
         rec = meta.get("", {}).get(META_KEY) if isinstance(meta, Mapping) else None
         if rec is None:
@@ -247,8 +238,9 @@ def read(path: str | os.PathLike, *, cell: str | None = None, nonlinearity: str 
         LayoutError: the file needs pickle, is corrupted, or its record and tensors disagree.
     """
     path = Path(path)
-    rec = _read_record(path)
-    sd = read_state_dict(path) if rec is None else _raw_state(path)
+    obj = read_safetensors(path) if path.suffix.lower() == ".safetensors" else load_torch(path)
+    rec = _read_record(path, obj)
+    sd = state_dict_of(path, obj) if rec is None else _raw_state(path, obj)
     mf = ModelFile(path=path, format="numpyrnn", modules=[])
     if rec is None:
         found = _plain_cell(sd)
@@ -288,16 +280,11 @@ def read(path: str | os.PathLike, *, cell: str | None = None, nonlinearity: str 
     return mf
 
 
-def _raw_state(path: Path) -> dict[str, torch.Tensor]:
+def _raw_state(path: Path, obj: Any) -> dict[str, torch.Tensor]:
     """All tensors, keys as written (no prefix stripping: prefixes name the modules)."""
-    if path.suffix.lower() == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return dict(load_file(str(path)))
-        except Exception as exc:  # noqa: BLE001
-            raise fail(path, f"not a readable safetensors file ({exc})") from None
-    obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    if not isinstance(obj, Mapping):
+        raise LayoutError(f"{path.name}: expected a state_dict (a mapping of names to tensors), got "
+                          f"{type(obj).__name__}")
     bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise LayoutError(f"{path.name}: entry {bad[0]!r} is not a tensor")

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import safeio
 from ..errors import LayoutError
 from ..files import _one_line, atomic_write, fail, read_beside, read_bytes
 from ..layouts.onnx import ONNX, _check_chain, _text, _where
@@ -200,10 +201,13 @@ _FOLDABLE = frozenset({"Constant", "Identity", "Cast", "Slice", "Concat", "Unsqu
 class _Folder:
     """Values of tensors computed from initializers by data-moving ops only (no arithmetic)."""
 
-    def __init__(self, graph: Any):
+    def __init__(self, graph: Any, path: Path | None = None):
         from onnx import numpy_helper
 
         self.values: dict[str, Any] = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        self.path = path
+        #: what the model stores: a folded value may not declare far more (the resource limits)
+        self.stored = sum(int(v.nbytes) for v in self.values.values())
         self.producer = {o: n for n in graph.node for o in n.output if o}
         self._failed: set[str] = set()
 
@@ -217,6 +221,8 @@ class _Folder:
         if node is not None and node.op_type in _FOLDABLE and node.domain in ("", "ai.onnx"):
             try:
                 out = self._run(node)
+            except LayoutError:
+                raise
             except (ValueError, IndexError, TypeError, KeyError):
                 out = None
         if out is None:
@@ -237,7 +243,11 @@ class _Folder:
             if shape is None:
                 return None
             value = numpy_helper.to_array(attrs["value"]) if "value" in attrs else np.zeros(1, np.float32)
-            return np.full([int(n) for n in shape], value.reshape(-1)[0], dtype=value.dtype)
+            dims = [int(n) for n in np.asarray(shape).reshape(-1)]
+            if any(n < 0 for n in dims):
+                return None
+            self._budget(node, math.prod(dims) * value.dtype.itemsize)
+            return np.full(dims, value.reshape(-1)[0], dtype=value.dtype)
         ins: list[Any] = [self.get(i) if i else None for i in node.input]
         if ins[0] is None:
             return None
@@ -251,6 +261,7 @@ class _Folder:
         if op == "Concat":
             if any(v is None for v in ins):
                 return None
+            self._budget(node, sum(int(np.asarray(v).nbytes) for v in ins))
             return np.concatenate(ins, axis=int(attrs["axis"]))
         if op in ("Unsqueeze", "Squeeze"):
             axes: Any = attrs.get("axes", None)
@@ -280,6 +291,12 @@ class _Folder:
         if op == "Expand":
             return None  # its shape comes from the input: not a constant
         return None
+
+    def _budget(self, node: Any, nbytes: int) -> None:
+        """Refuse, before allocating, a folded value far larger than what the model stores."""
+        where = f"node {node.name or node.output[0]!r} ({node.op_type})"
+        safeio.check_declared(f"{self.path.name}: {where}" if self.path is not None else where, nbytes,
+                              self.stored, "computes")
 
     def zero(self, name: str) -> bool:
         """Whether ``name`` is a constant zero (also an ``Expand`` or ``ConstantOfShape`` of zeros)."""
@@ -333,7 +350,7 @@ def read(path: str | os.PathLike, *, cell: str | None = None, nonlinearity: str 
     plumbing = _FOLDABLE | {"Shape", "Gather", "Transpose", "Reshape", "Flatten", "Dropout", "Range"}
     mf.skipped.extend((n.name or n.output[0], n.op_type) for n in graph.node
                       if n.op_type not in _CELLS and n.op_type not in plumbing)
-    folder = _Folder(graph)
+    folder = _Folder(graph, path)
     computed: dict[str, Any] = {}
     for n in recurrent:
         for name in list(n.input)[1:4]:

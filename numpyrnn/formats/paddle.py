@@ -44,6 +44,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import LayoutError
+from ..safeio import check_depth, open_regular
 from ..spec import RNNSpec
 
 __all__ = ["read_pdparams", "scan", "read", "load_all_from_pdparams", "sniff", "FORMAT"]
@@ -160,7 +161,7 @@ def read_pdparams(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """
     p = Path(path)
     try:
-        with open(p, "rb") as fp:
+        with open_regular(p, str(p)) as fp:
             tree = _AllowList(fp).load()
     except _Refused as exc:
         text = str(exc)
@@ -175,6 +176,7 @@ def read_pdparams(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise LayoutError(f"{p}: not a readable .pdparams pickle ({type(exc).__name__}: {lines[0] if lines else ''})") from None
     if not isinstance(tree, Mapping):
         raise LayoutError(f"{p}: expected a state dict (a mapping of names to arrays), got {type(tree).__name__}")
+    check_depth(tree, str(p))  # before the recursive walk: a deep pickle is one LayoutError
     tree = _resolve(tree, "", p)
     arrays = {str(k): v for k, v in tree.items() if isinstance(v, np.ndarray)}
     if not arrays:
@@ -378,7 +380,7 @@ def sniff(path: str | os.PathLike) -> bool:
     if p.suffix.lower() != ".pdparams":
         return False
     try:
-        with open(p, "rb") as fp:
+        with open_regular(p) as fp:  # a FIFO is refused, never waited on
             return fp.read(1) == b"\x80"
     except OSError:
         return False

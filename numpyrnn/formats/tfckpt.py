@@ -34,6 +34,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import LayoutError
+from ..safeio import open_regular, regular_file
 
 __all__ = ["BundleEntry", "Bundle", "open_bundle", "crc32c", "checkpoint_prefix", "read_checkpoint",
            "scan", "read", "load_all_from_checkpoint", "sniff", "FORMAT"]
@@ -313,10 +314,11 @@ def checkpoint_prefix(path: str | os.PathLike) -> Path:
             return p / "variables" / "variables"
         state = p / "checkpoint"
         if state.is_file():
-            m = re.search(r'^model_checkpoint_path:\s*"([^"\n]+)"', state.read_text(errors="replace"), re.M)
+            with open_regular(state, str(state)) as fp:
+                text = fp.read(1 << 20).decode("utf-8", "replace")
+            m = re.search(r'^model_checkpoint_path:\s*"([^"\n]+)"', text, re.M)
             if m:
-                q = Path(m.group(1))
-                return q if q.is_absolute() else p / q
+                return _inside(p, Path(m.group(1)), state)
         found = sorted(p.glob("*.index"))
         if len(found) == 1:
             return found[0].with_suffix("")
@@ -328,6 +330,28 @@ def checkpoint_prefix(path: str | os.PathLike) -> Path:
     if m:
         return p.with_name(m.group(1))
     return p
+
+
+class _Outside(LayoutError):
+    """A folder's ``checkpoint`` file names a checkpoint outside the folder."""
+
+
+def _inside(folder: Path, named: Path, state: Path) -> Path:
+    """The prefix a ``checkpoint`` file names, which must lie in its own folder.
+
+    An absolute name that points elsewhere (TF1 savers record absolute paths) is
+    taken by its file name in this folder when the checkpoint is there; anything
+    else is refused, so that a folder cannot make numpyrnn read other files.
+    """
+    target = named if named.is_absolute() else folder / named
+    base = folder.resolve()
+    if base == target.resolve().parent or base in target.resolve().parents:
+        return target
+    here = folder / named.name
+    if named.is_absolute() and here.with_name(here.name + ".index").is_file():
+        return here
+    raise _Outside(f"{state}: names the checkpoint {str(named)!r}, outside its folder; numpyrnn reads "
+                      f"checkpoints inside the folder given (pass the checkpoint prefix itself to read another)")
 
 
 class Bundle:
@@ -355,7 +379,7 @@ class Bundle:
         have = shard.stat().st_size
         if e.offset + e.size > have:
             raise LayoutError(f"{where}: bytes {e.offset}..{e.offset + e.size} lie outside {shard.name} ({have} bytes)")
-        with open(shard, "rb") as fp:
+        with open_regular(shard, str(shard)) as fp:
             fp.seek(e.offset)
             raw = fp.read(e.size)
         if len(raw) != e.size:
@@ -386,7 +410,7 @@ def object_graph_names(bundle: Bundle) -> dict[str, str]:
     shard = bundle.shards[e.shard]
     if e.offset + e.size > shard.stat().st_size:
         raise LayoutError(f"{where}: bytes {e.offset}..{e.offset + e.size} lie outside {shard.name}")
-    with open(shard, "rb") as fp:
+    with open_regular(shard, str(shard)) as fp:
         fp.seek(e.offset)
         raw = fp.read(e.size)
     # a string tensor: varint64 length per element, 4 bytes of checksum over the lengths, the bytes
@@ -444,7 +468,8 @@ def open_bundle(path: str | os.PathLike) -> Bundle:
         raise LayoutError(f"{path}: no checkpoint index {index.name} next to it; a TensorFlow checkpoint is "
                           f"<prefix>.index plus <prefix>.data-NNNNN-of-NNNNN")
     where = str(index)
-    data = index.read_bytes()
+    with open_regular(index, where) as fp:
+        data = fp.read()
     raw = _table_entries(data, where)
     if not raw or raw[0][0] != b"":
         raise LayoutError(f"{where}: no bundle header (empty key); not a TensorBundle index")
@@ -470,9 +495,9 @@ def open_bundle(path: str | os.PathLike) -> Bundle:
     used = sorted({e.shard for e in entries.values() if e.numeric})
     sizes = {}
     for k in used:
-        if not shards[k].is_file():
+        if not shards[k].exists():
             raise LayoutError(f"{where}: data shard {shards[k].name} is missing")
-        sizes[k] = shards[k].stat().st_size
+        sizes[k] = regular_file(shards[k], str(shards[k])).st_size  # a FIFO or a device: refused
     for e in entries.values():
         if e.numeric and e.offset + e.size > sizes[e.shard]:
             raise LayoutError(f"{where}: tensor {e.name!r}: bytes {e.offset}..{e.offset + e.size} lie outside "
@@ -863,11 +888,13 @@ def sniff(path: str | os.PathLike) -> bool:
     """True for a checkpoint prefix, its ``.index``/``.data-*`` files or a directory holding one."""
     try:
         prefix = checkpoint_prefix(path)
+    except _Outside:
+        raise  # a checkpoint folder that names one elsewhere: refused, not taken for another format
     except (LayoutError, OSError):
         return False
     index = prefix.with_name(prefix.name + ".index")
     try:
-        with open(index, "rb") as fp:
+        with open_regular(index) as fp:  # a FIFO is refused, never waited on
             fp.seek(0, 2)
             if fp.tell() < FOOTER_SIZE:
                 return False

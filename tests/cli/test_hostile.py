@@ -194,17 +194,31 @@ def test_npz_bomb_is_refused_before_inflating(tmp_path):
 
 def test_limits_are_raised_by_option_and_environment(tmp_path):
     src = tmp_path / "bomb.npz"
-    npz_bomb(src, 80 * 2**20)
+    shape = (1, 512, 3 * (13141 + 512))  # a GRU's w0 (input 13141, hidden 512) of zeros: 83884032 bytes
+    npz_bomb(src, 0, shape=shape)
     with pytest.raises(LayoutError, match="inflates to"):
         files.read_npz(src)
     with safeio.limits(floor=100 * 2**20):
-        assert files.read_npz(src)["w0"].nbytes == (80 * 2**20 - 128) // 4 * 4
+        assert files.read_npz(src)["w0"].nbytes == 83884032
+    proc = subprocess.run([sys.executable, "-m", "numpyrnn", "inspect", str(src), "--cell", "gru"],
+                          capture_output=True, text=True, env=_env(), timeout=300)
+    _one_line_error(proc, "bomb.npz['w0']: inflates to 83884", "--limit ratio=")
+    assert "module 'bomb'" not in proc.stdout
+    module = "module 'bomb': cell=gru input=13141 hidden=512 layers=1 directions=1 bias=no"
     for args, env in ((["--limit", "ratio=100000"], {}), (["--limit", "floor=1G"], {}),
                       ([], {"NUMPYRNN_MAX_RATIO": "1e6"}), ([], {"NUMPYRNN_RATIO_FLOOR": "200M"})):
-        proc = subprocess.run([sys.executable, "-m", "numpyrnn", "inspect", str(src), *args], capture_output=True,
-                              text=True, env=_env(**env), timeout=300)
+        proc = subprocess.run([sys.executable, "-m", "numpyrnn", "inspect", str(src), "--cell", "gru", *args],
+                              capture_output=True, text=True, env=_env(**env), timeout=300)
         assert "inflates to" not in proc.stderr, (args, env, proc.stderr)
-        assert "w0  (20971488,)" in proc.stdout, (args, env, proc.stdout)
+        assert proc.returncode == 0 and module in proc.stdout, (args, env, proc.stdout, proc.stderr)
+    out = tmp_path / "o.pt"
+    proc = subprocess.run([sys.executable, "-m", "numpyrnn", "convert", str(src), "-o", str(out), "--cell", "gru"],
+                          capture_output=True, text=True, env=_env(), timeout=300)
+    _one_line_error(proc, "inflates to")
+    assert not out.exists()
+    proc = subprocess.run([sys.executable, "-m", "numpyrnn", "convert", str(src), "-o", str(out), "--cell", "gru"],
+                          capture_output=True, text=True, env=_env(NUMPYRNN_MAX_RATIO="1e6"), timeout=300)
+    assert proc.returncode == 0 and out.exists(), proc.stderr
     proc = run_cli("inspect", src, "--limit", "ratio=zero")
     assert proc.returncode == 2 and "--limit 'ratio=zero'" in proc.stderr, proc.stderr
     proc = subprocess.run([sys.executable, "-m", "numpyrnn", "inspect", str(src)], capture_output=True, text=True,
@@ -380,7 +394,7 @@ def test_pickle_refusal_never_suggests_weights_only_false(tmp_path):
         for proc in (run_cli("inspect", tmp_path / name),
                      run_cli("export", tmp_path / name, "-o", tmp_path / "o.npz", "--cell", "gru", "--to", "blocks")):
             err = _one_line_error(proc, "refused: loading it would run pickled code")
-            assert "never" not in proc.stdout
+            assert "never" not in proc.stdout.splitlines()  # the pickled ``echo never`` did not run
             for advice in (text, err):
                 assert "weights_only set to False" not in advice and "weights_only=False" not in advice
                 assert "will likely succeed" not in advice
@@ -464,3 +478,109 @@ def test_json_helper_is_exact_about_depth():
         safeio.load_json(b"[" * 65 + b"]" * 65, "x")
     with pytest.raises(LayoutError, match=r"^x: not valid JSON"):
         safeio.load_json(json.dumps({"a": 1}).encode()[:-1], "x")
+
+
+# --------------------------------------------------------------------------------------
+# every format's reader: TF checkpoints, Paddle, detection
+# --------------------------------------------------------------------------------------
+
+DATA = ROOT / "tests" / "data"
+
+
+def test_detection_refuses_a_fifo_before_any_sniff(tmp_path):
+    from numpyrnn import formats
+
+    names = ("m.keras", "m.onnx", "m.pdparams", "m.index", "m.pt", "w.npz", "noname")
+    for name in names:
+        os.mkfifo(tmp_path / name)
+    code = ("from numpyrnn import formats, LayoutError, load_all\n" + "".join(
+        f"try:\n    formats.detect_format({str(tmp_path / n)!r})\nexcept LayoutError as e:\n    print('REFUSED', e)\n"
+        f"try:\n    load_all({str(tmp_path / n)!r})\nexcept LayoutError as e:\n    print('REFUSED', e)\n"
+        for n in names))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
+    want = [f"REFUSED {n}: is a FIFO (named pipe); numpyrnn reads regular files only" for n in names for _ in (0, 1)]
+    assert proc.stdout.splitlines() == want, proc.stdout + proc.stderr
+    _one_line_error(run_cli("inspect", tmp_path / "m.pdparams"), "m.pdparams: is a FIFO")
+    with pytest.raises(LayoutError, match="is a FIFO"):
+        formats.get("paddle").read(tmp_path / "m.pdparams")
+
+
+def test_tf_checkpoint_shards_and_index_must_be_regular_files(tmp_path):
+    import shutil
+
+    from numpyrnn.formats import tfckpt
+
+    for f in (DATA / "tf_checkpoints").glob("bidir.ckpt.*"):
+        shutil.copy(f, tmp_path / f.name)
+    shard = next(tmp_path.glob("bidir.ckpt.data-*"))
+    shard.unlink()
+    os.mkfifo(shard)
+    code = (f"from numpyrnn import LayoutError, load_all\ntry:\n    load_all({str(tmp_path / 'bidir.ckpt.index')!r})\n"
+            f"except LayoutError as e:\n    print('REFUSED', e)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
+    assert "REFUSED" in proc.stdout and "is a FIFO (named pipe)" in proc.stdout, proc.stdout + proc.stderr
+    index = tmp_path / "bidir.ckpt.index"
+    index.rename(tmp_path / "kept")
+    os.mkfifo(index)
+    with pytest.raises(LayoutError, match=r"bidir\.ckpt\.index: is a FIFO"):
+        tfckpt.sniff(index)
+
+
+def test_tf_checkpoint_folder_cannot_name_a_checkpoint_elsewhere(tmp_path):
+    import shutil
+
+    from numpyrnn.formats import tfckpt
+
+    elsewhere = tmp_path / "elsewhere"
+    folder = tmp_path / "given"
+    elsewhere.mkdir()
+    folder.mkdir()
+    for f in (DATA / "tf_checkpoints").glob("bidir.ckpt.*"):
+        shutil.copy(f, elsewhere / f.name)
+    for named in (str(elsewhere / "bidir.ckpt"), "../elsewhere/bidir.ckpt"):
+        (folder / "checkpoint").write_text(f'model_checkpoint_path: "{named}"\n')
+        with pytest.raises(LayoutError, match=r"checkpoint: names the checkpoint .*, outside its folder"):
+            tfckpt.read(folder)
+        _one_line_error(run_cli("inspect", folder), "outside its folder")
+    for f in elsewhere.iterdir():  # a TF1 checkpoint moved with its absolute path: taken from the folder
+        shutil.copy(f, folder / f.name)
+    (folder / "checkpoint").write_text(f'model_checkpoint_path: "{tmp_path / "gone" / "bidir.ckpt"}"\n')
+    assert list(tfckpt.load_all_from_checkpoint(folder)) == ["bidirectional_rnn"]
+
+
+def test_deep_pdparams_is_one_layout_error(tmp_path):
+    n = 100_000  # {"a": [[[...[1]...]]]} n levels deep, written opcode by opcode
+    (tmp_path / "deep.pdparams").write_bytes(b"\x80\x02}X\x01\x00\x00\x00a" + b"]" * n + b"K\x01" + b"a" * n + b"s.")
+    from numpyrnn import load_all
+
+    with pytest.raises(LayoutError, match=r"deep\.pdparams: nests deeper than 64 levels; if you trust the file"):
+        load_all(tmp_path / "deep.pdparams")
+    _one_line_error(run_cli("inspect", tmp_path / "deep.pdparams"), "nests deeper than 64 levels")
+
+
+def test_onnx_constant_folding_never_allocates_beyond_the_limits(tmp_path):
+    """A weight computed by ``ConstantOfShape`` (or ``Concat``) may not declare far more than the model stores."""
+    onnx = pytest.importorskip("onnx", reason="the onnx extra")
+    from onnx import helper, numpy_helper
+
+    import numpyrnn
+
+    files.write_onnx(tmp_path / "m.onnx", [{"W": np.ones((1, 12, 3), np.float32), "R": np.ones((1, 12, 4), np.float32),
+                                            "B": np.ones((1, 24), np.float32)}], mode="GRU")
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    gru = next(n for n in model.graph.node if n.op_type == "GRU")
+    b_name = gru.input[3]
+    keep = [t for t in model.graph.initializer if t.name != b_name]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep + [numpy_helper.from_array(np.array([1, 2**40], np.int64), "b_shape")])
+    model.graph.node.insert(0, helper.make_node("ConstantOfShape", ["b_shape"], [b_name], name="bomb",
+                                                value=numpy_helper.from_array(np.ones(1, np.float32))))
+    onnx.save(model, str(tmp_path / "bomb.onnx"))
+    with pytest.raises(LayoutError, match=r"^bomb\.onnx: node 'bomb' \(ConstantOfShape\): computes 4398046511104 "
+                                          r"bytes from the \d+ bytes it stores .*--limit ratio="):
+        numpyrnn.load_all(tmp_path / "bomb.onnx")
+    _one_line_error(run_cli("inspect", tmp_path / "bomb.onnx"), "node 'bomb' (ConstantOfShape): computes")
+    model.graph.initializer[-1].CopyFrom(numpy_helper.from_array(np.array([1, 24], np.int64), "b_shape"))
+    onnx.save(model, str(tmp_path / "ok.onnx"))  # the same graph within the limits: its bias is all ones
+    gru_module = numpyrnn.load(tmp_path / "ok.onnx")
+    assert torch.equal(gru_module.bias_ih_l0, torch.ones(12)) and torch.equal(gru_module.bias_hh_l0, torch.ones(12))

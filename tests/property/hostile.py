@@ -3,7 +3,11 @@
 * :func:`h5_cases`: a one-GRU ``.weights.h5`` (bare, or inside a ``.keras``)
   whose variable is stored in any of HDF5's ways, with any filter chain and
   compression level. Data inside the file reads back exactly; data anywhere
-  else is refused naming the dataset; nothing else may escape.
+  else is refused naming the dataset; nothing else may escape. The ``sparse``
+  kind is a compression bomb of any degree: a gzip kernel that declares up to
+  16384 rows and stores only its first chunks, read under any limits; it is
+  refused exactly when it declares more than ``floor`` bytes and more than
+  ``ratio`` times what it stores, and otherwise reads as its rows and zeros.
 * :func:`zip_cases`: an ``.npz`` member, or a ``.keras`` archive's
   ``model.weights.h5``, compressed to any ratio from 1 to about 1000, read
   under any limits. It is refused exactly when it declares more than
@@ -29,14 +33,70 @@ H5_FILTERS = ("none", "gzip", "lzf", "shuffle_gzip", "fletcher32_gzip", "shuffle
 @st.composite
 def h5_cases(draw) -> dict:
     return dict(
-        kind=draw(st.sampled_from(INSIDE + OUTSIDE + ("filtered",))),
+        kind=draw(st.sampled_from(INSIDE + OUTSIDE + ("filtered", "sparse"))),
         var=draw(st.integers(0, 2)),
         seed=draw(st.integers(0, 2**16)),
         archive=draw(st.booleans()),
         filters=draw(st.sampled_from(H5_FILTERS)),
         level=draw(st.integers(0, 9)),
         chunk_rows=draw(st.integers(1, 4)),
+        rows=draw(st.integers(1, 1 << 14)),
+        written=draw(st.integers(0, 8)),
+        floor=draw(st.sampled_from([0, 1 << 10, 1 << 16]) | st.integers(0, 1 << 20)),
+        ratio=draw(st.sampled_from([1.0, 10.0, 100.0]) | st.floats(1, 1000)),
     )
+
+
+SPARSE_CHUNK = 16
+
+
+def _write_sparse(path: Path, case: dict) -> tuple[list[np.ndarray], int, int]:
+    """A GRU whose gzip kernel declares ``rows`` rows and stores only its first ``written`` chunks.
+
+    Returns the values it reads as (unwritten chunks are HDF5's fill value,
+    zeros), and the kernel's declared and stored bytes.
+    """
+    import h5py
+
+    from tests.hostile_files import gru_vars
+
+    values = gru_vars(case["seed"])
+    rows = case["rows"]
+    kernel = np.zeros((rows, values[0].shape[1]), np.float32)
+    n = min(rows, case["written"] * SPARSE_CHUNK)
+    kernel[:n] = np.random.default_rng(case["seed"]).standard_normal((n, kernel.shape[1])).astype(np.float32)
+    with h5py.File(path, "w") as f:
+        g = f.create_group("layers/gru/cell/vars")
+        ds = g.create_dataset("0", shape=kernel.shape, dtype=np.float32, compression="gzip",
+                              compression_opts=max(case["level"], 1),
+                              chunks=(min(SPARSE_CHUNK, rows), kernel.shape[1]))
+        if n:
+            ds[:n] = kernel[:n]
+        g.create_dataset("1", data=values[1])
+        g.create_dataset("2", data=values[2])
+        stored = int(ds.id.get_storage_size())
+    return [kernel, values[1], values[2]], kernel.nbytes, stored
+
+
+def check_sparse_case(case: dict, folder: Path) -> None:
+    """Raise ``AssertionError`` unless a sparse gzip kernel is refused exactly when the limits say so."""
+    path = folder / "m.weights.h5"
+    values, declared, stored = _write_sparse(path, case)
+    lim = safeio.Limits(ratio=case.get("ratio", 100.0), floor=case.get("floor", 0))
+    bomb = declared > lim.floor and declared > lim.ratio * stored
+    try:
+        with safeio.limits(lim):
+            got, _ = files.read_keras(path)
+    except LayoutError as exc:
+        text = str(exc)
+        assert bomb, f"{case}: {declared} bytes from {stored} refused under {lim}: {text}"
+        assert text.startswith("m.weights.h5: layers/gru/cell/vars/0: declares ") and "--limit ratio=" in text, text
+        return
+    except Exception as exc:  # noqa: BLE001 - anything else is a finding
+        raise AssertionError(f"{case}: {type(exc).__name__} escaped: {exc}") from exc
+    assert not bomb, f"{case}: a dataset declaring {declared} bytes from {stored} was read under {lim}"
+    for a, b in zip(got[0], values):
+        np.testing.assert_array_equal(a, b)
 
 
 def _write_filtered(path: Path, case: dict) -> list[np.ndarray]:
@@ -66,6 +126,9 @@ def _write_filtered(path: Path, case: dict) -> list[np.ndarray]:
 def check_h5_case(case: dict, folder: Path) -> None:
     """Raise ``AssertionError`` unless numpyrnn reads inside data exactly and refuses data elsewhere."""
     path = folder / "m.weights.h5"
+    if case["kind"] == "sparse":
+        check_sparse_case(case, folder)
+        return
     if case["kind"] == "filtered":
         values = _write_filtered(path, case)
     else:

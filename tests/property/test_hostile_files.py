@@ -18,6 +18,10 @@ pytest.importorskip("h5py", reason="the keras extra (h5py)")
 @given(case=h5_cases())
 @example(case=dict(kind="external", var=0, seed=0, archive=False, filters="none", level=0, chunk_rows=1))
 @example(case=dict(kind="virtual", var=2, seed=0, archive=True, filters="none", level=0, chunk_rows=1))
+@example(case=dict(kind="sparse", var=0, seed=0, archive=False, filters="none", level=1, chunk_rows=1,
+                   rows=1 << 14, written=0, floor=1 << 16, ratio=100.0))  # declares 786432 bytes, stores none
+@example(case=dict(kind="sparse", var=0, seed=0, archive=False, filters="none", level=9, chunk_rows=1,
+                   rows=1 << 14, written=8, floor=0, ratio=1000.0))  # within the ratio: rows, then zeros
 def test_h5_inside_data_reads_exactly_and_data_elsewhere_is_refused(case):
     with tempfile.TemporaryDirectory() as d:
         check_h5_case(case, Path(d))
