@@ -26,6 +26,7 @@ import bisect
 import contextlib
 import ctypes
 import functools
+import math
 import os
 import sys
 import threading
@@ -858,6 +859,24 @@ def _declaration(layout: Any, spec: RNNSpec, options: Mapping[str, Any], what: s
     return value, key
 
 
+def _both_key(layout: Any, spec: RNNSpec, options: Mapping[str, Any]) -> Hashable | None:
+    okey = _options_key(options)
+    return None if okey is None else ("both", id(layout), type(layout), spec, okey)
+
+
+def _declared_both(key: Hashable | None, layout: Any) -> tuple | None:
+    """``(shapes, hint, pieces, pieces key)`` from one lookup, once both were declared (see :func:`_both_put`)."""
+    if key is None:
+        return None
+    hit = _declared.get(key)
+    return hit[1] if hit is not None and hit[0] is layout else None
+
+
+def _both_put(key: Hashable | None, layout: Any, value: tuple) -> None:
+    if key is not None and value[3] is not None:
+        _cache_put(_declared, key, (layout, value))
+
+
 # --------------------------------------------------------------------------------------
 # execution
 # --------------------------------------------------------------------------------------
@@ -1130,6 +1149,26 @@ def _locked_single_threaded(module: nn.Module) -> Iterator[None]:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+_SPEC_ATTRS = ("mode", "input_size", "hidden_size", "num_layers", "bidirectional", "bias", "proj_size")
+_specs: dict[Hashable, RNNSpec] = {}
+
+
+def _spec_of(module: nn.Module) -> RNNSpec:
+    """``RNNSpec.of(module)``, looked up by the module's attributes once it has been made for them."""
+    if not isinstance(module, nn.RNNBase):
+        return RNNSpec.of(module)  # raises, naming what it got
+    d = module.__dict__
+    try:
+        attrs = tuple([d[k] for k in _SPEC_ATTRS])
+        hit = _specs.get(attrs)
+    except (KeyError, TypeError):  # an attribute that is a property, or unhashable
+        return RNNSpec.of(module)
+    if hit is None:
+        hit = RNNSpec.of(module)
+        _cache_put(_specs, attrs, hit)
+    return hit
 
 
 @functools.lru_cache(maxsize=256)
@@ -1895,22 +1934,34 @@ _fast_plans: dict[Hashable, Any] = {}
 
 
 def _fast_plan(key: Hashable, spec: RNNSpec, pieces: Sequence[Piece], params: Mapping[str, torch.Tensor],
-               pgeom: Hashable, sig: tuple, leaves: Mapping[str, np.ndarray], direction: str) -> Any:
+               pgeom: Hashable, sig: tuple, direction: str) -> Any:
     """The byte steps for ``pieces`` between parameters of geometry ``pgeom`` and leaves of signature
     ``sig``: planned once (through :class:`_Recipe`), then a dict lookup. ``False``: not a fast case."""
     full = (key, direction, pgeom, sig)
     hit = _fast_plans.get(full)
     if hit is not None:
         return hit
-    tensors = {k: torch.from_numpy(np.empty(a.shape, a.dtype)) for k, a in leaves.items()}
+    tensors = {k: torch.from_numpy(np.empty(shape, dtype)) for k, shape, dtype in sig}
     recipe, _ = _Recipe.make(spec, pieces, params, tensors, direction)
     pitem = next(iter(params.values())).element_size()
-    steps = _fast_steps(recipe, pitem, {k: a.dtype.itemsize for k, a in leaves.items()})
+    steps = _fast_steps(recipe, pitem, {k: dtype.itemsize for k, _, dtype in sig})
     value: Any = False
     if steps is not None and not (recipe.partial if direction == "import" else False):
         value = (steps, recipe.short)
     _cache_put(_fast_plans, full, value)
     return value
+
+
+_wants: dict[int, tuple[Any, tuple[tuple[str, tuple[int, ...]], ...]]] = {}  # declared shapes as plain tuples
+
+
+def _wants_of(shapes: Mapping[str, Sequence[Axis]]) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """Declared shapes as plain tuples, worked out once per declaration."""
+    wants = _wants.get(id(shapes))
+    if wants is None or wants[0] is not shapes:
+        wants = (shapes, tuple((k, tuple(ax.size for ax in axes)) for k, axes in shapes.items()))
+        _cache_put(_wants, id(shapes), wants)
+    return wants[1]
 
 
 def _fast_leaves(leaves: Mapping[str, Any], shapes: Mapping[str, Sequence[Axis]], limit: int) -> tuple | None:
@@ -1920,17 +1971,19 @@ def _fast_leaves(leaves: Mapping[str, Any], shapes: Mapping[str, Sequence[Axis]]
         return None
     sig = []
     total = 0
-    for k, axes in shapes.items():
+    for k, want in _wants_of(shapes):
         a = leaves[k]
-        if type(a) not in _FAST_TYPES or a.dtype not in _FAST_NP or not a.flags.c_contiguous:
-            return None
-        if len(a.shape) != len(axes) or any(n != ax.size for n, ax in zip(a.shape, axes)):
+        if type(a) not in _FAST_TYPES or a.shape != want or a.dtype not in _FAST_NP or not a.flags.c_contiguous:
             return None
         total += a.nbytes
-        sig.append((k, a.shape, a.dtype))
+        sig.append((k, want, a.dtype))
     if total >= limit:
         return None
     return tuple(sig)
+
+
+_may_share = np.may_share_memory
+_np_add, _np_min, _np_max, _np_isfinite = np.add.reduce, np.minimum.reduce, np.maximum.reduce, np.isfinite
 
 
 def _fast_values_ok(leaves: Mapping[str, np.ndarray], dtype: torch.dtype) -> bool:
@@ -1943,21 +1996,26 @@ def _fast_values_ok(leaves: Mapping[str, np.ndarray], dtype: torch.dtype) -> boo
         if not a.size:
             continue
         cut = _inf_threshold(src, dtype)
-        if cut is None:
-            if not _numpy_all_finite(a):
+        if cut is None and a.size <= _TINY:  # no error state to set (which costs more than the pass)
+            if not _np_isfinite(a).all():
                 return False
             continue
-        with np.errstate(invalid="ignore"):
-            lo, hi = float(a.min()), float(a.max())
-        if not (-cut < lo and hi < cut):  # NaN compares false
-            return False
+        with np.errstate(over="ignore", invalid="ignore"):
+            if cut is not None:
+                if not (-cut < float(_np_min(a, None)) and float(_np_max(a, None)) < cut):  # NaN compares false
+                    return False
+            elif a.itemsize >= 4:  # a sum in the leaf's own dtype: NaN and Inf propagate
+                if not math.isfinite(_np_add(a, None)):
+                    return False
+            elif not (math.isfinite(_np_min(a, None)) and math.isfinite(_np_max(a, None))):
+                return False
     return True
 
 
 class _Bound:
     """A module's plain CPU parameters seen through numpy, kept per module while they stay the same."""
 
-    __slots__ = ("cls", "spec", "names", "params", "state", "views", "dtype", "geom", "ranges", "plans",
+    __slots__ = ("cls", "spec", "names", "params", "state", "views", "dtype", "geom", "ranges", "span", "plans",
                  "__weakref__")
 
     def __init__(self, module: nn.Module, spec: RNNSpec, params: list[torch.Tensor]):
@@ -1975,6 +2033,9 @@ class _Bound:
         self.geom = (self.dtype, tuple((n, tuple(p.shape), tuple(p.stride())) for n, p in zip(self.names, params)))
         ranges = sorted((p.data_ptr(), p.data_ptr() + _reach(p) * item) for p in params if p.numel())
         self.ranges = ([lo for lo, _ in ranges], [hi for _, hi in ranges])
+        # every byte from the first parameter's to the last one's end, for numpy's bounds test (never read)
+        self.span = (np.asarray(_Raw(params[0], ranges[0][0], (ranges[-1][1] - ranges[0][0],), (1,), "|u1"))
+                     if ranges else None)
         # (key, direction, leaf signature) -> list of (param view, leaf key, sizes, strides, offset)
         self.plans: dict[Hashable, Any] = {}
 
@@ -2032,14 +2093,46 @@ def _make_bound(module: nn.Module, spec: RNNSpec) -> _Bound | None:
     return _Bound(module, spec, params)  # type: ignore[arg-type]
 
 
+# Up to this many bytes of leaves, a bound plan also keeps a staging copy of the leaves with its
+# views in place (one per plan, shared by the modules that use it): a load first copies each leaf
+# whole into it and an export copies it out whole, so that no view is made per call. Above it the
+# extra pass costs more than the views it saves.
+_STAGE_BYTES = 256 << 10
+_stages: dict[Hashable, Any] = {}
+
+
+class _Stage:
+    """Leaf-shaped arrays and their views for one plan; ``lock`` is only ever tried, never waited on."""
+
+    __slots__ = ("lock", "arrays", "views")
+
+    def __init__(self, sig: tuple, steps: Sequence[_Step]):
+        self.lock = threading.Lock()
+        self.arrays = {k: np.zeros(shape, dtype) for k, shape, dtype in sig}
+        self.views = [np.ndarray(lsz, self.arrays[lkey].dtype, self.arrays[lkey], loff, lst)
+                      for _, _, _, _, lkey, lsz, lst, loff in steps]
+
+
+def _stage_for(full: Hashable, sig: tuple, steps: Sequence[_Step]) -> _Stage | None:
+    if sum(int(np.prod(shape)) * dtype.itemsize for _, shape, dtype in sig) > _STAGE_BYTES:
+        return None
+    stage = _stages.get(full)
+    if stage is None:
+        stage = _Stage(sig, steps)
+        if len(_stages) >= 16:
+            _stages.clear()  # modules keep the stages they hold; new plans get new ones
+        _stages[full] = stage
+    return stage
+
+
 def _bound_plan(b: _Bound, key: Hashable, spec: RNNSpec, pieces: Sequence[Piece], sig: tuple,
-                leaves: Mapping[str, np.ndarray], direction: str) -> Any:
+                direction: str) -> Any:
     """A bound module's steps with its parameter views in place (``False``: not a fast case)."""
-    pkey = (key, direction, sig)
+    pkey = (id(pieces), direction, sig)
     hit = b.plans.get(pkey)
-    if hit is not None:
-        return hit
-    plan_ = _fast_plan(key, spec, pieces, dict(zip(b.names, b.params)), b.geom, sig, leaves, direction)
+    if hit is not None and hit[0] is pieces:
+        return hit[1]
+    plan_ = _fast_plan(key, spec, pieces, dict(zip(b.names, b.params)), b.geom, sig, direction)
     value: Any = False
     if plan_:
         steps, short = plan_
@@ -2048,10 +2141,12 @@ def _bound_plan(b: _Bound, key: Hashable, spec: RNNSpec, pieces: Sequence[Piece]
             base = b.views[pname]
             views.append((np.ndarray(psz, base.dtype, base, poff, pst) if base.flags.c_contiguous
                           else _offset_view(base, psz, pst, poff), lkey, lsz, lst, loff))
-        value = (views, short)
+        stage = _stage_for((key, direction, b.geom, sig), sig, steps)
+        pairs = list(zip([v[0] for v in views], stage.views)) if stage is not None else None
+        value = (views, short, stage, pairs)
     if len(b.plans) >= 16:
         b.plans.clear()
-    b.plans[pkey] = value
+    b.plans[pkey] = (pieces, value)  # the pieces kept alive: their id names no others meanwhile
     return value
 
 
@@ -2064,8 +2159,9 @@ def _offset_view(base: np.ndarray, sizes: tuple[int, ...], strides: tuple[int, .
 def _aliased(b: _Bound, leaves: Mapping[str, np.ndarray]) -> bool:
     """Whether a leaf's memory overlaps a parameter's (the general path reads such a leaf from a copy)."""
     starts, ends = b.ranges
+    span = b.span
     for a in leaves.values():
-        if not a.size:
+        if not a.size or span is None or not _may_share(a, span):  # outside the parameters' extent
             continue
         lo = a.__array_interface__["data"][0]
         i = bisect.bisect_left(starts, lo + a.nbytes) - 1  # the last parameter that starts before the leaf ends
@@ -2085,13 +2181,27 @@ def _fast_load(module: nn.Module, spec: RNNSpec, pieces: Sequence[Piece], key: H
     b = _bound_for(module, spec)
     if b is None or _crosses(_HOST, b.params[0]):
         return False
-    plan_ = _bound_plan(b, key, spec, pieces, sig, leaves, "import")
-    if not plan_ or not _fast_values_ok(leaves, b.dtype) or _aliased(b, leaves):
+    plan_ = _bound_plan(b, key, spec, pieces, sig, "import")
+    if not plan_ or not _fast_values_ok(leaves, b.dtype):
         return False
-    copyto, ndarray = np.copyto, np.ndarray
-    for dst, lkey, lsz, lst, loff in plan_[0]:
-        a = leaves[lkey]
-        copyto(dst, ndarray(lsz, a.dtype, a, loff, lst), casting="unsafe")
+    copyto = np.copyto
+    stage = plan_[2]
+    if stage is not None and stage.lock.acquire(blocking=False):
+        try:  # every leaf is read whole before any parameter is written: aliasing cannot matter
+            arrays = stage.arrays
+            for k, a in leaves.items():
+                copyto(arrays[k], a)
+            for dst, src in plan_[3]:
+                copyto(dst, src, casting="unsafe")
+        finally:
+            stage.lock.release()
+    else:
+        if _aliased(b, leaves):
+            return False
+        ndarray = np.ndarray
+        for dst, lkey, lsz, lst, loff in plan_[0]:
+            a = leaves[lkey]
+            copyto(dst, ndarray(lsz, a.dtype, a, loff, lst), casting="unsafe")
     _increment_version(b.params)
     return True
 
@@ -2120,7 +2230,7 @@ def _fast_fresh(module: nn.Module, spec: RNNSpec, pieces: Sequence[Piece], key: 
         if type(p) is not nn.Parameter or p.dtype is not dtype or not p.is_contiguous():
             return False
     pgeom = (dtype, "contiguous", tuple(p.shape for p in params.values()))  # type: ignore[union-attr]
-    plan_ = _fast_plan(key, spec, pieces, params, pgeom, sig, leaves, "import")  # type: ignore[arg-type]
+    plan_ = _fast_plan(key, spec, pieces, params, pgeom, sig, "import")  # type: ignore[arg-type]
     if not plan_ or not _fast_values_ok(leaves, dtype):
         return False
     typestr = _TYPESTR[dtype]
@@ -2143,15 +2253,22 @@ def _fast_export(module: nn.Module, spec: RNNSpec, pieces: Sequence[Piece], key:
     if b is None or _crosses(_HOST, b.params[0]):
         return None
     np_dtype = b.views[b.names[0]].dtype
-    arrays = {k: np.empty(tuple(ax.size for ax in axes), np_dtype) for k, axes in shapes.items()}
-    sig = tuple((k, a.shape, a.dtype) for k, a in arrays.items())
-    plan_ = _bound_plan(b, key, spec, pieces, sig, arrays, "export")
+    wants = _wants_of(shapes)
+    sig = tuple([(k, w, np_dtype) for k, w in wants])
+    plan_ = _bound_plan(b, key, spec, pieces, sig, "export")
     if not plan_:
         return None
-    views, short = plan_
-    for k in short:
-        arrays[k].fill(0)
-    copyto, ndarray = np.copyto, np.ndarray
+    views, short, stage, pairs = plan_
+    copyto = np.copyto
+    if stage is not None and stage.lock.acquire(blocking=False):
+        try:  # what no piece writes stays zero in the stage
+            for src, dst in pairs:
+                copyto(dst, src)
+            return {k: a.copy() for k, a in stage.arrays.items()}
+        finally:
+            stage.lock.release()
+    arrays = {k: (np.zeros if k in short else np.empty)(w, np_dtype) for k, w in wants}
+    ndarray = np.ndarray
     for src, lkey, lsz, lst, loff in views:
         copyto(ndarray(lsz, np_dtype, arrays[lkey], loff, lst), src)
     return arrays
@@ -2218,14 +2335,20 @@ def _import_layout(cls: type[nn.RNNBase], layout: Any, source: Any, *, mode: str
 def load_layout(module: nn.RNNBase, layout: Any, source: Any, *, options: Mapping[str, Any] | None = None) -> nn.RNNBase:
     """Load ``source`` into an existing module in place; all-or-nothing."""
     options = dict(options or {})
-    spec = RNNSpec.of(module)
+    spec = _spec_of(module)
     with _guarded(module):
         leaves = layout.leaves_for(source, spec, **options)
-        (shapes, hint), _ = _declaration(layout, spec, options, "shapes")
-        try:  # a declaration that raises is raised below, after the leaves' own errors
-            pieces, key = _declaration(layout, spec, options, "pieces")
-        except Exception:  # noqa: BLE001
-            key = None
+        bkey = _both_key(layout, spec, options)
+        both = _declared_both(bkey, layout)
+        if both is None:
+            (shapes, hint), _ = _declaration(layout, spec, options, "shapes")
+            try:  # a declaration that raises is raised below, after the leaves' own errors
+                pieces, key = _declaration(layout, spec, options, "pieces")
+                _both_put(bkey, layout, (shapes, hint, pieces, key))
+            except Exception:  # noqa: BLE001
+                key = None
+        else:
+            shapes, hint, pieces, key = both
         if key is not None and _fast_load(module, spec, pieces, key, leaves, shapes):
             return module
         checked = check_leaves(leaves, shapes, layout=layout.name, hint=hint)
@@ -2236,9 +2359,15 @@ def load_layout(module: nn.RNNBase, layout: Any, source: Any, *, options: Mappin
 def export_layout(module: nn.RNNBase, layout: Any, *, options: Mapping[str, Any] | None = None) -> Any:
     """The module's weights in ``layout``, as fresh arrays (never views of the parameters)."""
     options = dict(options or {})
-    spec = RNNSpec.of(module)
-    pieces, key = _declaration(layout, spec, options, "pieces")
-    (shapes, _), _ = _declaration(layout, spec, options, "shapes")
+    spec = _spec_of(module)
+    bkey = _both_key(layout, spec, options)
+    both = _declared_both(bkey, layout)
+    if both is None:
+        pieces, key = _declaration(layout, spec, options, "pieces")
+        (shapes, hint), _ = _declaration(layout, spec, options, "shapes")
+        _both_put(bkey, layout, (shapes, hint, pieces, key))
+    else:
+        shapes, _, pieces, key = both
     with _fork_safe():
         arrays = export(module, pieces, shapes, key=key, spec=spec)
         return layout.assemble(arrays, spec, **options)
