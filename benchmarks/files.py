@@ -292,6 +292,12 @@ def plot(report: dict, path: Path) -> bool:
     return True
 
 
+def save(report: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "files.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / "files.md").write_text(markdown(report))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true")
@@ -322,9 +328,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {n:20s} {e['median'][n]['s']:7.3f} s  net {r['net_s']:7.3f} s  {r['vs_cp']:5.2f}x cp  "
                   f"peak RSS {r['maxrss_ratio']:.2f}x  RssAnon {r['anon_ratio']:.2f}x  "
                   f"spread {e['spread'][n]:.2f}", flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "files.json").write_text(json.dumps(report, indent=1) + "\n")
-    (args.out / "files.md").write_text(markdown(report))
+        save(report, args.out)  # after every size: an interrupted run keeps what it measured
+    save(report, args.out)
     made = plot(report, args.out / "files.png")
     print(f"wrote {args.out / 'files.json'}, {args.out / 'files.md'}" + (f", {args.out / 'files.png'}" if made else ""))
     return 0

@@ -2046,9 +2046,9 @@ def _reach(t: torch.Tensor) -> int:
 
 def _bound_state(module: nn.Module, names: Sequence[str]) -> tuple | None:
     """What must stay the same for a :class:`_Bound` to hold: each parameter's identity and memory."""
-    ps = module.__dict__.get("_parameters")
+    ps: Any = module.__dict__.get("_parameters")
     try:
-        return tuple([(id(p), p.data_ptr(), p.shape, p.stride()) for p in map(ps.__getitem__, names)])  # type: ignore[union-attr]
+        return tuple([(id(p), p.data_ptr(), p.shape, p.stride()) for p in map(ps.__getitem__, names)])
     except (KeyError, AttributeError, TypeError):  # a parameter gone, or None
         return None
 
