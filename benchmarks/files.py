@@ -273,7 +273,9 @@ def plot(report: dict, path: Path) -> bool:
         pts = [(e["bytes"], e["ratios"][n]["vs_cp"], e["ratios"][n]["maxrss_ratio"]) for e in report["sizes"]
                if n in e["ratios"]]
         xs, rs, ms = zip(*pts)
-        ax1.plot(xs, rs, marker="o", label=n)
+        timed = [(x, r) for x, r in zip(xs, rs) if r > 0]  # a net time below 0 is start-up noise: not drawn
+        if timed:
+            ax1.plot(*zip(*timed), marker="o", label=n)
         ax2.plot(xs, ms, marker="o", label=n)
     ax1.axhline(1.0, color="black", linewidth=1, label="baseline: cp")
     ax1.axhline(1.5, color="grey", linewidth=0.8, linestyle=":", label="target 1.5x (npz)")
