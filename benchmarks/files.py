@@ -5,19 +5,25 @@ writes the weights once per format and then times, in fresh processes and
 interleaved round by round:
 
 * ``cp`` of the source file (into the same folder);
-* ``python -m numpyrnn --help``: the interpreter's and the imports' start-up;
+* ``python -m numpyrnn --help``: the interpreter's and the command line's start-up;
+* ``python -c "import numpyrnn"``: the library's start-up;
 * ``python -m numpyrnn convert`` of a stored (uncompressed) ``.npz`` to
   ``.safetensors`` and to ``.pt``; of an ``.onnx`` and (up to ``--keras-max``)
   a ``.keras`` file to ``.safetensors`` (``.onnx`` up to hidden 2048: a protobuf
   holds at most 2 GB); and ``numpyrnn export`` of the
-  ``.safetensors`` back to a block ``.npz``.
+  ``.safetensors`` back to a block ``.npz``;
+* ``numpyrnn.load`` of numpyrnn's own files (the block ``.npz``, and the
+  ``.safetensors`` and ``.pt`` that ``convert`` writes), in ``python -c``.
 
 Every figure is a median over the rounds. The ratio is
-``(median command - median start-up) / median cp``; the start-up is measured
-in the same rounds. Peak memory is the largest ``VmRSS`` (which counts pages
-of memory-mapped files the child touched) and the largest ``RssAnon`` (memory
-that is not file-backed), both sampled every few milliseconds, as ratios to the
-weight bytes.
+``(median command - median start-up) / median cp``, where the start-up is
+``numpyrnn --help`` for the command line and ``import numpyrnn`` for
+``numpyrnn.load``, measured in the same rounds. Every command runs under a
+fresh, small interpreter that only starts it and waits for it: its peak
+resident size is ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` of that wrapper
+(which counts the pages of memory-mapped files the command touched), and its
+largest ``RssAnon`` (memory that is not file-backed) is sampled every 5 ms.
+Both are reported less the start-up's, as ratios to the weight bytes.
 
 Usage::
 
@@ -39,7 +45,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -71,44 +76,51 @@ def _env() -> dict[str, str]:
                 KERAS_BACKEND=os.environ.get("KERAS_BACKEND", "torch"))
 
 
+# Runs one command and reports on it. A fresh, small interpreter (no imports beyond the
+# standard library) is the command's parent: ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` then
+# measures the command alone. (A child inherits the peak resident size of the process it
+# was forked from, and this benchmark's own process holds the weights it wrote, which is
+# why ``ru_maxrss`` of a child of this process says nothing about the command.)
+_WRAPPER = r"""
+import json, os, resource, subprocess, sys, threading, time
+cmd = sys.argv[1:]
+anon = [0]
+done = threading.Event()
+t0 = time.perf_counter()
+proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def sample():
+    path = "/proc/%d/status" % proc.pid
+    while not done.is_set():
+        try:
+            with open(path) as f:
+                for line in f:
+                    if line.startswith("RssAnon:"):
+                        anon[0] = max(anon[0], int(line.split()[1]) * 1024)
+                        break
+        except OSError:
+            return
+        done.wait(0.005)
+sampler = threading.Thread(target=sample, daemon=True)
+sampler.start()
+err = proc.stderr.read()
+proc.wait()
+wall = time.perf_counter() - t0
+done.set()
+sampler.join()
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+json.dump({"s": wall, "maxrss": usage.ru_maxrss * 1024, "anon": anon[0], "rc": proc.returncode,
+           "err": err.decode(errors="replace")[-2000:]}, sys.stdout)
+"""
+
+
 def run(cmd: list[str]) -> dict:
-    """Run ``cmd``; wall seconds, ``ru_maxrss`` and the largest sampled ``RssAnon``, in bytes."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
-    anon, rss = [0], [0]
-    done = threading.Event()
-
-    def sample() -> None:
-        path = f"/proc/{proc.pid}/status"
-        while not done.is_set():
-            try:
-                with open(path) as f:
-                    for line in f:
-                        if line.startswith("VmRSS:"):
-                            rss[0] = max(rss[0], int(line.split()[1]) * 1024)
-                        elif line.startswith("RssAnon:"):
-                            anon[0] = max(anon[0], int(line.split()[1]) * 1024)
-                            break
-            except OSError:
-                return
-            done.wait(0.005)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    done.set()
-    sampler.join()
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if proc.stderr:
-        proc.stderr.close()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-2000:]}")
-    # ru_maxrss is not used: a child forked from this process starts with this process's
-    # resident size (the weights it wrote), so it says nothing about the command
-    del usage
-    return {"s": wall, "maxrss": rss[0], "anon": anon[0]}
+    """Run ``cmd`` under a fresh wrapper; wall seconds, its peak RSS and its largest sampled RssAnon, in bytes."""
+    out = subprocess.run([sys.executable, "-S", "-c", _WRAPPER, *cmd], capture_output=True, text=True, env=_env(),
+                         check=True)
+    r = json.loads(out.stdout)
+    if r["rc"] != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r['rc']}):\n{r['err']}")
+    return {"s": r["s"], "maxrss": r["maxrss"], "anon": r["anon"]}
 
 
 def make_sources(folder: Path, hidden: int, keras_max: int, onnx_max: int = 2048) -> dict[str, Path]:
@@ -121,8 +133,13 @@ def make_sources(folder: Path, hidden: int, keras_max: int, onnx_max: int = 2048
     np.savez(out["npz"], **arrays)  # stored, not compressed
     module = numpyrnn.NumpyGRU.from_numpy(**arrays)
     out["safetensors"] = folder / "w.safetensors"
-    files.write_state_dict(out["safetensors"], module.state_dict())
     py = sys.executable
+    subprocess.run([py, "-m", "numpyrnn", "convert", str(out["npz"]), "-o", str(out["safetensors"]), "--cell", "gru"],
+                   check=True, env=_env(), stdout=subprocess.DEVNULL)  # as numpyrnn writes it: with its spec
+    out["pt"] = folder / "w.pt"
+    subprocess.run([py, "-m", "numpyrnn", "convert", str(out["npz"]), "-o", str(out["pt"]), "--cell", "gru"],
+                   check=True, env=_env(), stdout=subprocess.DEVNULL)
+    del module, files
     if hidden > onnx_max:  # a protobuf holds at most 2 GB
         return out
     out["onnx"] = folder / "w.onnx"
@@ -154,7 +171,13 @@ def commands(folder: Path, sources: dict[str, Path]) -> dict[str, list[str]]:
         "npz->pt": [*py, "convert", str(sources["npz"]), "-o", str(folder / "o.pt"), "--cell", "gru"],
         "safetensors->npz": [*py, "export", str(sources["safetensors"]), "--to", "blocks", "--cell", "gru",
                              "-o", str(folder / "e.npz")],
+        "import": [sys.executable, "-c", "import numpyrnn"],
     }
+    for kind in ("npz", "safetensors", "pt"):  # numpyrnn's own files, read by the library itself
+        if kind in sources:
+            cell = ", cell='gru'" if kind == "npz" else ""
+            cmds[f"load {kind}"] = [sys.executable, "-c",
+                                    f"import numpyrnn; numpyrnn.load({str(sources[kind])!r}{cell})"]
     if "onnx" in sources:
         cmds["onnx->safetensors"] = [*py, "convert", str(sources["onnx"]), "-o", str(folder / "x.safetensors"),
                                      "--cell", "gru"]
@@ -165,7 +188,9 @@ def commands(folder: Path, sources: dict[str, Path]) -> dict[str, list[str]]:
 
 
 def source_of(name: str) -> str:
-    return {"cp": "npz", "startup": "npz"}.get(name, name.split("->")[0])
+    if name.startswith("load "):
+        return name.split()[1]
+    return {"cp": "npz", "startup": "npz", "import": "npz"}.get(name, name.split("->")[0])
 
 
 def measure(hidden: int, repeats: int, work: Path | None, keras_max: int) -> dict:
@@ -185,17 +210,19 @@ def measure(hidden: int, repeats: int, work: Path | None, keras_max: int) -> dic
         sizes = {k: p.stat().st_size for k, p in sources.items()}
     med = {n: {k: statistics.median(r[k] for r in rs) for k in ("s", "maxrss", "anon")} for n, rs in times.items()}
     spread = {n: (max(r["s"] for r in rs) - min(r["s"] for r in rs)) / med[n]["s"] for n, rs in times.items()}
-    cp, start = med["cp"]["s"], med["startup"]["s"]
+    cp = med["cp"]["s"]
     entry = {"hidden": hidden, "bytes": nbytes, "file_bytes": sizes, "median": med, "spread": spread,
              "times": {n: [r["s"] for r in rs] for n, rs in times.items()}, "ratios": {}}
     for n in names:
-        if n in ("cp", "startup"):
+        if n in ("cp", "startup", "import"):
             continue
+        base = "import" if n.startswith("load ") else "startup"  # the library alone, or the command line
         entry["ratios"][n] = {
-            "net_s": med[n]["s"] - start,
-            "vs_cp": (med[n]["s"] - start) / cp,
-            "maxrss_ratio": (med[n]["maxrss"] - med["startup"]["maxrss"]) / nbytes,
-            "anon_ratio": (med[n]["anon"] - med["startup"]["anon"]) / nbytes,
+            "start_up": base,
+            "net_s": med[n]["s"] - med[base]["s"],
+            "vs_cp": (med[n]["s"] - med[base]["s"]) / cp,
+            "maxrss_ratio": (med[n]["maxrss"] - med[base]["maxrss"]) / nbytes,
+            "anon_ratio": (med[n]["anon"] - med[base]["anon"]) / nbytes,
         }
     return entry
 
@@ -212,17 +239,19 @@ def markdown(report: dict) -> str:
     lines = [f"# File paths against cp ({report['machine']})", "",
              f"{report['description']}. Bidirectional {LAYERS}-layer GRU, input = hidden, float32. Median of "
              f"{report['repeats']} interleaved rounds of fresh processes after a warm-up round. "
-             "net = command - start-up (`numpyrnn --help`), ratio = net / cp of the .npz. Memory: the child's largest "
-             "sampled VmRSS less the start-up's (counts touched pages of mapped files), and its largest RssAnon less "
-             "the start-up's (not file-backed), as ratios to the weight bytes. Spread = (max - min) / median of "
-             "the rounds. Targets for npz->safetensors: ratio <= 1.5, peak memory <= 1.2.", "",
+             "net = command - start-up (`numpyrnn --help` for the command line, `import numpyrnn` for "
+             "numpyrnn.load), ratio = net / cp of the .npz. Memory: the command's peak RSS (ru_maxrss measured by a "
+             "fresh wrapper process; counts touched pages of mapped files) and its largest sampled RssAnon (not "
+             "file-backed), each less the start-up's, as ratios to the weight bytes. Spread = (max - min) / median "
+             "of the rounds. Targets for npz->safetensors: ratio <= 1.5, peak memory <= 1.2.", "",
              "| hidden | weights | cp (s) | start-up (s) | path | command (s) | net (s) | ratio to cp | "
              "peak RSS / weights | peak RssAnon / weights | spread |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in report["sizes"]:
         med = e["median"]
         for n, r in e["ratios"].items():
-            lines.append(f"| {e['hidden']} | {fmt_bytes(e['bytes'])} | {med['cp']['s']:.3f} | {med['startup']['s']:.3f} | "
+            lines.append(f"| {e['hidden']} | {fmt_bytes(e['bytes'])} | {med['cp']['s']:.3f} | "
+                         f"{med[r.get('start_up', 'startup')]['s']:.3f} | "
                          f"{n} | {med[n]['s']:.3f} | {r['net_s']:.3f} | {r['vs_cp']:.2f}x | {r['maxrss_ratio']:.2f} | "
                          f"{r['anon_ratio']:.2f} | {e['spread'][n]:.2f} |")
     lines += ["", f"Command: `{report['command']}`", ""]
@@ -244,7 +273,9 @@ def plot(report: dict, path: Path) -> bool:
         pts = [(e["bytes"], e["ratios"][n]["vs_cp"], e["ratios"][n]["maxrss_ratio"]) for e in report["sizes"]
                if n in e["ratios"]]
         xs, rs, ms = zip(*pts)
-        ax1.plot(xs, rs, marker="o", label=n)
+        timed = [(x, r) for x, r in zip(xs, rs) if r > 0]  # a net time below 0 is start-up noise: not drawn
+        if timed:
+            ax1.plot(*zip(*timed), marker="o", label=n)
         ax2.plot(xs, ms, marker="o", label=n)
     ax1.axhline(1.0, color="black", linewidth=1, label="baseline: cp")
     ax1.axhline(1.5, color="grey", linewidth=0.8, linestyle=":", label="target 1.5x (npz)")
@@ -261,6 +292,12 @@ def plot(report: dict, path: Path) -> bool:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
+
+
+def save(report: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "files.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / "files.md").write_text(markdown(report))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -293,9 +330,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {n:20s} {e['median'][n]['s']:7.3f} s  net {r['net_s']:7.3f} s  {r['vs_cp']:5.2f}x cp  "
                   f"peak RSS {r['maxrss_ratio']:.2f}x  RssAnon {r['anon_ratio']:.2f}x  "
                   f"spread {e['spread'][n]:.2f}", flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "files.json").write_text(json.dumps(report, indent=1) + "\n")
-    (args.out / "files.md").write_text(markdown(report))
+        save(report, args.out)  # after every size: an interrupted run keeps what it measured
+    save(report, args.out)
     made = plot(report, args.out / "files.png")
     print(f"wrote {args.out / 'files.json'}, {args.out / 'files.md'}" + (f", {args.out / 'files.png'}" if made else ""))
     return 0

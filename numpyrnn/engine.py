@@ -22,9 +22,11 @@ initialised.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import ctypes
 import functools
+import math
 import os
 import sys
 import threading
@@ -857,6 +859,24 @@ def _declaration(layout: Any, spec: RNNSpec, options: Mapping[str, Any], what: s
     return value, key
 
 
+def _both_key(layout: Any, spec: RNNSpec, options: Mapping[str, Any]) -> Hashable | None:
+    okey = _options_key(options)
+    return None if okey is None else ("both", id(layout), type(layout), spec, okey)
+
+
+def _declared_both(key: Hashable | None, layout: Any) -> tuple | None:
+    """``(shapes, hint, pieces, pieces key)`` from one lookup, once both were declared (see :func:`_both_put`)."""
+    if key is None:
+        return None
+    hit = _declared.get(key)
+    return hit[1] if hit is not None and hit[0] is layout else None
+
+
+def _both_put(key: Hashable | None, layout: Any, value: tuple) -> None:
+    if key is not None and value[3] is not None:
+        _cache_put(_declared, key, (layout, value))
+
+
 # --------------------------------------------------------------------------------------
 # execution
 # --------------------------------------------------------------------------------------
@@ -1063,6 +1083,9 @@ _module_locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def _lock_of(module: nn.Module) -> Any:
     """The lock that serialises loads into and exports from ``module``."""
+    lock = _module_locks.get(module)
+    if lock is not None:
+        return lock
     with _locks_guard:
         lock = _module_locks.get(module)
         if lock is None:
@@ -1076,24 +1099,32 @@ _torch_threads_guard = threading.RLock()
 
 def _reset_after_fork() -> None:
     """In a forked child, locks another thread of the parent held stay held: start afresh."""
-    global _locks_guard, _module_locks, _warn_lock, _forked, _torch_threads_guard
+    global _locks_guard, _module_locks, _warn_lock, _forked, _torch_threads_guard, _bound
     _torch_threads_guard = threading.RLock()
     _locks_guard = threading.Lock()
     _module_locks = weakref.WeakKeyDictionary()
+    _bound = weakref.WeakKeyDictionary()
     _warn_lock = threading.Lock()
     _forked = True
 
 
-@contextlib.contextmanager
-def _fork_safe() -> Iterator[None]:
+_NOTHING = contextlib.nullcontext()
+
+
+def _fork_safe() -> contextlib.AbstractContextManager:
     """In a forked child, keep torch's kernels on the calling thread while numpyrnn works.
 
     torch's OpenMP pool does not survive ``fork``: in a child, a multithreaded torch
     kernel waits forever for the parent's threads, even after ``torch.set_num_threads``
     (any torch call of the child's own does the same). numpyrnn's checks and copies
-    then run single-threaded. Elsewhere this does nothing.
+    then run single-threaded. Elsewhere this does nothing (and costs nothing).
     """
-    threads = torch.get_num_threads() if _forked else 1
+    return _single_threaded() if _forked else _NOTHING
+
+
+@contextlib.contextmanager
+def _single_threaded() -> Iterator[None]:
+    threads = torch.get_num_threads()
     if threads == 1:
         yield
         return
@@ -1105,15 +1136,39 @@ def _fork_safe() -> Iterator[None]:
             torch.set_num_threads(threads)
 
 
-@contextlib.contextmanager
-def _guarded(module: nn.Module) -> Iterator[None]:
+def _guarded(module: nn.Module) -> contextlib.AbstractContextManager:
     """Hold ``module``'s lock (loads and exports of one module never interleave), fork-safely."""
-    with _lock_of(module), _fork_safe():
+    return _locked_single_threaded(module) if _forked else _lock_of(module)
+
+
+@contextlib.contextmanager
+def _locked_single_threaded(module: nn.Module) -> Iterator[None]:
+    with _lock_of(module), _single_threaded():
         yield
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+_SPEC_ATTRS = ("mode", "input_size", "hidden_size", "num_layers", "bidirectional", "bias", "proj_size")
+_specs: dict[Hashable, RNNSpec] = {}
+
+
+def _spec_of(module: nn.Module) -> RNNSpec:
+    """``RNNSpec.of(module)``, looked up by the module's attributes once it has been made for them."""
+    if not isinstance(module, nn.RNNBase):
+        return RNNSpec.of(module)  # raises, naming what it got
+    d = module.__dict__
+    try:
+        attrs = tuple([d[k] for k in _SPEC_ATTRS])
+        hit = _specs.get(attrs)
+    except (KeyError, TypeError):  # an attribute that is a property, or unhashable
+        return RNNSpec.of(module)
+    if hit is None:
+        hit = RNNSpec.of(module)
+        _cache_put(_specs, attrs, hit)
+    return hit
 
 
 @functools.lru_cache(maxsize=256)
@@ -1770,6 +1825,9 @@ def export(
 def _export(module: nn.RNNBase, pieces: Sequence[Piece], shapes: Mapping[str, Sequence[Axis]],
             key: Hashable | None = None, spec: RNNSpec | None = None) -> dict[str, np.ndarray]:
     spec = spec or RNNSpec.of(module)
+    fast = _fast_export(module, spec, pieces, key, shapes)
+    if fast is not None:
+        return fast
     with torch.no_grad():
         params = _params(module, spec)
     first = next(iter(params.values()))
@@ -1819,6 +1877,401 @@ def _export_remote(copies: Sequence[_Copy]) -> None:
                 _write(_rebase(c.dst, span, lo), c.src if c.fold is None else c.src + c.fold, c.offset)
             host.copy_(span)
             del span
+
+
+# --------------------------------------------------------------------------------------
+# small modules on the CPU: plans replayed through numpy views, without torch per copy
+# --------------------------------------------------------------------------------------
+#
+# Below :data:`_FAST_BYTES`, a build, load or export of plain CPU parameters from or into
+# C-contiguous numpy arrays is a handful of ``np.copyto`` between views whose geometry a
+# cached plan holds: no ``as_strided``, no ``copy_`` dispatch, no list of ``_Copy``. Only
+# the case that is known to succeed goes this way: anything else (another array type, a
+# bad value, a parameter that a hook computes, ...) takes the general path, which raises
+# exactly what it always raised. Every cast numpy does here is one that :func:`_blockwise`
+# proves equal to ``copy_``'s, and the version counters are bumped as ``copy_`` would.
+
+_FAST_BYTES = _SINGLE_THREAD_BYTES
+_FAST_NP = {np.dtype(np.float16): torch.float16, np.dtype(np.float32): torch.float32,
+            np.dtype(np.float64): torch.float64}
+_FAST_TYPES = (np.ndarray, np.memmap)
+_HOST = torch.empty(0)  # stands for the numpy side in :func:`_crosses`
+
+# one step: param name, its view (sizes, byte strides, byte offset), leaf key, the leaf's view
+_Step = tuple[str, tuple[int, ...], tuple[int, ...], int, str, tuple[int, ...], tuple[int, ...], int]
+
+
+class _Raw:
+    """Raw memory of a tensor seen through numpy's array interface; keeps the tensor alive."""
+
+    __slots__ = ("__array_interface__", "tensor")
+
+    def __init__(self, t: torch.Tensor, ptr: int, shape: tuple[int, ...], strides: tuple[int, ...], typestr: str):
+        self.tensor = t
+        self.__array_interface__ = {"data": (ptr, False), "shape": shape, "strides": strides,
+                                    "typestr": typestr, "version": 3}
+
+
+_TYPESTR = {torch.float16: np.dtype(np.float16).str, torch.float32: np.dtype(np.float32).str,
+            torch.float64: np.dtype(np.float64).str}
+
+
+def _fast_steps(recipe: _Recipe, pitem: int, litems: Mapping[str, int]) -> tuple[_Step, ...] | None:
+    """A recipe's import or export steps in bytes; ``None`` where a step needs more than a copy."""
+    steps = []
+    for pname, (psz, pst, poff), lkey, (lsz, lst, loff), offset, fname, _ in recipe.steps:
+        if offset or fname:
+            return None
+        if not all(psz) or psz != lsz:
+            continue  # nothing to copy
+        li = litems[lkey]
+        steps.append((pname, psz, tuple(s * pitem for s in pst), poff * pitem,
+                      lkey, lsz, tuple(s * li for s in lst), loff * li))
+    return tuple(steps)
+
+
+_fast_plans: dict[Hashable, Any] = {}
+
+
+def _fast_plan(key: Hashable, spec: RNNSpec, pieces: Sequence[Piece], params: Mapping[str, torch.Tensor],
+               pgeom: Hashable, sig: tuple, direction: str) -> Any:
+    """The byte steps for ``pieces`` between parameters of geometry ``pgeom`` and leaves of signature
+    ``sig``: planned once (through :class:`_Recipe`), then a dict lookup. ``False``: not a fast case."""
+    full = (key, direction, pgeom, sig)
+    hit = _fast_plans.get(full)
+    if hit is not None:
+        return hit
+    tensors = {k: torch.from_numpy(np.empty(shape, dtype)) for k, shape, dtype in sig}
+    recipe, _ = _Recipe.make(spec, pieces, params, tensors, direction)
+    pitem = next(iter(params.values())).element_size()
+    steps = _fast_steps(recipe, pitem, {k: dtype.itemsize for k, _, dtype in sig})
+    value: Any = False
+    if steps is not None and not (recipe.partial if direction == "import" else False):
+        value = (steps, recipe.short)
+    _cache_put(_fast_plans, full, value)
+    return value
+
+
+_wants: dict[int, tuple[Any, tuple[tuple[str, tuple[int, ...]], ...]]] = {}  # declared shapes as plain tuples
+
+
+def _wants_of(shapes: Mapping[str, Sequence[Axis]]) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """Declared shapes as plain tuples, worked out once per declaration."""
+    wants = _wants.get(id(shapes))
+    if wants is None or wants[0] is not shapes:
+        wants = (shapes, tuple((k, tuple(ax.size for ax in axes)) for k, axes in shapes.items()))
+        _cache_put(_wants, id(shapes), wants)
+    return wants[1]
+
+
+def _fast_leaves(leaves: Mapping[str, Any], shapes: Mapping[str, Sequence[Axis]], limit: int) -> tuple | None:
+    """The leaves' signature if they are plain C-contiguous numpy arrays of the declared shapes and
+    of float16/32/64, fewer than ``limit`` bytes in all; else ``None``."""
+    if leaves.keys() != shapes.keys():
+        return None
+    sig = []
+    total = 0
+    for k, want in _wants_of(shapes):
+        a = leaves[k]
+        if type(a) not in _FAST_TYPES or a.shape != want or a.dtype not in _FAST_NP or not a.flags.c_contiguous:
+            return None
+        total += a.nbytes
+        sig.append((k, want, a.dtype))
+    if total >= limit:
+        return None
+    return tuple(sig)
+
+
+_may_share = np.may_share_memory
+_np_add, _np_min, _np_max, _np_isfinite = np.add.reduce, np.minimum.reduce, np.maximum.reduce, np.isfinite
+
+
+def _fast_values_ok(leaves: Mapping[str, np.ndarray], dtype: torch.dtype) -> bool:
+    """Whether every leaf is finite and casts to ``dtype`` without Inf (``False`` sends to the general
+    path, which names the value; a sum that overflows only costs that detour)."""
+    for a in leaves.values():
+        src = _FAST_NP[a.dtype]
+        if src is torch.float64 and dtype is torch.float16:
+            return False  # torch rounds through float32, numpy once
+        if not a.size:
+            continue
+        cut = _inf_threshold(src, dtype)
+        if cut is None and a.size <= _TINY:  # no error state to set (which costs more than the pass)
+            if not _np_isfinite(a).all():
+                return False
+            continue
+        with np.errstate(over="ignore", invalid="ignore"):
+            if cut is not None:
+                if not (-cut < float(_np_min(a, None)) and float(_np_max(a, None)) < cut):  # NaN compares false
+                    return False
+            elif a.itemsize >= 4:  # a sum in the leaf's own dtype: NaN and Inf propagate
+                if not math.isfinite(_np_add(a, None)):
+                    return False
+            elif not (math.isfinite(_np_min(a, None)) and math.isfinite(_np_max(a, None))):
+                return False
+    return True
+
+
+class _Bound:
+    """A module's plain CPU parameters seen through numpy, kept per module while they stay the same."""
+
+    __slots__ = ("cls", "spec", "names", "params", "state", "views", "dtype", "geom", "ranges", "span", "plans",
+                 "__weakref__")
+
+    def __init__(self, module: nn.Module, spec: RNNSpec, params: list[torch.Tensor]):
+        self.cls = type(module)
+        self.spec = spec
+        self.names = _param_names(spec)
+        self.params = params
+        self.state = _bound_state(module, self.names)
+        self.dtype = params[0].dtype
+        typestr = _TYPESTR[self.dtype]
+        item = params[0].element_size()
+        self.views = {n: np.asarray(_Raw(p, p.data_ptr(), tuple(p.shape),
+                                         tuple(s * item for s in p.stride()), typestr))
+                      for n, p in zip(self.names, params)}
+        self.geom = (self.dtype, tuple((n, tuple(p.shape), tuple(p.stride())) for n, p in zip(self.names, params)))
+        ranges = sorted((p.data_ptr(), p.data_ptr() + _reach(p) * item) for p in params if p.numel())
+        self.ranges = ([lo for lo, _ in ranges], [hi for _, hi in ranges])
+        # every byte from the first parameter's to the last one's end, for numpy's bounds test (never read)
+        self.span = (np.asarray(_Raw(params[0], ranges[0][0], (ranges[-1][1] - ranges[0][0],), (1,), "|u1"))
+                     if ranges else None)
+        # (key, direction, leaf signature) -> list of (param view, leaf key, sizes, strides, offset)
+        self.plans: dict[Hashable, Any] = {}
+
+
+def _reach(t: torch.Tensor) -> int:
+    return 1 + sum((n - 1) * st for n, st in zip(t.shape, t.stride()))
+
+
+def _bound_state(module: nn.Module, names: Sequence[str]) -> tuple | None:
+    """What must stay the same for a :class:`_Bound` to hold: each parameter's identity and memory."""
+    ps: Any = module.__dict__.get("_parameters")
+    try:
+        return tuple([(id(p), p.data_ptr(), p.shape, p.stride()) for p in map(ps.__getitem__, names)])
+    except (KeyError, AttributeError, TypeError):  # a parameter gone, or None
+        return None
+
+
+_bound: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _bound_for(module: nn.Module, spec: RNNSpec) -> _Bound | None:
+    """The module's :class:`_Bound`, made afresh when its parameters changed; ``None`` where the small
+    fast paths do not apply (a hook or parametrization, another device or dtype, large, ...)."""
+    b = _bound.get(module)
+    if (b is not None and b.spec == spec and type(module) is b.cls and not module._forward_pre_hooks
+            and _bound_state(module, b.names) == b.state):
+        return b
+    b = _make_bound(module, spec)
+    try:
+        if b is None:
+            _bound.pop(module, None)
+        else:
+            _bound[module] = b
+    except TypeError:  # pragma: no cover - a module that cannot be weakly referenced
+        return None
+    return b
+
+
+def _make_bound(module: nn.Module, spec: RNNSpec) -> _Bound | None:
+    if module._forward_pre_hooks or "parametrizations" in module._modules:
+        return None
+    ps = module.__dict__.get("_parameters") or {}
+    params = [ps.get(n) for n in _param_names(spec)]
+    if not params:
+        return None
+    dtype = params[0].dtype if params[0] is not None else None
+    total = 0
+    for p in params:
+        if (type(p) is not nn.Parameter or p.device.type != "cpu" or p.dtype is not dtype or dtype not in _TYPESTR
+                or p.is_neg() or p.is_conj() or p.is_inference() or not _non_overlapping(p)):
+            return None
+        total += p.numel() * p.element_size()
+    if total >= _FAST_BYTES:
+        return None
+    return _Bound(module, spec, params)  # type: ignore[arg-type]
+
+
+# Up to this many bytes of leaves, a bound plan also keeps a staging copy of the leaves with its
+# views in place (one per plan, shared by the modules that use it): a load first copies each leaf
+# whole into it and an export copies it out whole, so that no view is made per call. Above it the
+# extra pass costs more than the views it saves.
+_STAGE_BYTES = 256 << 10
+_stages: dict[Hashable, Any] = {}
+
+
+class _Stage:
+    """Leaf-shaped arrays and their views for one plan; ``lock`` is only ever tried, never waited on."""
+
+    __slots__ = ("lock", "arrays", "views")
+
+    def __init__(self, sig: tuple, steps: Sequence[_Step]):
+        self.lock = threading.Lock()
+        self.arrays = {k: np.zeros(shape, dtype) for k, shape, dtype in sig}
+        self.views = [np.ndarray(lsz, self.arrays[lkey].dtype, self.arrays[lkey], loff, lst)
+                      for _, _, _, _, lkey, lsz, lst, loff in steps]
+
+
+def _stage_for(full: Hashable, sig: tuple, steps: Sequence[_Step]) -> _Stage | None:
+    if sum(int(np.prod(shape)) * dtype.itemsize for _, shape, dtype in sig) > _STAGE_BYTES:
+        return None
+    stage = _stages.get(full)
+    if stage is None:
+        stage = _Stage(sig, steps)
+        if len(_stages) >= 16:
+            _stages.clear()  # modules keep the stages they hold; new plans get new ones
+        _stages[full] = stage
+    return stage
+
+
+def _bound_plan(b: _Bound, key: Hashable, spec: RNNSpec, pieces: Sequence[Piece], sig: tuple,
+                direction: str) -> Any:
+    """A bound module's steps with its parameter views in place (``False``: not a fast case)."""
+    pkey = (id(pieces), direction, sig)
+    hit = b.plans.get(pkey)
+    if hit is not None and hit[0] is pieces:
+        return hit[1]
+    plan_ = _fast_plan(key, spec, pieces, dict(zip(b.names, b.params)), b.geom, sig, direction)
+    value: Any = False
+    if plan_:
+        steps, short = plan_
+        views = []
+        for pname, psz, pst, poff, lkey, lsz, lst, loff in steps:
+            base = b.views[pname]
+            views.append((np.ndarray(psz, base.dtype, base, poff, pst) if base.flags.c_contiguous
+                          else _offset_view(base, psz, pst, poff), lkey, lsz, lst, loff))
+        stage = _stage_for((key, direction, b.geom, sig), sig, steps)
+        pairs = list(zip([v[0] for v in views], stage.views)) if stage is not None else None
+        value = (views, short, stage, pairs)
+    if len(b.plans) >= 16:
+        b.plans.clear()
+    b.plans[pkey] = (pieces, value)  # the pieces kept alive: their id names no others meanwhile
+    return value
+
+
+def _offset_view(base: np.ndarray, sizes: tuple[int, ...], strides: tuple[int, ...], offset: int) -> np.ndarray:
+    """A view of ``base``'s memory at a byte offset, for a base that has no contiguous buffer."""
+    ptr = base.__array_interface__["data"][0] + offset
+    return np.asarray(_Raw(base.base.tensor, ptr, sizes, strides, base.dtype.str))  # type: ignore[union-attr]
+
+
+def _aliased(b: _Bound, leaves: Mapping[str, np.ndarray]) -> bool:
+    """Whether a leaf's memory overlaps a parameter's (the general path reads such a leaf from a copy)."""
+    starts, ends = b.ranges
+    span = b.span
+    for a in leaves.values():
+        if not a.size or span is None or not _may_share(a, span):  # outside the parameters' extent
+            continue
+        lo = a.__array_interface__["data"][0]
+        i = bisect.bisect_left(starts, lo + a.nbytes) - 1  # the last parameter that starts before the leaf ends
+        if i >= 0 and ends[i] > lo:  # parameters never overlap: no earlier one can reach further
+            return True
+    return False
+
+
+def _fast_load(module: nn.Module, spec: RNNSpec, pieces: Sequence[Piece], key: Hashable | None,
+               leaves: Mapping[str, Any], shapes: Mapping[str, Sequence[Axis]]) -> bool:
+    """:func:`load` for a small plain CPU module from numpy leaves (see above); ``False``: nothing done."""
+    if key is None or _increment_version is None or torch.is_inference_mode_enabled():
+        return False
+    sig = _fast_leaves(leaves, shapes, _FAST_BYTES)
+    if sig is None:
+        return False
+    b = _bound_for(module, spec)
+    if b is None or _crosses(_HOST, b.params[0]):
+        return False
+    plan_ = _bound_plan(b, key, spec, pieces, sig, "import")
+    if not plan_ or not _fast_values_ok(leaves, b.dtype):
+        return False
+    copyto = np.copyto
+    stage = plan_[2]
+    if stage is not None and stage.lock.acquire(blocking=False):
+        try:  # every leaf is read whole before any parameter is written: aliasing cannot matter
+            arrays = stage.arrays
+            for k, a in leaves.items():
+                copyto(arrays[k], a)
+            for dst, src in plan_[3]:
+                copyto(dst, src, casting="unsafe")
+        finally:
+            stage.lock.release()
+    else:
+        if _aliased(b, leaves):
+            return False
+        ndarray = np.ndarray
+        for dst, lkey, lsz, lst, loff in plan_[0]:
+            a = leaves[lkey]
+            copyto(dst, ndarray(lsz, a.dtype, a, loff, lst), casting="unsafe")
+    _increment_version(b.params)
+    return True
+
+
+def _fast_fresh(module: nn.Module, spec: RNNSpec, pieces: Sequence[Piece], key: Hashable | None,
+                leaves: Mapping[str, Any], shapes: Mapping[str, Sequence[Axis]]) -> bool:
+    """:func:`load` into a module that :func:`build` just made (contiguous parameters that no one else
+    sees yet), from numpy leaves; ``False``: nothing done."""
+    if key is None or _increment_version is None or torch.is_inference_mode_enabled():
+        return False
+    if module._forward_pre_hooks or "parametrizations" in module._modules:
+        return False
+    sig = _fast_leaves(leaves, shapes, _FAST_BYTES)
+    if sig is None:
+        return False
+    ps = module._parameters
+    names = _param_names(spec)
+    params = {n: ps.get(n) for n in names}
+    first = params[names[0]]
+    if first is None:
+        return False
+    dtype = first.dtype
+    if dtype not in _TYPESTR or first.device.type != "cpu" or _crosses(_HOST, first):
+        return False
+    for p in params.values():
+        if type(p) is not nn.Parameter or p.dtype is not dtype or not p.is_contiguous():
+            return False
+    pgeom = (dtype, "contiguous", tuple(p.shape for p in params.values()))  # type: ignore[union-attr]
+    plan_ = _fast_plan(key, spec, pieces, params, pgeom, sig, "import")  # type: ignore[arg-type]
+    if not plan_ or not _fast_values_ok(leaves, dtype):
+        return False
+    typestr = _TYPESTR[dtype]
+    asarray, copyto, ndarray = np.asarray, np.copyto, np.ndarray
+    for pname, psz, pst, poff, lkey, lsz, lst, loff in plan_[0]:
+        p = params[pname]
+        a = leaves[lkey]
+        copyto(asarray(_Raw(p, p.data_ptr() + poff, psz, pst, typestr)),  # type: ignore[arg-type, union-attr]
+               ndarray(lsz, a.dtype, a, loff, lst), casting="unsafe")
+    _increment_version(list(params.values()))
+    return True
+
+
+def _fast_export(module: nn.Module, spec: RNNSpec, pieces: Sequence[Piece], key: Hashable | None,
+                 shapes: Mapping[str, Sequence[Axis]]) -> dict[str, np.ndarray] | None:
+    """:func:`export` of a small plain CPU module (see above); ``None``: nothing done."""
+    if key is None:
+        return None
+    b = _bound_for(module, spec)
+    if b is None or _crosses(_HOST, b.params[0]):
+        return None
+    np_dtype = b.views[b.names[0]].dtype
+    wants = _wants_of(shapes)
+    sig = tuple([(k, w, np_dtype) for k, w in wants])
+    plan_ = _bound_plan(b, key, spec, pieces, sig, "export")
+    if not plan_:
+        return None
+    views, short, stage, pairs = plan_
+    copyto = np.copyto
+    if stage is not None and stage.lock.acquire(blocking=False):
+        try:  # what no piece writes stays zero in the stage
+            for src, dst in pairs:
+                copyto(dst, src)
+            return {k: a.copy() for k, a in stage.arrays.items()}
+        finally:
+            stage.lock.release()
+    arrays = {k: (np.zeros if k in short else np.empty)(w, np_dtype) for k, w in wants}
+    ndarray = np.ndarray
+    for src, lkey, lsz, lst, loff in views:
+        copyto(ndarray(lsz, np_dtype, arrays[lkey], loff, lst), src)
+    return arrays
 
 
 # --------------------------------------------------------------------------------------
@@ -1872,7 +2325,8 @@ def _import_layout(cls: type[nn.RNNBase], layout: Any, source: Any, *, mode: str
     if not isinstance(freeze, bool):
         raise TypeError(f"freeze should be of type bool, got: {type(freeze).__name__}")
     module = build(cls, spec, batch_first=batch_first, dropout=dropout, device=device, dtype=dtype)
-    load(module, pieces, checked, fresh=True, key=key)  # checks values as it copies
+    if not _fast_fresh(module, spec, pieces, key, checked, shapes):
+        load(module, pieces, checked, fresh=True, key=key)  # checks values as it copies
     if freeze:
         module.requires_grad_(False)
     return module
@@ -1881,10 +2335,22 @@ def _import_layout(cls: type[nn.RNNBase], layout: Any, source: Any, *, mode: str
 def load_layout(module: nn.RNNBase, layout: Any, source: Any, *, options: Mapping[str, Any] | None = None) -> nn.RNNBase:
     """Load ``source`` into an existing module in place; all-or-nothing."""
     options = dict(options or {})
-    spec = RNNSpec.of(module)
+    spec = _spec_of(module)
     with _guarded(module):
         leaves = layout.leaves_for(source, spec, **options)
-        (shapes, hint), _ = _declaration(layout, spec, options, "shapes")
+        bkey = _both_key(layout, spec, options)
+        both = _declared_both(bkey, layout)
+        if both is None:
+            (shapes, hint), _ = _declaration(layout, spec, options, "shapes")
+            try:  # a declaration that raises is raised below, after the leaves' own errors
+                pieces, key = _declaration(layout, spec, options, "pieces")
+                _both_put(bkey, layout, (shapes, hint, pieces, key))
+            except Exception:  # noqa: BLE001
+                key = None
+        else:
+            shapes, hint, pieces, key = both
+        if key is not None and _fast_load(module, spec, pieces, key, leaves, shapes):
+            return module
         checked = check_leaves(leaves, shapes, layout=layout.name, hint=hint)
         pieces, key = _declaration(layout, spec, options, "pieces")
         return load(module, pieces, checked, key=key, checked=True)
@@ -1893,9 +2359,15 @@ def load_layout(module: nn.RNNBase, layout: Any, source: Any, *, options: Mappin
 def export_layout(module: nn.RNNBase, layout: Any, *, options: Mapping[str, Any] | None = None) -> Any:
     """The module's weights in ``layout``, as fresh arrays (never views of the parameters)."""
     options = dict(options or {})
-    spec = RNNSpec.of(module)
-    pieces, key = _declaration(layout, spec, options, "pieces")
-    (shapes, _), _ = _declaration(layout, spec, options, "shapes")
+    spec = _spec_of(module)
+    bkey = _both_key(layout, spec, options)
+    both = _declared_both(bkey, layout)
+    if both is None:
+        pieces, key = _declaration(layout, spec, options, "pieces")
+        (shapes, hint), _ = _declaration(layout, spec, options, "shapes")
+        _both_put(bkey, layout, (shapes, hint, pieces, key))
+    else:
+        shapes, _, pieces, key = both
     with _fork_safe():
-        arrays = export(module, pieces, shapes, key=key)
+        arrays = export(module, pieces, shapes, key=key, spec=spec)
         return layout.assemble(arrays, spec, **options)

@@ -1,0 +1,268 @@
+"""The small-module paths (numpy views replayed from cached plans) give what the general path gives.
+
+Small CPU modules loaded from, and exported to, plain numpy arrays go through
+views that a module keeps between calls. These tests change what such a module
+holds between calls (its parameters, their memory, their geometry, hooks) and
+feed it what the general path treats specially (aliased, bad or wide values),
+and check the result against torch's own ``copy_`` and the general path's errors.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import numpyrnn
+from numpyrnn import LayoutError, NumpyGRU, NumpyLSTM, NumpyRNN, engine
+
+
+def blocks(I, H, *, G=3, D=1, L=1, seed=0, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    out = dict(w0=(0.3 * rng.standard_normal((D, H, G * (I + H)))).astype(dtype),
+               b0=(0.3 * rng.standard_normal((D, H, 2 * G))).astype(dtype))
+    if L > 1:
+        out["w"] = (0.3 * rng.standard_normal((L - 1, D, H, G * (D * H + H)))).astype(dtype)
+        out["b"] = (0.3 * rng.standard_normal((L - 1, D, H, 2 * G))).astype(dtype)
+    return out
+
+
+def general(module, arrays, **kw):
+    """What the general path writes: a module loaded with the fast paths switched off."""
+    saved = engine._FAST_BYTES
+    engine._FAST_BYTES = 0
+    try:
+        return numpyrnn.load_numpy(module, **arrays, **kw)
+    finally:
+        engine._FAST_BYTES = saved
+
+
+def same(a: nn.Module, b: nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+@pytest.mark.parametrize("cls,G", [(NumpyGRU, 3), (NumpyLSTM, 4), (NumpyRNN, 1)])
+@pytest.mark.parametrize("gates", [None, "reverse"])
+def test_fast_paths_equal_the_general_path(cls, G, gates):
+    arrays = blocks(5, 4, G=G, D=2, L=3)
+    letters = {3: "rzn", 4: "ifgo", 1: "h"}[G]
+    order = letters[::-1] if gates == "reverse" and G > 1 else None
+    fast = cls.from_numpy(**arrays, gates=order)
+    ref = general(cls(5, 4, num_layers=3, bidirectional=True), arrays, gates=order)
+    same(fast, ref)
+    again = blocks(5, 4, G=G, D=2, L=3, seed=1)
+    fast.load_numpy(**again, gates=order)
+    same(fast, general(ref, again, gates=order))
+    out = fast.to_numpy(gates=order)
+    for k, v in again.items():
+        assert np.array_equal(out[k], v), k
+    out["w0"][...] = 0  # fresh arrays, never the stage or the parameters
+    assert np.array_equal(fast.to_numpy(gates=order)["w0"], again["w0"])
+
+
+def test_replaced_parameters_are_seen():
+    arrays = blocks(3, 4)
+    gru = NumpyGRU.from_numpy(**arrays)
+    gru.load_numpy(**arrays)  # the module's views are made
+    gru.weight_ih_l0 = nn.Parameter(torch.zeros_like(gru.weight_ih_l0))
+    new = blocks(3, 4, seed=2)
+    gru.load_numpy(**new)
+    assert np.array_equal(gru.to_numpy()["w0"], new["w0"])
+    with torch.no_grad():
+        gru.weight_hh_l0.data = torch.ones_like(gru.weight_hh_l0)  # same Parameter, new memory
+    gru.load_numpy(**arrays)
+    assert np.array_equal(gru.to_numpy()["w0"], arrays["w0"])
+    ref = NumpyGRU(3, 4)
+    general(ref, arrays)
+    same(gru, ref)
+
+
+def test_transposed_square_parameter_is_seen():
+    """RNN's weight_hh is square: its memory can stay where it is while its strides change."""
+    arrays = blocks(4, 4, G=1)
+    rnn = NumpyRNN.from_numpy(**arrays)
+    rnn.load_numpy(**arrays)
+    rnn.weight_hh_l0.data = rnn.weight_hh_l0.data.t()
+    new = blocks(4, 4, G=1, seed=3)
+    rnn.load_numpy(**new)
+    ref = general(NumpyRNN(4, 4), new)
+    assert torch.equal(rnn.weight_hh_l0, ref.weight_hh_l0)
+    assert np.array_equal(rnn.to_numpy()["w0"], new["w0"])
+
+
+def test_leaf_that_is_a_view_of_a_parameter():
+    """A leaf sharing memory with parameters is read as it was before the load, as the general path does."""
+    for stage in (True, False):
+        gru = NumpyGRU.from_numpy(**blocks(3, 3))
+        gru.load_numpy(**blocks(3, 3))
+        flat = torch.zeros(2 * 3 * 3)
+        gru.bias_ih_l0 = nn.Parameter(flat[:9])
+        gru.bias_hh_l0 = nn.Parameter(flat[9:])
+        leaf = flat.numpy().reshape(1, 3, 6)  # b0 in the memory of both biases
+        leaf[...] = np.arange(18, dtype=np.float32).reshape(1, 3, 6)
+        expected = leaf.copy()
+        w0 = gru.to_numpy()["w0"]
+        saved = engine._STAGE_BYTES
+        engine._STAGE_BYTES = saved if stage else 0
+        try:
+            numpyrnn.load_numpy(gru, w0=w0, b0=leaf)
+        finally:
+            engine._STAGE_BYTES = saved
+        check = general(NumpyGRU(3, 3), dict(w0=w0, b0=expected))
+        assert torch.equal(gru.bias_ih_l0, check.bias_ih_l0)
+        assert torch.equal(gru.bias_hh_l0, check.bias_hh_l0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", ["w0", "b0"])
+def test_bad_values_raise_as_before_and_write_nothing(bad, where):
+    arrays = blocks(3, 4)
+    gru = NumpyGRU.from_numpy(**arrays)
+    gru.load_numpy(**arrays)
+    before = {k: v.clone() for k, v in gru.state_dict().items()}
+    broken = {k: v.copy() for k, v in arrays.items()}
+    broken[where][0, 1, 2] = bad
+    with pytest.raises(LayoutError, match=rf"{where}: holds {bad} at index \[0, 1, 2\]"):
+        gru.load_numpy(**broken)
+    for k, v in gru.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    with pytest.raises(LayoutError, match=rf"{where}: holds {bad} at index \[0, 1, 2\]"):
+        NumpyGRU.from_numpy(**broken)
+
+
+def test_float64_beyond_float32_raises_as_before():
+    arrays = blocks(3, 4, dtype=np.float64)
+    gru = NumpyGRU.from_numpy(**arrays)
+    arrays["w0"][0, 2, 1] = 1e39
+    with pytest.raises(LayoutError, match=r"w0: holds 1e\+39 at index \[0, 2, 1\], beyond the largest float32"):
+        gru.load_numpy(**arrays)
+    with pytest.raises(LayoutError, match="beyond the largest float32"):
+        NumpyGRU.from_numpy(**arrays)
+
+
+@pytest.mark.parametrize("src", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("dst", [torch.float16, torch.float32, torch.float64])
+def test_casts_round_like_copy(src, dst):
+    rng = np.random.default_rng(5)
+    arrays = {k: (v * 1000 + rng.standard_normal(v.shape) * 1e-3).astype(src) for k, v in blocks(3, 4).items()}
+    gru = NumpyGRU.from_numpy(**arrays, dtype=dst)
+    ref = NumpyGRU(3, 4, dtype=dst)
+    general(ref, arrays)
+    same(gru, ref)
+    gru.load_numpy(**arrays)
+    same(gru, ref)
+    w = torch.from_numpy(arrays["w0"][0, :, :9].reshape(4, 3, 3).transpose(1, 0, 2).reshape(12, 3).copy())
+    assert torch.equal(gru.weight_ih_l0, torch.empty(12, 3, dtype=dst).copy_(w))
+
+
+def test_versions_bump_and_backward_refuses():
+    arrays = blocks(3, 4)
+    gru = NumpyGRU.from_numpy(**arrays)
+    gru.load_numpy(**arrays)
+    versions = {n: p._version for n, p in gru.named_parameters()}
+    out, _ = gru(torch.randn(2, 1, 3))
+    gru.load_numpy(**arrays)
+    assert all(p._version > versions[n] for n, p in gru.named_parameters())
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()
+
+
+def test_hooks_and_parametrizations_take_the_general_path():
+    arrays = blocks(3, 4)
+    gru = NumpyGRU.from_numpy(**arrays)
+    gru.load_numpy(**arrays)
+    torch.nn.utils.parametrize.register_parametrization(gru, "weight_hh_l0", _Double())
+    new = blocks(3, 4, seed=4)
+    gru.load_numpy(**new)
+    assert np.allclose(gru.to_numpy()["w0"], new["w0"])
+    w = torch.from_numpy(new["w0"][0, :, 9:].reshape(4, 3, 4).transpose(1, 0, 2).reshape(12, 4).copy())
+    assert torch.allclose(gru.weight_hh_l0, w)
+
+
+class _Double(nn.Module):
+    def forward(self, x):
+        return 2 * x
+
+    def right_inverse(self, x):
+        return x / 2
+
+
+def test_concurrent_loads_and_exports_of_tiny_modules():
+    """Threads sharing one plan's stage: each result is one of the inputs, whole."""
+    inputs = [blocks(3, 4, seed=s) for s in range(4)]
+    mods = [NumpyGRU.from_numpy(**inputs[0]) for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def work(i):
+        try:
+            for r in range(200):
+                a = inputs[(i + r) % 4]
+                mods[i].load_numpy(**a)
+                out = mods[i].to_numpy()
+                assert any(all(np.array_equal(out[k], x[k]) for k in x) for x in inputs)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+
+
+def test_inference_tensors_and_mode():
+    arrays = blocks(3, 4)
+    with torch.inference_mode():
+        gru = NumpyGRU.from_numpy(**arrays)
+    with pytest.raises(RuntimeError, match="inference tensor"):
+        gru.load_numpy(**arrays)
+    with torch.inference_mode():
+        gru.load_numpy(**arrays)
+    assert np.array_equal(gru.to_numpy()["w0"], arrays["w0"])
+
+
+def test_non_contiguous_and_foreign_leaves_take_the_general_path():
+    arrays = blocks(3, 4)
+    gru = NumpyGRU.from_numpy(**arrays)
+    wide = np.zeros((1, 4, 2 * 21), np.float32)
+    wide[..., ::2] = arrays["w0"]
+    gru.load_numpy(w0=wide[..., ::2], b0=torch.from_numpy(arrays["b0"]))
+    assert np.array_equal(gru.to_numpy()["w0"], arrays["w0"])
+    with pytest.raises(LayoutError, match=r"w0 \(block layout\)"):
+        gru.load_numpy(w0=arrays["w0"][:, :3], b0=arrays["b0"])
+
+
+def test_plain_small_modules_take_the_fast_paths(monkeypatch):
+    """Builds, loads and exports of small plain modules never reach the general path's planning."""
+    arrays = blocks(3, 4, D=2, L=2)
+    NumpyGRU.from_numpy(**arrays).load_numpy(**arrays).to_numpy()  # plans made
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("general path taken")
+
+    monkeypatch.setattr(engine, "_load", refuse)
+    monkeypatch.setattr(engine, "_planned", refuse)
+    gru = NumpyGRU.from_numpy(**arrays)
+    gru.load_numpy(**arrays)
+    out = gru.to_numpy()
+    for k, v in arrays.items():
+        assert np.array_equal(out[k], v), k
+    plain = nn.GRU(3, 4, num_layers=2, bidirectional=True)  # any plain nn.GRU: planned without _planned
+    other = blocks(3, 4, D=2, L=2, seed=7)
+    numpyrnn.load_numpy(plain, **other)
+    assert np.array_equal(numpyrnn.to_numpy(plain)["b"], other["b"])
+    big = blocks(40, 64, D=2, L=2)  # above the stage's size: views made per call
+    monkeypatch.undo()
+    NumpyGRU.from_numpy(**big).load_numpy(**big).to_numpy()
+    monkeypatch.setattr(engine, "_load", refuse)
+    monkeypatch.setattr(engine, "_planned", refuse)
+    m = NumpyGRU.from_numpy(**big)
+    m.load_numpy(**big)
+    assert np.array_equal(m.to_numpy()["w"], big["w"])
