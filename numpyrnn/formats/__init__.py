@@ -436,7 +436,7 @@ def variant_entry(mf: ModelFile, name: str, make: Callable[..., Any], *, variant
                       stacklevel=3)
         return module
 
-    mf.modules.append(Entry(name=entry.name, cell=entry.cell, config=entry.config, build=build))
+    mf.modules.append(Entry(name=entry.name, cell=entry.cell, config=entry.config, build=build, arrays=entry.arrays))
 
 
 #: The input formats of earlier releases' ``numpyrnn convert --from`` (kept for scripts that used it).
