@@ -398,7 +398,8 @@ def _kind(source: Any) -> str:
         return "keras"
     if items and all(isinstance(i, Mapping) for i in items):
         first = items[0]
-        return "tf1" if set(first) & {"kernel", "fw", "bw"} else "flax"
+        return "tf1" if set(first) & {"kernel", "fw", "bw"} or any(str(k).endswith("/kernel") for k in first) \
+            else "flax"
     raise TypeError(f"verify: cannot read a source of type {type(source).__name__}: expected a path, a Keras "
                     "layer or model, an onnx.ModelProto, Flax params, TF1 variables or a dict of block arrays")
 
@@ -1266,7 +1267,9 @@ def _tf1_tensorflow(tf: Any, cells: Any, layers: list[list[Mapping]], cell: str,
         if cell == "gru":  # GRUCell (reset before the candidate's matmul)
             values = {k: np.asarray(unit[k], np.float32) for k in ("gates/kernel", "gates/bias", "candidate/kernel",
                                                                     "candidate/bias")}
-            c = cells.GRUCell(int(values["candidate/bias"].shape[0]))
+            with warnings.catch_warnings():  # TensorFlow says the TF1 cells are deprecated
+                warnings.simplefilter("ignore", UserWarning)
+                c = cells.GRUCell(int(values["candidate/bias"].shape[0]))
             c.build((None, width))
             for var in c.weights:
                 leaf = next(k for k in values if var.name.split(":")[0].endswith(k))
@@ -1333,7 +1336,8 @@ def _tf1_case(source: Any, options: dict, *, build: bool) -> _Case:
     nonlinearity = options.get("nonlinearity") or "tanh"
     module = None
     if build:
-        extra = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
+        extra: dict[str, Any] = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
+        extra.update({k: options[k] for k in ("cell_clip", "proj_clip") if options.get(k) is not None})
         module = _cls(cell).from_tf1(source, forget_bias=fb, **extra, variants=bool(options.get("variants")))
     variant = _variant_of(module, options)
     kind = _dtype_name(np.asarray(layers[0][0].get("kernel", layers[0][0].get("gates/kernel"))).dtype)
