@@ -176,8 +176,8 @@ def _read(args: argparse.Namespace, path: Path) -> Any:
         raise UsageError("--gates and --rowwise apply to the block layout (--from blocks) only")
     if fmt.name not in ("tf1", "tfckpt") and args.forget_bias is not None:
         raise UsageError("--forget-bias applies to --from tf1 only (and to TF checkpoints, --from tfckpt)")
-    if fmt.name not in ("keras", "onnx", "tf1", "numpyrnn") and getattr(args, "variants", False):
-        raise UsageError(f"--variants applies to Keras, ONNX and TF1 files (--from keras, onnx or tf1), not to "
+    if fmt.name not in ("keras", "onnx", "tf1", "tfckpt", "numpyrnn") and getattr(args, "variants", False):
+        raise UsageError(f"--variants applies to Keras, ONNX and TF1 files (--from keras, onnx, tf1 or tfckpt), not to "
                          f"--from {fmt.name}")
     if fmt.name not in ("flax",) and getattr(args, "stack", False):
         raise UsageError(f"--stack applies to --from flax only (a {fmt.name} file records its graph, or has one "

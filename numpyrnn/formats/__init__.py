@@ -153,7 +153,7 @@ def register(fmt: Format) -> None:
 
 
 #: Options a scanning format's reader takes for the file itself; the rest are build options.
-SCAN_OPTIONS = ("forget_bias", "split_bias", "check_crc", "batch_first", "nonlinearity", "time_major")
+SCAN_OPTIONS = ("forget_bias", "split_bias", "check_crc", "batch_first", "nonlinearity", "time_major", "variants")
 
 
 def register_scanner(name: str, suffixes: tuple[str, ...], sniff: Callable[[Path], bool],
