@@ -13,6 +13,13 @@ A path is read through the format registry: the modules checked are those
 :func:`numpyrnn.load_all` builds, under the same names, and the oracle runs on
 the arrays each module's entry was read from.
 
+With ``variants=True`` the :mod:`numpyrnn.variants` modules the loaders build
+are checked the same way: the source's framework runs the layer as the file
+configures it (Keras ``reset_after``, activations, ``go_backwards``,
+``merge_mode``; the ONNX node with its attributes and peepholes; TensorFlow's
+``GRUCell``/``LSTMCell`` with peepholes and clips), and otherwise the reference's
+variant formulas with the same direction and merge.
+
 Inputs are seeded random sequences and initial states shaped from the
 configuration (or given). Compared: the output ``y`` and every final state,
 ``h_n`` and ``c_n``, per layer and direction.
@@ -181,7 +188,10 @@ def verify(source: Any, module: Any = None, *, inputs: Any = None, atol: float |
             block arrays without biases and for TF1 RNN cells), ``nonlinearity``, ``gates``,
             ``rowwise`` (block arrays), ``forget_bias`` (TF1); for paths also ``format``,
             ``stack`` (Flax), ``layer`` (a name or a list of names: only those modules, as
-            :func:`numpyrnn.load` picks them) and the other options of :func:`numpyrnn.load_all`.
+            :func:`numpyrnn.load` picks them) and the other options of :func:`numpyrnn.load_all`;
+            ``variants=True`` (Keras, ONNX and TF1 paths and in-memory sources): check the
+            :mod:`numpyrnn.variants` module a layer torch cannot compute converts to, and take
+            such modules (or their ``Directions`` wrapper) as ``module``.
 
     Returns:
         A :class:`VerifyReport`; ``report.ok`` tells whether every output is within tolerance.
