@@ -176,8 +176,8 @@ def _read(args: argparse.Namespace, path: Path) -> Any:
         raise UsageError("--gates and --rowwise apply to the block layout (--from blocks) only")
     if fmt.name not in ("tf1", "tfckpt") and args.forget_bias is not None:
         raise UsageError("--forget-bias applies to --from tf1 only (and to TF checkpoints, --from tfckpt)")
-    if fmt.name not in ("keras", "onnx", "tf1", "numpyrnn") and getattr(args, "variants", False):
-        raise UsageError(f"--variants applies to Keras, ONNX and TF1 files (--from keras, onnx or tf1), not to "
+    if fmt.name not in ("keras", "onnx", "tf1", "tfckpt", "numpyrnn") and getattr(args, "variants", False):
+        raise UsageError(f"--variants applies to Keras, ONNX and TF1 files (--from keras, onnx, tf1 or tfckpt), not to "
                          f"--from {fmt.name}")
     if fmt.name not in ("flax",) and getattr(args, "stack", False):
         raise UsageError(f"--stack applies to --from flax only (a {fmt.name} file records its graph, or has one "
@@ -237,9 +237,6 @@ def _convert(args: argparse.Namespace) -> int:
                                  if mf.modules else ""))
         entries = list(mf.modules)
     modules = _build_quietly(entries)
-    if getattr(args, "verify", False) and any("variant" in e.config for e in entries):
-        raise UsageError("--verify checks torch modules against the source's framework; the variant modules "
-                         "--variants builds are checked by their tests, not by --verify: drop one of the two")
     if getattr(args, "verify", False) and not _verify_converted(src, mf.format, args, entries, modules):
         print(f"numpyrnn convert: {out} not written: the conversion does not match the source", file=sys.stderr)
         return 1
@@ -401,6 +398,8 @@ def _verify_converted(src: Path, fmt: str, args: argparse.Namespace, entries: Se
     options["format"] = fmt
     if getattr(args, "stack", False):
         options["stack"] = True
+    if getattr(args, "variants", False):
+        options["variants"] = True
     # the modules about to be written, by their names in the source, each against its own oracle
     report = verify(src, {e.name: modules[e.name] for e in entries}, **options)
     print(report)
@@ -427,6 +426,11 @@ def _verify(args: argparse.Namespace) -> int:
         options["stack"] = True
     if args.layer:
         options["layer"] = list(args.layer)
+    if args.variants:
+        if fmt not in ("keras", "onnx", "tf1"):
+            raise UsageError(f"--variants applies to Keras, ONNX and TF1 files (--from keras, onnx or tf1), not to "
+                             f"--from {fmt}")
+        options["variants"] = True
     inputs = files.read_npy(args.input, mmap=False) if args.input else None
     report = verify(src, args.converted, inputs=inputs, atol=args.atol, rtol=args.rtol, seed=args.seed,
                     oracle=None if args.oracle == "framework" else args.oracle, **options)
@@ -659,6 +663,9 @@ def _add_verify(sub: Any) -> None:
                    help="only the module of this name (repeatable; default: every recurrent module)")
     v.add_argument("--stack", action="store_true",
                    help="Flax only: the recurrent layers feed each other, bottom first (as convert --stack)")
+    v.add_argument("--variants", action="store_true",
+                   help="Keras, ONNX and TF1 files: check the numpyrnn.variants modules convert --variants builds "
+                        "for layers torch.nn cannot compute")
     _layout_options(v)
     v.set_defaults(func=_verify)
 

@@ -13,6 +13,13 @@ A path is read through the format registry: the modules checked are those
 :func:`numpyrnn.load_all` builds, under the same names, and the oracle runs on
 the arrays each module's entry was read from.
 
+With ``variants=True`` the :mod:`numpyrnn.variants` modules the loaders build
+are checked the same way: the source's framework runs the layer as the file
+configures it (Keras ``reset_after``, activations, ``go_backwards``,
+``merge_mode``; the ONNX node with its attributes and peepholes; TensorFlow's
+``GRUCell``/``LSTMCell`` with peepholes and clips), and otherwise the reference's
+variant formulas with the same direction and merge.
+
 Inputs are seeded random sequences and initial states shaped from the
 configuration (or given). Compared: the output ``y`` and every final state,
 ``h_n`` and ``c_n``, per layer and direction.
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,7 +188,10 @@ def verify(source: Any, module: Any = None, *, inputs: Any = None, atol: float |
             block arrays without biases and for TF1 RNN cells), ``nonlinearity``, ``gates``,
             ``rowwise`` (block arrays), ``forget_bias`` (TF1); for paths also ``format``,
             ``stack`` (Flax), ``layer`` (a name or a list of names: only those modules, as
-            :func:`numpyrnn.load` picks them) and the other options of :func:`numpyrnn.load_all`.
+            :func:`numpyrnn.load` picks them) and the other options of :func:`numpyrnn.load_all`;
+            ``variants=True`` (Keras, ONNX and TF1 paths and in-memory sources): check the
+            :mod:`numpyrnn.variants` module a layer torch cannot compute converts to, and take
+            such modules (or their ``Directions`` wrapper) as ``module``.
 
     Returns:
         A :class:`VerifyReport`; ``report.ok`` tells whether every output is within tolerance.
@@ -193,9 +204,15 @@ def verify(source: Any, module: Any = None, *, inputs: Any = None, atol: float |
     if oracle not in (None, "framework", "reference"):
         raise LayoutError(f"oracle={oracle!r}: expected None (the source's framework) or 'reference'")
     options = {**options, "_reference": oracle == "reference"}
-    label, cases = _cases(source, module, options)
-    if module is not None:
-        _replace_modules(label, cases, module)
+    if "variants" in options and not isinstance(options["variants"], bool):
+        raise TypeError(f"variants should be of type bool, got: {type(options['variants']).__name__}")
+    with warnings.catch_warnings():  # the report names every variant module it checks
+        from .variants import VariantWarning
+
+        warnings.simplefilter("ignore", VariantWarning)
+        label, cases = _cases(source, module, options)
+        if module is not None:
+            _replace_modules(label, cases, module)
     rows: list[VerifyRow] = []
     configs: dict[str, str] = {}
     rng = np.random.default_rng(seed)
@@ -209,8 +226,9 @@ def verify(source: Any, module: Any = None, *, inputs: Any = None, atol: float |
         mod = case.module
         if mod is None:  # pragma: no cover - every reader sets it
             raise LayoutError(f"{label}: no module for {case.name}")
-        spec = RNNSpec.of(mod)
-        configs[case.name] = spec.describe() + (", batch_first" if mod.batch_first else "")
+        spec = _spec(mod)
+        configs[case.name] = (_variant_text(mod) if _is_variant(mod) else spec.describe()) + \
+            (", batch_first" if mod.batch_first else "")
         x_bm, h0, c0, described = _inputs(spec, mod, inputs, rng)
         expected = case.run(x_bm.astype(np.float32) if case.dtype == "float32" else x_bm, h0, c0)
         got = _run_module(mod, x_bm, h0, c0)
@@ -278,6 +296,31 @@ def _np(a: Any) -> Any:
     return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a
 
 
+def _is_variant(module: Any) -> bool:
+    from .variants import loading
+
+    return loading.is_variant(module)
+
+
+def _spec(module: Any) -> RNNSpec:
+    """The spec of a torch module, or of the module a variant (or its Directions wrapper) runs."""
+    if _is_variant(module):
+        from .variants import loading
+
+        return loading.spec_of(loading._unwrap(module)[0])
+    return RNNSpec.of(module)
+
+
+def _variant_text(module: Any) -> str:
+    """``ResetBeforeGRU(recurrent_activation='hard_sigmoid_keras3') GRU(3, 4)``: a variant module on one line."""
+    from .variants import loading
+
+    v = loading.variant_config(module, source="")["variant"]
+    parts = [f"{k}={val!r}" for k, val in v["options"].items()]
+    parts += [f"{k}={v[k]!r}" for k, default in (("merge_mode", "concat"), ("time", "forward")) if v[k] != default]
+    return f"{v['class']}({', '.join(parts)}): {_spec(module).describe()}"
+
+
 def _run_module(module: nn.Module, x_bm: np.ndarray, h0: np.ndarray, c0: np.ndarray | None) -> Outputs:
     p = next(iter(module.parameters()))
     dt, dev = p.dtype, p.device
@@ -289,6 +332,8 @@ def _run_module(module: nn.Module, x_bm: np.ndarray, h0: np.ndarray, c0: np.ndar
     with torch.no_grad():
         state: Any = (t(h0), t(c0)) if c0 is not None else t(h0)
         y, hn = module(t(x), state)
+    if isinstance(y, tuple):  # a Directions wrapper with merge_mode=None: (y_forward, y_backward)
+        y = torch.cat(list(y), dim=-1)
     y = y.double().cpu().numpy()
     if not module.batch_first:
         y = y.transpose(1, 0, 2)
@@ -363,12 +408,15 @@ def _kind(source: Any) -> str:
         return "keras"
     if items and all(isinstance(i, Mapping) for i in items):
         first = items[0]
-        return "tf1" if set(first) & {"kernel", "fw", "bw"} else "flax"
+        return "tf1" if set(first) & {"kernel", "fw", "bw"} or any(str(k).endswith("/kernel") for k in first) \
+            else "flax"
     raise TypeError(f"verify: cannot read a source of type {type(source).__name__}: expected a path, a Keras "
                     "layer or model, an onnx.ModelProto, Flax params, TF1 variables or a dict of block arrays")
 
 
 def _given_module(module: Any, case: _Case) -> nn.Module:
+    if _is_variant(module) or _is_variant(case.module):
+        return _given_variant(module, case)
     if not isinstance(module, nn.RNNBase):
         raise TypeError(f"module: expected a torch.nn.GRU/LSTM/RNN, a mapping of names to them, or a path, "
                         f"got {type(module).__name__}")
@@ -378,6 +426,32 @@ def _given_module(module: Any, case: _Case) -> nn.Module:
     if ours.replace(bias=theirs.bias) != theirs:
         raise LayoutError(f"module for {case.name!r}: {theirs.describe()} does not have the source's configuration "
                           f"{ours.describe()}")
+    return module
+
+
+def _given_variant(module: Any, case: _Case) -> nn.Module:
+    """A variant module given for a source whose conversion is one: the same class, options and sizes."""
+    from .variants import loading
+
+    def config(m: Any) -> dict:
+        c = loading.variant_config(m, source="")
+        return {k: v for k, v in c.items() if k not in ("source", "dtype", "batch_first", "bias")}
+
+    if not _is_variant(module):
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"module: expected a torch module, a mapping of names to them, or a path, "
+                            f"got {type(module).__name__}")
+        raise LayoutError(f"module for {case.name!r}: a {type(module).__name__} cannot compute what the source "
+                          f"does; numpyrnn converts it to {_variant_text(case.module)} (numpyrnn.variants)")
+    if case.module is None or not _is_variant(case.module):
+        got = "nothing" if case.module is None else RNNSpec.of(case.module).describe()
+        raise LayoutError(f"module for {case.name!r}: {_variant_text(module)} is a numpyrnn.variants module, but "
+                          f"the source converts to {got} (pass variants=True where the source needs a variant)")
+    ours, theirs = config(case.module), config(module)
+    if ours != theirs:
+        diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+        raise LayoutError(f"module for {case.name!r}: {_variant_text(module)} does not have the source's "
+                          f"configuration {_variant_text(case.module)} (differs in {', '.join(diff)})")
     return module
 
 
@@ -466,6 +540,8 @@ def _entry_case(fmt: str, entry: Any, options: dict) -> _Case:
     """The oracle of one :class:`~numpyrnn.formats.Entry`, over the arrays its reader kept."""
     config = entry.config
     opts = {**options, "cell": entry.cell}
+    if "variant" in config:
+        opts["_variant"] = config["variant"]
     if config.get("nonlinearity") and entry.cell == "rnn":
         opts["nonlinearity"] = config["nonlinearity"]
     arrays = entry.arrays
@@ -527,6 +603,77 @@ def _reference_runner(cell: str, a: Mapping[str, Any], gates: str | None, nonlin
         return {"y": y, "h_n": hn, "c_n": None}
 
     return run
+
+
+def _variant_of(module: Any, options: dict) -> dict | None:
+    """The variant record (class, options, merge_mode, time) of the module checked, or ``None``."""
+    if options.get("_variant") is not None:
+        return dict(options["_variant"])
+    if module is not None and _is_variant(module):
+        from .variants import loading
+
+        return dict(loading.variant_config(module, source="")["variant"])
+    return None
+
+
+def _directions(run: Callable[[np.ndarray, np.ndarray, Any], Outputs], variant: Mapping, R: int) -> Runner:
+    """A runner of the inner module with the variant's time direction and output merge, as the
+    sources define them: Keras ``go_backwards`` reads the sequence from its end and keeps the output in
+    the order computed; ONNX ``direction="reverse"`` reads from the end and returns the output in input
+    time order; Keras ``Bidirectional`` ``merge_mode`` combines the forward and backward halves."""
+    time, merge = variant.get("time", "forward"), variant.get("merge_mode", "concat")
+
+    def wrapped(x, h0, c0):
+        if time != "forward":
+            out = run(np.ascontiguousarray(x[:, ::-1]), h0, c0)
+            if time == "reverse":
+                out["y"] = np.ascontiguousarray(out["y"][:, ::-1])
+            return out
+        out = run(x, h0, c0)
+        y = out["y"]
+        fwd, bwd = y[..., :R], y[..., R:]
+        if merge == "sum":
+            out["y"] = fwd + bwd
+        elif merge == "mul":
+            out["y"] = fwd * bwd
+        elif merge == "ave":
+            out["y"] = (fwd + bwd) / 2
+        return out  # concat, and None: the pair, compared side by side
+
+    return wrapped
+
+
+def _variant_runner(cell: str, a: Mapping[str, Any], gates: str | None, variant: Mapping,
+                    peepholes: np.ndarray | None = None) -> Runner:
+    """:func:`numpyrnn.reference.gru_variant`/:func:`~numpyrnn.reference.lstm_variant` over block arrays
+    (``peepholes`` ``(L, D, 3, H)`` in ``i, f, o`` order), with the variant's direction and merge."""
+    from . import reference
+
+    opts = dict(variant.get("options") or {})
+    acts = dict(recurrent_activation=opts.get("recurrent_activation", "sigmoid"),
+                activation=opts.get("activation", "tanh"), preactivation_clip=opts.get("preactivation_clip"))
+    H = int(np.shape(a["w0"])[-2])
+    R = H if a.get("proj") is None else int(np.shape(a["proj"])[-2])
+
+    def run(x, h0, c0):
+        common = dict(b0=a.get("b0"), b=a.get("b"), h0=h0, batch_first=True, gates=gates, **acts)
+        if cell == "gru":
+            y, hn = reference.gru_variant(x, a["w0"], a.get("w"), reset_after=variant["class"] == "ResetAfterGRU",
+                                          **common)
+            return {"y": y, "h_n": hn, "c_n": None}
+        y, (hn, cn) = reference.lstm_variant(x, a["w0"], a.get("w"), proj=a.get("proj"), peepholes=peepholes, c0=c0,
+                                             cell_clip=opts.get("cell_clip"), proj_clip=opts.get("proj_clip"),
+                                             input_forget=bool(opts.get("input_forget", False)), **common)
+        return {"y": y, "h_n": hn, "c_n": cn}
+
+    return _directions(run, variant, R)
+
+
+def _variant_reference(cell: str, a: Mapping[str, Any], gates: str | None, variant: Mapping | None,
+                       nonlinearity: str = "tanh", peepholes: np.ndarray | None = None) -> Runner:
+    if variant is not None:
+        return _variant_runner(cell, a, gates, variant, peepholes)
+    return _reference_runner(cell, a, gates, nonlinearity)
 
 
 def _fallback(what: str, options: dict) -> str:
@@ -636,10 +783,10 @@ def _keras_case(name: str, layers: list[Any], options: dict) -> _Case:
     keras = _keras()
     cell = _keras_cell(layers[0])
     cls = _cls(cell)
-    module = cls.from_keras(layers if len(layers) > 1 else layers[0])
+    module = cls.from_keras(layers if len(layers) > 1 else layers[0], variants=bool(options.get("variants")))
     if options.get("_reference"):
         act = "relu" if getattr(module, "nonlinearity", "tanh") == "relu" else "tanh"
-        run = _keras_reference(cell, [layer.get_weights() for layer in layers], act)
+        run = _keras_reference(cell, [layer.get_weights() for layer in layers], act, _variant_of(module, options))
         return _Case(name, module, run, _fallback("keras", options), "float64")
     clones = [_keras_clone(keras, layer) for layer in layers]
     return _Case(name, module, _keras_runner(keras, clones), f"keras {keras.__version__} "
@@ -676,8 +823,10 @@ def _keras_runner(keras: Any, layers: list[Any]) -> Runner:
                 if c0 is not None:
                     init.append(c0[k * D + d].astype(np.float32))
             out = layer(y, initial_state=init)
-            y = np.asarray(keras.ops.convert_to_numpy(out[0]))
-            states = [np.asarray(keras.ops.convert_to_numpy(s)) for s in out[1:]]
+            n_y = 2 if bidirectional and getattr(layer, "merge_mode", "concat") is None else 1
+            ys = [np.asarray(keras.ops.convert_to_numpy(o)) for o in out[:n_y]]
+            y = np.concatenate(ys, axis=-1)  # merge_mode=None: the pair, side by side
+            states = [np.asarray(keras.ops.convert_to_numpy(s)) for s in out[n_y:]]
             per = len(states) // D
             for d in range(D):
                 hs.append(states[d * per])
@@ -688,7 +837,7 @@ def _keras_runner(keras: Any, layers: list[Any]) -> Runner:
     return run
 
 
-def _keras_reference(cell: str, layers: list[list], activation: str | None) -> Runner:
+def _keras_reference(cell: str, layers: list[list], activation: str | None, variant: Mapping | None = None) -> Runner:
     """The reference over Keras arrays: ``kernel (in, G*H)``, ``recurrent_kernel (R, G*H)`` and
     ``bias`` (GRU ``(2, 3H)`` input then recurrent; else ``(G*H,)``), gates GRU ``z, r, h``,
     LSTM ``i, f, c, o``; a ``Bidirectional`` holds the forward list, then the backward one."""
@@ -705,7 +854,7 @@ def _keras_reference(cell: str, layers: list[list], activation: str | None) -> R
             layer.append((np.asarray(kernel).T, np.asarray(rec).T, bi, bh))
         units.append(layer)
     gates = {"gru": "zrn", "lstm": "ifgo", "rnn": None}[cell]
-    return _reference_runner(cell, _stack_blocks(units, G), gates, activation or "tanh")
+    return _variant_reference(cell, _stack_blocks(units, G), gates, variant, activation or "tanh")
 
 
 def _keras_arrays_case(name: str, layers: list, info: dict, options: dict) -> _Case:
@@ -721,13 +870,21 @@ def _keras_arrays_case(name: str, layers: list, info: dict, options: dict) -> _C
     except ImportError:
         cell = str(options["cell"])
         act = "relu" if info.get("activation") == "relu" or options.get("nonlinearity") == "relu" else "tanh"
-        return _Case(name, None, _keras_reference(cell, layers, act), _fallback("keras", options), "float64")
+        return _Case(name, None, _keras_reference(cell, layers, act, options.get("_variant")),
+                     _fallback("keras", options), "float64")
+    variant = options.get("_variant")
+    why = _keras_cannot(variant)
+    if why:
+        return _Case(name, None, _keras_reference(str(options["cell"]), layers, None, variant),
+                     f"numpyrnn.reference (numpy, float64; Keras has no layer computing {why}), over the source's "
+                     f"arrays", "float64")
     built: list[Any] = []
 
     def run(x, h0, c0):
         if not built:
-            spec = RNNSpec.of(case.module)  # type: ignore[arg-type]
-            built.extend(_keras_layer_for(keras, spec, k, ws, info) for k, ws in enumerate(layers))
+            spec = _spec(case.module)
+            built.extend(_keras_layer_for(keras, spec, k, ws, info, variant, top=k == len(layers) - 1)
+                         for k, ws in enumerate(layers))
         return _keras_runner(keras, built)(x, h0, c0)
 
     case = _Case(name, None, run, f"keras {keras.__version__} (backend {keras.backend.backend()})",
@@ -735,14 +892,47 @@ def _keras_arrays_case(name: str, layers: list, info: dict, options: dict) -> _C
     return case
 
 
-def _keras_layer_for(keras: Any, spec: RNNSpec, k: int, weights: list, info: dict) -> Any:
+_KERAS_ACTIVATIONS = {"sigmoid": "sigmoid", "hard_sigmoid_keras3": "hard_sigmoid", "tanh": "tanh", "relu": "relu",
+                      "linear": "linear", "hard_sigmoid": None}  # Keras 2's 0.2x + 0.5: a function below
+
+
+def _keras_cannot(variant: Mapping | None) -> str:
+    """What of a variant no Keras layer computes (``""``: Keras computes all of it)."""
+    if variant is None:
+        return ""
+    opts = variant.get("options") or {}
+    odd = [f"{k}={v!r}" for k, v in opts.items() if k not in ("recurrent_activation", "activation")]
+    odd += [f"{k}={v!r}" for k, v in opts.items() if k in ("recurrent_activation", "activation")
+            and v not in _KERAS_ACTIVATIONS]
+    if variant.get("time") == "reverse":
+        odd.append("time='reverse'")
+    return ", ".join(odd)
+
+
+def _keras_activation(keras: Any, name: str) -> Any:
+    if name == "hard_sigmoid":  # Keras 2 and tf.keras 1.x: clip(0.2 x + 0.5, 0, 1), as Keras 2 wrote it
+        return lambda v: keras.ops.clip(0.2 * v + 0.5, 0.0, 1.0)
+    return _KERAS_ACTIVATIONS[name]
+
+
+def _keras_layer_for(keras: Any, spec: RNNSpec, k: int, weights: list, info: dict, variant: Mapping | None = None,
+                     *, top: bool = True) -> Any:
     kwargs: dict[str, Any] = dict(return_sequences=True, return_state=True, use_bias=spec.bias)
     if spec.mode == "RNN_RELU" or info.get("activation") == "relu":
         kwargs["activation"] = "relu"
+    merge = "concat"
+    if variant is not None:
+        opts = variant.get("options") or {}
+        kwargs["recurrent_activation"] = _keras_activation(keras, opts.get("recurrent_activation", "sigmoid"))
+        kwargs["activation"] = _keras_activation(keras, opts.get("activation", "tanh"))
+        if spec.mode == "GRU":
+            kwargs["reset_after"] = variant["class"] == "ResetAfterGRU"
+        kwargs["go_backwards"] = variant.get("time") == "go_backwards"
+        merge = variant.get("merge_mode", "concat") if top else "concat"
     make = {"GRU": keras.layers.GRU, "LSTM": keras.layers.LSTM}.get(spec.mode, keras.layers.SimpleRNN)
     layer = make(spec.hidden_size, **kwargs)
     if spec.bidirectional:
-        layer = keras.layers.Bidirectional(layer)
+        layer = keras.layers.Bidirectional(layer, merge_mode=merge)
     width = spec.input_size if k == 0 else spec.directions * spec.hidden_size
     layer.build((None, None, width))
     layer.set_weights([np.asarray(w) for w in weights])
@@ -763,15 +953,16 @@ def _onnx_case(model: Any, options: dict, *, build: bool = True) -> _Case:
     module = None
     if build:
         extra = {"nonlinearity": options["nonlinearity"]} if cell == "rnn" and options.get("nonlinearity") else {}
-        module = _cls(cell).from_onnx(model, **extra)
+        module = _cls(cell).from_onnx(model, **extra, variants=bool(options.get("variants")))
+    variant = _variant_of(module, options)
     name = getattr(graph, "name", "") or "onnx"
     try:
         if options.get("_reference"):
             raise ImportError("onnxruntime")
         import onnxruntime
     except ImportError:
-        return _Case(name, module, _onnx_reference(cell, nodes, init, options), _fallback("onnxruntime", options),
-                     "float64")
+        return _Case(name, module, _onnx_reference(cell, nodes, init, options, variant),
+                     _fallback("onnxruntime", options), "float64")
     opset = next((o.version for o in getattr(model, "opset_import", ()) if o.domain in ("", "ai.onnx")), 14)
     sessions: list[tuple[Any, bool, int]] = []
 
@@ -783,12 +974,14 @@ def _onnx_case(model: Any, options: dict, *, build: bool = True) -> _Case:
         D = 2 if attrs.get("direction", b"forward") in (b"bidirectional", "bidirectional") else 1
         names = list(node.input) + [""] * (8 - len(node.input))
         weights = []
-        for slot in (1, 2, 3):
+        for slot, what in ((1, "W"), (2, "R"), (3, "B"), (7, "P")):
             if names[slot]:
                 if names[slot] not in init:
                     raise LayoutError(f"ONNX node {node.name!r}: input {names[slot]!r} is not an initializer")
-                weights.append(numpy_helper.from_array(init[names[slot]], ["W", "R", "B"][slot - 1]))
+                weights.append(numpy_helper.from_array(init[names[slot]], what))
         inputs = ["X", "W", "R", "B" if names[3] else "", "", "initial_h"] + (["initial_c"] if cell == "lstm" else [])
+        if cell == "lstm" and names[7]:  # the peepholes
+            inputs.append("P")
         outputs = ["Y", "Y_h"] + (["Y_c"] if cell == "lstm" else [])
         sub = helper.make_node(node.op_type, inputs, outputs, **attrs)
         dt = helper.np_dtype_to_tensor_dtype(init[names[1]].dtype)
@@ -826,14 +1019,20 @@ def _onnx_case(model: Any, options: dict, *, build: bool = True) -> _Case:
                  _dtype_name(init[nodes[0].input[1]].dtype) if nodes[0].input[1] in init else "float32")
 
 
-def _onnx_reference(cell: str, nodes: list, init: dict, options: dict) -> Runner:
+def _onnx_reference(cell: str, nodes: list, init: dict, options: dict, variant: Mapping | None = None) -> Runner:
     """The reference over ONNX arrays: ``W [D, G*H, in]``, ``R [D, G*H, H]``, ``B [D, 2*G*H]``
-    (input then recurrent), gates GRU ``z, r, h`` (``linear_before_reset=1``), LSTM ``i, o, f, c``."""
+    (input then recurrent), gates GRU ``z, r, h`` (``linear_before_reset=1``; a variant's record says
+    otherwise), LSTM ``i, o, f, c``, peepholes ``P [D, 3*H]`` ``i, o, f``."""
     G = {"gru": 3, "lstm": 4, "rnn": 1}[cell]
     units = []
+    peeps = []
     act = "tanh"
     for node in nodes:
-        names = list(node.input) + [""] * 4
+        names = list(node.input) + [""] * 8
+        if names[7] and names[7] in init:
+            P = init[names[7]].astype(np.float64)
+            H = P.shape[1] // 3
+            peeps.append(np.stack([P[:, :H], P[:, 2 * H:], P[:, H:2 * H]], axis=1))  # i, o, f -> i, f, o
         W, R = init[names[1]].astype(np.float64), init[names[2]].astype(np.float64)
         B = init[names[3]].astype(np.float64) if names[3] in init else None
         GH = W.shape[1]
@@ -843,7 +1042,10 @@ def _onnx_reference(cell: str, nodes: list, init: dict, options: dict) -> Runner
         units.append([(W[d], R[d], None if B is None else B[d][:GH], None if B is None else B[d][GH:])
                       for d in range(W.shape[0])])
     gates = {"gru": "zrn", "lstm": "iofg", "rnn": None}[cell]
-    return _reference_runner(cell, _stack_blocks(units, G), gates, options.get("nonlinearity") or act)
+    if peeps and len(peeps) != len(nodes):
+        raise LayoutError("ONNX model: some LSTM nodes of the module have peepholes (P) and others do not")
+    return _variant_reference(cell, _stack_blocks(units, G), gates, variant, options.get("nonlinearity") or act,
+                              np.stack(peeps) if peeps else None)
 
 
 # -- Flax (oracle: flax linen, rebuilt from the params' structure) --------------------
@@ -989,6 +1191,14 @@ def _tf1_unit(unit: Mapping, cell: str, fb: float, where: str) -> tuple[tuple, n
             raise LayoutError(f"TF1 variables ({where}): no {key!r}; the cell holds {sorted(unit)}")
         return np.asarray(unit[key], dtype=np.float64)
 
+    if cell == "gru" and "candidate/kernel" in unit:  # GRUCell: candidate = tanh([x, r * h] K_c + b_c)
+        gk, gb = get("gates/kernel"), get("gates/bias")
+        kc, bc = get("candidate/kernel"), get("candidate/bias")
+        H = kc.shape[1]
+        n_in = gk.shape[0] - H
+        wi = np.concatenate([gk[:n_in].T, kc[:n_in].T])
+        wh = np.concatenate([gk[n_in:].T, kc[n_in:].T])
+        return (wi, wh, np.concatenate([gb, bc]), None), None
     if cell == "gru":
         gk, gb = get("gates/kernel"), get("gates/bias")
         ki, bi_n = get("candidate/input_projection/kernel"), get("candidate/input_projection/bias")
@@ -1011,16 +1221,24 @@ def _tf1_unit(unit: Mapping, cell: str, fb: float, where: str) -> tuple[tuple, n
     return (kernel[:n_in].T, kernel[n_in:].T, bias, None), proj
 
 
-def _tf1_reference(layers: list[list[Mapping]], cell: str, fb: float, nonlinearity: str) -> Runner:
-    units, projs = [], []
+_TF1_PEEPHOLES = ("w_i_diag", "w_f_diag", "w_o_diag")
+
+
+def _tf1_reference(layers: list[list[Mapping]], cell: str, fb: float, nonlinearity: str,
+                   variant: Mapping | None = None) -> Runner:
+    units, projs, peeps = [], [], []
     for k, layer in enumerate(layers):
         got = [_tf1_unit(u, cell, fb, f"layer {k}") for u in layer]
         units.append([u for u, _ in got])
         if got[0][1] is not None:
             projs.append(np.stack([p for _, p in got if p is not None]))
+        if all(n in u for u in layer for n in _TF1_PEEPHOLES):  # LSTMCell(use_peepholes=True)
+            peeps.append(np.stack([np.stack([np.asarray(u[n], dtype=np.float64) for n in _TF1_PEEPHOLES])
+                                   for u in layer]))
     a = _stack_blocks(units, {"gru": 3, "lstm": 4, "rnn": 1}[cell])
     a["proj"] = np.stack(projs) if projs else None
-    return _reference_runner(cell, a, {"gru": "rzn", "lstm": "igfo", "rnn": None}[cell], nonlinearity)
+    return _variant_reference(cell, a, {"gru": "rzn", "lstm": "igfo", "rnn": None}[cell], variant, nonlinearity,
+                              np.stack(peeps) if peeps and len(peeps) == len(layers) else None)
 
 
 def _tensorflow_cells() -> Any:
@@ -1048,18 +1266,32 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _tf1_tensorflow(tf: Any, cells: Any, layers: list[list[Mapping]], cell: str, fb: float,
-                    nonlinearity: str) -> Runner:
+                    nonlinearity: str, variant: Mapping | None = None) -> Runner:
     """TensorFlow's own ``LSTMCell``/``BasicRNNCell`` holding the variables, stepped eagerly over time;
     a bidirectional layer runs its ``bw`` cell over the reversed sequence, as ``bidirectional_rnn`` does."""
     built: list[list[tuple[Any, bool]]] = []
 
+    opts = dict((variant or {}).get("options") or {})
+
     def make(unit: Mapping, width: int) -> tuple[Any, bool]:
+        if cell == "gru":  # GRUCell (reset before the candidate's matmul)
+            values = {k: np.asarray(unit[k], np.float32) for k in ("gates/kernel", "gates/bias", "candidate/kernel",
+                                                                    "candidate/bias")}
+            with warnings.catch_warnings():  # TensorFlow says the TF1 cells are deprecated
+                warnings.simplefilter("ignore", UserWarning)
+                c = cells.GRUCell(int(values["candidate/bias"].shape[0]))
+            c.build((None, width))
+            for var in c.weights:
+                leaf = next(k for k in values if var.name.split(":")[0].endswith(k))
+                var.assign(values[leaf])
+            return c, False
         kernel = np.asarray(unit["kernel"], dtype=np.float32)
         if cell == "lstm":
             H = kernel.shape[1] // 4
             pk = unit.get("projection/kernel")
             c = cells.LSTMCell(H, forget_bias=fb, num_proj=None if pk is None else int(np.shape(pk)[1]),
-                               state_is_tuple=True)
+                               use_peepholes=bool(opts.get("peepholes", False)), cell_clip=opts.get("cell_clip"),
+                               proj_clip=opts.get("proj_clip"), state_is_tuple=True)
         else:
             H = kernel.shape[1]
             c = cells.BasicRNNCell(H, activation=tf.nn.relu if nonlinearity == "relu" else tf.tanh)
@@ -1067,6 +1299,9 @@ def _tf1_tensorflow(tf: Any, cells: Any, layers: list[list[Mapping]], cell: str,
         values = {"kernel": kernel, "bias": np.asarray(unit.get("bias", np.zeros(kernel.shape[1])), np.float32)}
         if unit.get("projection/kernel") is not None:
             values["projection/kernel"] = np.asarray(unit["projection/kernel"], np.float32)
+        for n in _TF1_PEEPHOLES:
+            if opts.get("peepholes") and n in unit:
+                values[n] = np.asarray(unit[n], np.float32)
         for var in c.weights:
             leaf = next(k for k in sorted(values, key=len, reverse=True) if var.name.split(":")[0].endswith(k))
             var.assign(values[leaf])
@@ -1111,14 +1346,22 @@ def _tf1_case(source: Any, options: dict, *, build: bool) -> _Case:
     nonlinearity = options.get("nonlinearity") or "tanh"
     module = None
     if build:
-        extra = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
-        module = _cls(cell).from_tf1(source, forget_bias=fb, **extra)
+        extra: dict[str, Any] = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
+        extra.update({k: options[k] for k in ("cell_clip", "proj_clip") if options.get(k) is not None})
+        module = _cls(cell).from_tf1(source, forget_bias=fb, **extra, variants=bool(options.get("variants")))
+    variant = _variant_of(module, options)
     kind = _dtype_name(np.asarray(layers[0][0].get("kernel", layers[0][0].get("gates/kernel"))).dtype)
-    reference = _tf1_reference(layers, cell, fb, nonlinearity)
+    reference = _tf1_reference(layers, cell, fb, nonlinearity, variant)
     why = None
+    vopts = dict((variant or {}).get("options") or {})
+    odd = sorted(f"{k}={v!r}" for k, v in vopts.items() if k not in ("peepholes", "cell_clip", "proj_clip")
+                 and {"recurrent_activation": "sigmoid", "activation": "tanh"}.get(k) != v)
+    grucell = cell == "gru" and "candidate/kernel" in layers[0][0]
     if options.get("_reference"):
         why = "asked for"
-    elif cell == "gru":
+    elif odd:
+        why = f"TF1's cells have no {', '.join(odd)}"
+    elif cell == "gru" and not grucell:
         why = ("TensorFlow has no CudnnCompatibleGRUCell: it was in tf.contrib, which TensorFlow 2 removed; "
                "its formulas are the reference's")
     else:
@@ -1129,6 +1372,6 @@ def _tf1_case(source: Any, options: dict, *, build: bool) -> _Case:
     if why is not None:
         return _Case("tf1", module, reference, f"numpyrnn.reference (numpy, float64; {why}), over the source's "
                      "arrays read with TF1's formulas", "float64")
-    kinds = "LSTMCell" if cell == "lstm" else "BasicRNNCell"
-    return _Case("tf1", module, _tf1_tensorflow(tf, cells, layers, cell, fb, nonlinearity),
+    kinds = {"lstm": "LSTMCell", "gru": "GRUCell"}.get(cell, "BasicRNNCell")
+    return _Case("tf1", module, _tf1_tensorflow(tf, cells, layers, cell, fb, nonlinearity, variant),
                  f"tensorflow {tf.__version__} (tf.compat.v1.nn.rnn_cell.{kinds}, eager)", kind)

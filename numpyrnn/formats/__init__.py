@@ -153,7 +153,7 @@ def register(fmt: Format) -> None:
 
 
 #: Options a scanning format's reader takes for the file itself; the rest are build options.
-SCAN_OPTIONS = ("forget_bias", "split_bias", "check_crc", "batch_first", "nonlinearity", "time_major")
+SCAN_OPTIONS = ("forget_bias", "split_bias", "check_crc", "batch_first", "nonlinearity", "time_major", "variants")
 
 
 def register_scanner(name: str, suffixes: tuple[str, ...], sniff: Callable[[Path], bool],
@@ -440,7 +440,7 @@ def variant_entry(mf: ModelFile, name: str, make: Callable[..., Any], *, variant
                       stacklevel=3)
         return module
 
-    mf.modules.append(Entry(name=entry.name, cell=entry.cell, config=entry.config, build=build))
+    mf.modules.append(Entry(name=entry.name, cell=entry.cell, config=entry.config, build=build, arrays=entry.arrays))
 
 
 #: The input formats of earlier releases' ``numpyrnn convert --from`` (kept for scripts that used it).

@@ -578,6 +578,7 @@ class _Cell:
     cell: str                 # "LSTM" | "GRU" | "RNN"
     names: dict[str, str]     # leaf -> tensor name in the checkpoint
     cudnn: bool = False
+    variant: str = ""         # the numpyrnn.variants class it needs (with variants=True), or ""
 
 
 @dataclass
@@ -589,15 +590,31 @@ class _Module:
     slots: dict[tuple[int, str], _Cell]  # (layer, "" | "fw" | "bw") -> cell
     note: str = ""
     cudnn_layer: str = ""                # Keras 2 "CuDNNLSTM" / "CuDNNGRU"
+    variant: str = ""                    # the numpyrnn.variants class it builds, or ""
 
 
-def _classify(prefix: str, leaves: dict[str, str]) -> tuple[_Cell | None, str | None]:
-    """``(cell, None)``, ``(None, refusal)`` or ``(None, None)`` for variables that are no recurrent cell."""
+def _variant_hint(what: str) -> str:
+    from . import option
+
+    return f"; {option('variants', True)} builds {what} (numpyrnn.variants), which computes it"
+
+
+def _classify(prefix: str, leaves: dict[str, str], variants: bool = False) -> tuple[_Cell | None, str | None]:
+    """``(cell, None)``, ``(None, refusal)`` or ``(None, None)`` for variables that are no recurrent cell.
+
+    With ``variants``, TF1's ``GRUCell`` and ``LSTMCell(use_peepholes=True)`` are cells
+    of the :mod:`numpyrnn.variants` modules that compute them.
+    """
     token = prefix.rsplit("/", 1)[-1]
+    grucell = {"gates/kernel", "gates/bias", "candidate/kernel", "candidate/bias"} == set(leaves)
     if "recurrent_kernel" in leaves:
         if not {"kernel", "recurrent_kernel"} <= set(leaves) or set(leaves) - {"kernel", "recurrent_kernel", "bias"}:
             return None, None
         return _Cell(prefix, "keras", "", leaves), None
+    if grucell and GRU_SCOPE.fullmatch(token) and not token.startswith("cudnn_compatible"):
+        if variants:
+            return _Cell(prefix, "tf1", "GRU", leaves, variant="ResetBeforeGRU"), None
+        return None, REFUSES["GRUCell"] + _variant_hint("ResetBeforeGRU")
     if {"candidate/kernel", "w_ru", "w_c"} & set(leaves):
         return None, REFUSES["GRUCell"]
     if "gates/kernel" in leaves and "candidate/input_projection/kernel" in leaves and GRU_SCOPE.fullmatch(token):
@@ -605,6 +622,10 @@ def _classify(prefix: str, leaves: dict[str, str]) -> tuple[_Cell | None, str | 
     if {"kernel", "bias"} <= set(leaves):
         if LSTM_SCOPE.fullmatch(token):
             peep = sorted(set(leaves) & {"w_i_diag", "w_f_diag", "w_o_diag"})
+            if len(peep) == 3 and LSTM_SCOPE.fullmatch(token) and token.startswith("lstm_cell"):
+                if variants:
+                    return _Cell(prefix, "tf1", "LSTM", leaves, variant="PeepholeLSTM"), None
+                return None, f"{peep}: " + REFUSES["peepholes"] + _variant_hint("PeepholeLSTM")
             if peep:
                 return None, f"{peep}: " + REFUSES["peepholes"]
             return _Cell(prefix, "tf1", "LSTM", leaves, cudnn=token.startswith("cudnn_compatible")), None
@@ -633,7 +654,7 @@ def _keras_place(prefix: str) -> tuple[str, str]:
     return "/".join(parts) or prefix, ""
 
 
-def _gather(bundle: Bundle) -> tuple[list[_Module], list[tuple[str, str]], list[str]]:
+def _gather(bundle: Bundle, variants: bool = False) -> tuple[list[_Module], list[tuple[str, str]], list[str]]:
     groups: dict[str, dict[str, str]] = {}
     skipped: list[tuple[str, str]] = []
     problems: list[str] = []
@@ -653,7 +674,7 @@ def _gather(bundle: Bundle) -> tuple[list[_Module], list[tuple[str, str]], list[
     modules: dict[str, _Module] = {}
     stacks: dict[str, list[tuple[_Cell, int, int, str]]] = {}
     for prefix in sorted(groups, key=_natural):
-        cell, refusal = _classify(prefix, groups[prefix])
+        cell, refusal = _classify(prefix, groups[prefix], variants)
         if refusal:
             skipped.append((prefix, "refused"))
             problems.append(f"{prefix}: cannot be loaded into torch: {refusal}")
@@ -689,12 +710,12 @@ def _gather(bundle: Bundle) -> tuple[list[_Module], list[tuple[str, str]], list[
                             "(tf.reverse_sequence) and reverse its output again")
             found = modules.get(key)
             if found is not None and found.kind == "tf1" and found.cell == cell.cell and found.cudnn == cell.cudnn \
-                    and (layer, slot_d) not in found.slots:
+                    and found.variant == cell.variant and (layer, slot_d) not in found.slots:
                 m = found
             else:
                 if found is not None:
                     key = cell.prefix
-                m = modules.setdefault(key, _Module(key, "tf1", cell.cell, cell.cudnn, {}, note))
+                m = modules.setdefault(key, _Module(key, "tf1", cell.cell, cell.cudnn, {}, note, variant=cell.variant))
                 if (layer, slot_d) in m.slots:
                     problems.append(f"{cell.prefix}: a second cell for layer {layer} of {key!r}; skipped")
                     continue
@@ -765,6 +786,11 @@ def _config(bundle: Bundle, m: _Module) -> dict:
         config["note"] = m.note
     if m.cudnn_layer:
         config["keras_layer"] = m.cudnn_layer
+    if m.variant:  # as numpyrnn.variants.loading.variant_config records it
+        options: dict[str, Any] = {"recurrent_activation": "sigmoid", "activation": "tanh"}
+        if m.variant == "PeepholeLSTM":
+            options["peepholes"] = True
+        config["variant"] = {"class": m.variant, "options": options, "merge_mode": "concat", "time": "forward"}
     return config
 
 
@@ -810,6 +836,18 @@ def _build(bundle: Bundle, m: _Module, config: dict) -> Callable[..., Any]:
                 raise LayoutError(f"{bundle.prefix}: {m.name}: forget_bias={forget_bias}, but these are "
                                   f"CudnnLSTM/CudnnCompatibleLSTMCell weights, which add no forget bias (0)")
             extra["forget_bias"] = recorded if forget_bias is None else forget_bias
+        if m.variant:  # the warning names the checkpoint and the module
+            import warnings
+
+            from ..variants import loading
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", loading.VariantWarning)
+                module = cls.from_tf1(source if len(source) > 1 else source[0], **extra, variants=True, **common)
+            warnings.warn(f"{bundle.prefix.name}: module {m.name!r}: built {loading.describe(module)} "
+                          f"(numpyrnn.variants): the source computes what torch.nn.{config['cell'].upper()} cannot",
+                          loading.VariantWarning, stacklevel=3)
+            return module
         module = cls.from_tf1(source if len(source) > 1 else source[0], **extra, **common)
         if m.cudnn and split_bias:
             _split_halves(module, config)
@@ -845,7 +883,7 @@ def scan(path: str | os.PathLike, **options: Any) -> tuple[list[tuple[str, str, 
             gives every refusal with its reason).
     """
     bundle = open_bundle(path)
-    found, skipped, problems = _gather(bundle)
+    found, skipped, problems = _gather(bundle, bool(options.get("variants", False)))
     out = []
     for m in found:
         config = _config(bundle, m)

@@ -225,3 +225,83 @@ def test_convert_verify_checks_the_modules_it_writes(flax_gru_file, tmp_path, ca
     assert ("module for 'RNN_0': GRU(input=3, hidden=4, layers=2, unidirectional, bias) does not have the source's "
             "configuration GRU(input=3, hidden=4, layers=1") in capsys.readouterr().err
     assert main(["verify", p, str(tmp_path / "stack.pt"), "--stack"]) == 0
+
+
+@pytest.fixture
+def reset_before_onnx(tmp_path):
+    """A 2-layer bidirectional ONNX GRU with ``linear_before_reset=0`` (the ONNX default), written with onnx.helper."""
+    onnx = pytest.importorskip("onnx", reason="onnx not installed: pip install numpyrnn[interop]")
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed: pip install numpyrnn[interop]")
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(2)
+    nodes, inits, x = [], [numpy_helper.from_array(np.array([0, 0, -1], dtype=np.int64), "flat")], "X"
+    for k in range(2):
+        width = 3 if k == 0 else 8
+        for n, shape in (("W", (2, 12, width)), ("R", (2, 12, 4)), ("B", (2, 24))):
+            inits.append(numpy_helper.from_array(rng.uniform(-0.8, 0.8, shape).astype(np.float32), f"{n}{k}"))
+        nodes.append(helper.make_node("GRU", [x, f"W{k}", f"R{k}", f"B{k}"], [f"Y{k}"], name=f"gru{k}",
+                                      hidden_size=4, direction="bidirectional"))
+        nodes.append(helper.make_node("Transpose", [f"Y{k}"], [f"T{k}"], perm=[0, 2, 1, 3]))
+        nodes.append(helper.make_node("Reshape", [f"T{k}", "flat"], [f"Z{k}"]))
+        x = f"Z{k}"
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, [5, 2, 3])],
+                              [helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, None)], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    path = tmp_path / "gru.onnx"
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_convert_variants_verify_writes_the_checked_variant(reset_before_onnx, tmp_path):
+    out = tmp_path / "gru.safetensors"
+    r = run_cli("convert", reset_before_onnx, "-o", out, "--variants", "--verify")
+    assert r.returncode == 0, r.stderr
+    assert "oracle: onnxruntime" in r.stdout and "ResetBeforeGRU(" in r.stdout and "OK:" in r.stdout
+    assert out.exists()
+    ok = run_cli("verify", reset_before_onnx, out, "--variants")
+    assert ok.returncode == 0 and "OK:" in ok.stdout, ok.stdout + ok.stderr
+    # without --variants the source is refused, with the way out
+    refused = run_cli("verify", reset_before_onnx)
+    assert refused.returncode == 1 and "--variants builds ResetBeforeGRU" in refused.stderr, refused.stderr
+    usage = run_cli("verify", reset_before_onnx, "--variants", "--from", "blocks")
+    assert usage.returncode == 2 and "--variants applies to Keras, ONNX and TF1 files" in usage.stderr
+
+
+def test_convert_variants_verify_writes_nothing_when_a_variant_is_wrong(reset_before_onnx, tmp_path, monkeypatch,
+                                                                        capsys):
+    from numpyrnn.variants import loading
+
+    real = loading.load  # what the ONNX reader builds its variant modules with
+
+    def wrong(*args, **kwargs):  # one weight off, as a bug in the variant loader would leave it
+        module = real(*args, **kwargs)
+        with torch.no_grad():
+            module.weight_ih_l1_reverse[0, 0] += 0.1
+        return module
+
+    monkeypatch.setattr(loading, "load", wrong)
+    out = tmp_path / "gru.pt"
+    argv = ["convert", str(reset_before_onnx), "-o", str(out), "--variants", "--verify"]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert "FAILED:" in captured.out and "not written" in captured.err
+    bad = [ln for ln in captured.out.splitlines() if ln.rstrip().endswith("FAIL")]
+    assert bad and all("layer 0" not in ln for ln in bad)  # the layer below the changed weight is right
+    assert not out.exists()
+    monkeypatch.setattr(loading, "load", real)
+    assert main(argv) == 0 and out.exists()
+    capsys.readouterr()
+    # the same weight changed in the written file: verify SOURCE CONVERTED --variants exits 1
+    import numpyrnn
+    from numpyrnn.formats import config_of, native
+
+    with pytest.warns(loading.VariantWarning, match=r"built ResetBeforeGRU\(3, 4, num_layers=2"):
+        m = numpyrnn.load(out)
+    with torch.no_grad():
+        m.weight_hh_l0[1, 2] -= 0.1
+    changed = tmp_path / "changed.safetensors"
+    native.write(changed, {"gru0": m}, {"gru0": config_of(m, source="gru0", format="onnx")})
+    assert main(["verify", str(reset_before_onnx), str(changed), "--variants"]) == 1
+    out_text = capsys.readouterr().out
+    assert "FAILED:" in out_text and "ResetBeforeGRU(" in out_text

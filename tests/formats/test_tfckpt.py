@@ -296,3 +296,34 @@ def test_every_flipped_shard_bit_of_the_object_graph_is_harmless(tmp_path):
             tfckpt.read(tmp_path)
         except LayoutError:
             pass
+
+
+@pytest.mark.parametrize("case,cls", [("gru_cell", "ResetBeforeGRU"), ("peephole", "PeepholeLSTM")])
+def test_variants_build_the_cells_torch_cannot(case, cls, tmp_path, capsys):
+    """TF1's GRUCell and LSTMCell(use_peepholes=True) with variants=True, against TensorFlow's saved output."""
+    import warnings
+
+    import numpyrnn
+    from numpyrnn.cli import main
+    from numpyrnn.variants import VariantWarning
+
+    path = DATA / f"{case}.ckpt"
+    with pytest.raises(LayoutError, match=rf"; variants=True builds {cls} \(numpyrnn\.variants\), which computes it"):
+        numpyrnn.load(path)
+    with pytest.warns(VariantWarning, match=rf"^{case}\.ckpt: module 'rnn': built {cls}\(3, 4"):
+        mods = numpyrnn.load_all(path, variants=True)
+    m = mods["rnn"]
+    assert type(m).__name__ == cls and not m.batch_first
+    data = np.load(DATA / f"{case}.npz")
+    with torch.no_grad():
+        np.testing.assert_allclose(m(torch.from_numpy(data["x"]))[0].numpy(), data["y"], rtol=0, atol=1e-5)
+    assert numpyrnn.read_model(path, variants=True).modules[0].config["variant"]["class"] == cls
+    out = tmp_path / "m.safetensors"
+    assert main(["convert", str(path), "-o", str(out), "--variants"]) == 0
+    assert cls in capsys.readouterr().out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", VariantWarning)
+        back = numpyrnn.load(out)
+    assert type(back) is type(m)
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, back.state_dict()[k]), k

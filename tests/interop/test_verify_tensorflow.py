@@ -112,3 +112,61 @@ def test_gru_has_no_tensorflow_cell(tmp_path):
     np.savez(path, **tf1_names([random_cell(rng, "gru", I, H)], "gru"))
     report = verify(path)
     assert report.ok and "no CudnnCompatibleGRUCell" in report.oracle, str(report)
+
+
+def _variant_cell(make, width: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    c = make()
+    c.build((None, width))
+    out = {}
+    for var in c.weights:
+        var.assign(rng.uniform(-0.6, 0.6, var.shape).astype(np.float32))
+        out[var.name.split(":")[0].split("/", 1)[1]] = var.numpy()
+    return out
+
+
+def _variant_source(make, L: int, bi: bool, seed: int, out_width: int = H):
+    rng = np.random.default_rng(seed)
+    layers, width = [], I
+    for _ in range(L):
+        layers.append({d: _variant_cell(make, width, rng) for d in ("fw", "bw")} if bi else _variant_cell(make, width, rng))
+        width = out_width * (2 if bi else 1)
+    return layers if L > 1 else layers[0]
+
+
+@pytest.mark.parametrize("topology", list(TOPOLOGIES))
+def test_variants_grucell_against_tensorflow(topology):
+    """TF1's GRUCell (reset before the candidate's matmul): ResetBeforeGRU, run next to TensorFlow's GRUCell."""
+    from numpyrnn.variants import ResetBeforeGRU, VariantWarning
+
+    L, bi = TOPOLOGIES[topology]
+    source = _variant_source(lambda: tf.compat.v1.nn.rnn_cell.GRUCell(H), L, bi, seed=L + bi)
+    report = verify(source, variants=True)
+    assert report.ok, report
+    assert report.oracle.startswith("tensorflow") and "GRUCell" in report.oracle
+    with pytest.warns(VariantWarning):
+        m = numpyrnn.NumpyGRU.from_tf1(source, variants=True)
+    assert type(m) is ResetBeforeGRU
+    with torch.no_grad():
+        m.weight_hh_l0[0, 0] += 0.1
+    assert not verify(source, m, variants=True).ok
+
+
+@pytest.mark.parametrize("kw", [dict(use_peepholes=True), dict(use_peepholes=True, cell_clip=0.4),
+                                dict(use_peepholes=True, num_proj=2, proj_clip=0.2, cell_clip=0.8)],
+                         ids=["peepholes", "cell_clip", "proj_clip"])
+def test_variants_lstmcell_against_tensorflow(kw):
+    from numpyrnn.variants import PeepholeLSTM, VariantWarning
+
+    source = _variant_source(lambda: tf.compat.v1.nn.rnn_cell.LSTMCell(H, **kw), 2, True, seed=len(kw),
+                             out_width=kw.get("num_proj", H))
+    clips = {k: kw[k] for k in ("cell_clip", "proj_clip") if k in kw}
+    report = verify(source, variants=True, **clips)
+    assert report.ok, report
+    assert report.oracle.startswith("tensorflow") and "LSTMCell" in report.oracle
+    assert verify(source, variants=True, oracle="reference", **clips).ok
+    with pytest.warns(VariantWarning):
+        m = numpyrnn.NumpyLSTM.from_tf1(source, variants=True, **clips)
+    assert type(m) is PeepholeLSTM and m.peepholes
+    with torch.no_grad():
+        m.weight_cf_l1_reverse[0] += 0.1
+    assert not verify(source, m, variants=True, **clips).ok

@@ -418,7 +418,8 @@ def test_keras_weights_file_without_config(keras3, tmp_path):
     np.testing.assert_allclose(run(m, x), keras.ops.convert_to_numpy(model(x)), rtol=0, atol=1e-5)
 
 
-def test_convert_verify_does_not_take_variants(keras_file, tmp_path, capsys):
+def test_convert_verify_checks_variants(keras_file, tmp_path, capsys):
     path, _, _ = keras_file
-    assert main(["convert", str(path), "-o", str(tmp_path / "o.pt"), "--variants", "--verify"]) == 2
-    assert "--verify checks torch modules" in capsys.readouterr().err and not (tmp_path / "o.pt").exists()
+    assert main(["convert", str(path), "-o", str(tmp_path / "o.pt"), "--variants", "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "oracle: keras" in out and "OK:" in out and (tmp_path / "o.pt").exists()
