@@ -627,16 +627,19 @@ def _paddle_runner(paddle: Any, cell: str, layers: list, config: dict, nonlinear
         else:
             layer = paddle.nn.SimpleRNN(config["input_size"], config["hidden_size"], activation=nonlinearity, **kw)
         found = 0
-        for key, param in layer.named_parameters():
-            m = re.fullmatch(r"(\d+)\.cell(_fw|_bw)?\.(\w+)", key)
+        for key, sub in layer.named_sublayers():  # the cells: "0.cell", or "0.cell_fw" and "0.cell_bw"
+            m = re.fullmatch(r"(\d+)\.cell(_fw|_bw)?", key)
             if m is None:
                 continue
-            value = layers[int(m[1])][1 if m[2] == "_bw" else 0].get(m[3])
-            if value is None:
-                raise LayoutError(f"paddle oracle: the file holds no {key!r}, which paddle.nn.{type(layer).__name__} "
-                                  f"has (without biases paddle's layers cannot be built: bias_ih_attr=False)")
-            param.set_value(np.asarray(value, dtype=np.float32))
-            found += 1
+            unit = layers[int(m[1])][1 if m[2] == "_bw" else 0]
+            for param in _PADDLE_PARAMS:
+                if getattr(sub, param, None) is None:
+                    continue
+                if param not in unit:
+                    raise LayoutError(f"paddle oracle: the file holds no {key}.{param}, which "
+                                      f"paddle.nn.{type(layer).__name__} has")
+                getattr(sub, param).set_value(np.asarray(unit[param], dtype=np.float32))
+                found += 1
         if found != sum(len(u) for layer in layers for u in layer):
             raise LayoutError(f"paddle oracle: paddle.nn.{type(layer).__name__} takes {found} of the file's "
                               f"{sum(len(u) for layer in layers for u in layer)} arrays")
