@@ -671,7 +671,7 @@ def _paddle_case(name: str, layers: list, config: dict, options: dict) -> _Case:
         why = "asked for"
     elif not config.get("bias", True):
         why = "paddle's layers cannot be built without biases to match the file"
-    elif "tensorflow" in sys.modules:
+    elif sys.modules.get("tensorflow") is not None:
         why = "paddle cannot be imported into a process that has imported tensorflow"
     else:
         try:
