@@ -11,7 +11,13 @@ plain-numpy forward pass written from the formulas, over the source's arrays;
 
 A path is read through the format registry: the modules checked are those
 :func:`numpyrnn.load_all` builds, under the same names, and the oracle runs on
-the arrays each module's entry was read from.
+the arrays each module's entry was read from. A TensorFlow checkpoint's TF1 cell
+scopes are TF1 variables (``CudnnLSTM`` an ``LSTMCell`` without forget bias, over
+its summed bias), its TF2 Keras layers Keras weights (a Keras 2 ``CuDNNGRU`` is
+``GRU(reset_after=True)``, a ``CuDNNLSTM`` ``LSTM`` with both halves of its bias
+summed); a ``.pdparams`` file runs in paddle's own layer where paddle imports (not
+after TensorFlow), and otherwise in the reference with torch's formulas, which
+are Paddle's.
 
 With ``variants=True`` the :mod:`numpyrnn.variants` modules the loaders build
 are checked the same way: the source's framework runs the layer as the file
