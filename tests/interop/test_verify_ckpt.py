@@ -22,6 +22,7 @@ from torch import nn
 import numpyrnn
 from numpyrnn import LayoutError, files, verify
 from numpyrnn.cli import main
+from numpyrnn.variants import VariantWarning
 
 from ..formats.paddle_cases import CASES as PADDLE_CASES
 from ..formats.paddle_cases import DATA as PADDLE
@@ -173,7 +174,8 @@ def test_checkpoint_variants(case, variant):
     assert report.ok, str(report)
     assert report.modules["rnn"].startswith(variant), report.modules
     assert "TF1's formulas" in report.oracle
-    bad = copy.deepcopy(numpyrnn.load(path, variants=True))
+    with pytest.warns(VariantWarning, match=f"{case}.ckpt: module 'rnn': built {variant}"):
+        bad = copy.deepcopy(numpyrnn.load(path, variants=True))
     with torch.no_grad():
         next(p for n, p in bad.named_parameters() if "weight" in n).view(-1)[0] += 1e-2
     caught = verify(path, bad, variants=True)
