@@ -11,7 +11,13 @@ plain-numpy forward pass written from the formulas, over the source's arrays;
 
 A path is read through the format registry: the modules checked are those
 :func:`numpyrnn.load_all` builds, under the same names, and the oracle runs on
-the arrays each module's entry was read from.
+the arrays each module's entry was read from. A TensorFlow checkpoint's TF1 cell
+scopes are TF1 variables (``CudnnLSTM`` an ``LSTMCell`` without forget bias, over
+its summed bias), its TF2 Keras layers Keras weights (a Keras 2 ``CuDNNGRU`` is
+``GRU(reset_after=True)``, a ``CuDNNLSTM`` ``LSTM`` with both halves of its bias
+summed); a ``.pdparams`` file runs in paddle's own layer where paddle imports (not
+after TensorFlow), and otherwise in the reference with torch's formulas, which
+are Paddle's.
 
 With ``variants=True`` the :mod:`numpyrnn.variants` modules the loaders build
 are checked the same way: the source's framework runs the layer as the file
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -498,14 +505,15 @@ def _replace_modules(label: str, cases: list[_Case], module: Any) -> None:
 
 #: What the oracle reads for each format whose entries keep the source's arrays.
 _ORACLES = {"blocks": "numpyrnn.reference", "keras": "keras", "onnx": "onnxruntime", "flax": "flax",
-            "tf1": "TensorFlow (or numpyrnn.reference)"}
+            "tf1": "TensorFlow (or numpyrnn.reference)", "tfckpt": "TensorFlow or Keras (or numpyrnn.reference)",
+            "paddle": "paddle (or numpyrnn.reference)"}
 
 
 def _path_cases(path: Path, module: Any, options: dict) -> tuple[str, list[_Case]]:
     """One case per module of ``numpyrnn.load_all(path, **options)``, under the same names."""
     from .api import _build_options, load_all, read_model
 
-    if not path.exists():
+    if not path.exists() and not path.with_name(path.name + ".index").is_file():  # a TF checkpoint's prefix
         raise FileNotFoundError(f"{path}: no such file or folder")
     opts = {k: v for k, v in options.items() if not k.startswith("_") and (k != "format" or v)}
     build = _build_options(opts)
@@ -545,6 +553,20 @@ def _entry_case(fmt: str, entry: Any, options: dict) -> _Case:
     if config.get("nonlinearity") and entry.cell == "rnn":
         opts["nonlinearity"] = config["nonlinearity"]
     arrays = entry.arrays
+    if fmt in ("tfckpt", "paddle") and entry.cell == "rnn" and options.get("nonlinearity"):
+        opts["nonlinearity"] = options["nonlinearity"]  # these files do not record it: the option rules
+    if fmt == "paddle":
+        return _paddle_case(entry.name, arrays, config, opts)
+    if fmt == "tfckpt":  # TF1 cell scopes are TF1 variables; TF2 object-graph layers are Keras weights
+        if isinstance(arrays, Mapping) or isinstance(arrays[0], Mapping):
+            fmt = "tf1"
+            if options.get("forget_bias") is not None:  # not stored in a checkpoint: the option rules
+                config = {**config, "forget_bias": options["forget_bias"]}
+        else:
+            fmt = "keras"
+            arrays = [np.asarray(a) for a in arrays]
+            if config.get("keras_layer"):  # Keras 2 CuDNNLSTM/CuDNNGRU: the plain layer that computes it
+                arrays = _cudnn_as_keras(str(config["keras_layer"]), arrays, entry.name)
     if fmt == "blocks":
         return _blocks_case(entry.name, arrays, opts, build=False)
     if fmt == "keras":
@@ -560,6 +582,115 @@ def _entry_case(fmt: str, entry: Any, options: dict) -> _Case:
         case = _tf1_case(arrays, opts, build=False)
     case.name = entry.name
     return case
+
+
+def _cudnn_as_keras(class_name: str, weights: list, name: str) -> list:
+    """A Keras 2 cuDNN layer's weights as the plain Keras layer computing the same: ``CuDNNGRU`` is
+    ``GRU(reset_after=True)`` with the flat bias as its ``(2, 3H)`` bias; ``CuDNNLSTM`` is ``LSTM`` with the
+    two halves of the flat bias summed (cuDNN adds both to every gate)."""
+    from .formats import keras2
+
+    out, recurrent = keras2.cudnn_weights(class_name, weights, where=f"module {name!r}")
+    for d, b in enumerate(recurrent):  # LSTM only: [kernel, recurrent_kernel, bias] per direction
+        out[3 * d + 2] = np.asarray(out[3 * d + 2]) + np.asarray(b)
+    return out
+
+
+# -- PaddlePaddle (oracle: paddle when importable, else numpyrnn.reference) ------------
+
+_PADDLE_PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_ho")
+
+
+def _paddle_reference(cell: str, layers: list, nonlinearity: str) -> Runner:
+    """The reference over Paddle's per-cell arrays: torch's layout and formulas (``weight_ih (G*H, I)``,
+    gates GRU ``r, z, c`` with ``bias_hh`` inside the reset product, LSTM ``i, f, c, o``;
+    ``weight_ho (H, P)`` the projection)."""
+    G = {"gru": 3, "lstm": 4, "rnn": 1}[cell]
+    units = [[(np.asarray(u["weight_ih"], dtype=np.float64), np.asarray(u["weight_hh"], dtype=np.float64),
+               u.get("bias_ih"), u.get("bias_hh")) for u in layer] for layer in layers]
+    a = _stack_blocks(units, G)
+    if "weight_ho" in layers[0][0]:
+        a["proj"] = np.stack([np.stack([np.asarray(u["weight_ho"], dtype=np.float64).T for u in layer])
+                              for layer in layers])
+    return _reference_runner(cell, a, {"gru": "rzn", "lstm": "ifgo", "rnn": None}[cell], nonlinearity)
+
+
+def _paddle_runner(paddle: Any, cell: str, layers: list, config: dict, nonlinearity: str) -> Runner:
+    """``paddle.nn.LSTM``/``GRU``/``SimpleRNN`` of the file's configuration, its cells given the file's arrays."""
+    import re
+
+    built: list[Any] = []
+
+    def make() -> Any:
+        kw: dict[str, Any] = dict(num_layers=config["num_layers"], time_major=False,
+                                  direction="bidirect" if config["bidirectional"] else "forward")
+        if cell == "lstm":
+            if config.get("proj_size"):
+                kw["proj_size"] = int(config["proj_size"])
+            layer = paddle.nn.LSTM(config["input_size"], config["hidden_size"], **kw)
+        elif cell == "gru":
+            layer = paddle.nn.GRU(config["input_size"], config["hidden_size"], **kw)
+        else:
+            layer = paddle.nn.SimpleRNN(config["input_size"], config["hidden_size"], activation=nonlinearity, **kw)
+        found = 0
+        for key, sub in layer.named_sublayers():  # the cells: "0.cell", or "0.cell_fw" and "0.cell_bw"
+            m = re.fullmatch(r"(\d+)\.cell(_fw|_bw)?", key)
+            if m is None:
+                continue
+            unit = layers[int(m[1])][1 if m[2] == "_bw" else 0]
+            for param in _PADDLE_PARAMS:
+                if getattr(sub, param, None) is None:
+                    continue
+                if param not in unit:
+                    raise LayoutError(f"paddle oracle: the file holds no {key}.{param}, which "
+                                      f"paddle.nn.{type(layer).__name__} has")
+                getattr(sub, param).set_value(np.asarray(unit[param], dtype=np.float32))
+                found += 1
+        if found != sum(len(u) for layer in layers for u in layer):
+            raise LayoutError(f"paddle oracle: paddle.nn.{type(layer).__name__} takes {found} of the file's "
+                              f"{sum(len(u) for layer in layers for u in layer)} arrays")
+        layer.eval()
+        return layer
+
+    def run(x, h0, c0):
+        if not built:
+            built.append(make())
+        layer = built[0]
+        t = paddle.to_tensor
+        states: Any = (t(h0.astype(np.float32)), t(c0.astype(np.float32))) if cell == "lstm" \
+            else t(h0.astype(np.float32))
+        with paddle.no_grad():
+            y, final = layer(t(np.asarray(x, dtype=np.float32)), initial_states=states)
+        if cell == "lstm":
+            return {"y": y.numpy(), "h_n": final[0].numpy(), "c_n": final[1].numpy()}
+        return {"y": y.numpy(), "h_n": final.numpy(), "c_n": None}
+
+    return run
+
+
+def _paddle_case(name: str, layers: list, config: dict, options: dict) -> _Case:
+    cell = str(config["cell"])
+    nonlinearity = options.get("nonlinearity") or config.get("nonlinearity") or "tanh"
+    reference = _paddle_reference(cell, layers, nonlinearity)
+    why = None
+    if options.get("_reference"):
+        why = "asked for"
+    elif not config.get("bias", True):
+        why = "paddle's layers cannot be built without biases to match the file"
+    elif sys.modules.get("tensorflow") is not None:
+        why = "paddle cannot be imported into a process that has imported tensorflow"
+    else:
+        try:
+            import paddle
+        except ImportError:
+            why = "paddle is not installed"
+    if why is not None:
+        return _Case(name, None, reference, f"numpyrnn.reference (numpy, float64; {why}), over the source's arrays "
+                     "read with Paddle's layout (torch's gate order and formulas)", "float64")
+    paddle.set_device("cpu")
+    kind = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}[cell]
+    return _Case(name, None, _paddle_runner(paddle, cell, layers, config, nonlinearity),
+                 f"paddle {paddle.__version__} (paddle.nn.{kind})", "float32")
 
 
 # -- numpyrnn.reference over any source's arrays --------------------------------------

@@ -162,7 +162,8 @@ def register_scanner(name: str, suffixes: tuple[str, ...], sniff: Callable[[Path
 
     ``modules`` are ``(name, cell, config, build)`` tuples; the reading options
     (:data:`SCAN_OPTIONS`) given to the registry's ``read`` reach both ``scan``
-    and every ``build``.
+    and every ``build``. A ``build`` with an ``arrays`` attribute gives its
+    :class:`Entry` those arrays.
     """
 
     def read(path: str | os.PathLike, **options: Any) -> ModelFile:
@@ -175,7 +176,7 @@ def register_scanner(name: str, suffixes: tuple[str, ...], sniff: Callable[[Path
             def make(*, _build: Any = build, **opts: Any) -> Any:
                 return _build(**{**given, **opts})
 
-            entries.append(Entry(mod_name, cell, config, make))
+            entries.append(Entry(mod_name, cell, config, make, arrays=getattr(build, "arrays", None)))
         # a scanner's problems are notes about what the file cannot prove; refusals are in ``skipped``
         return ModelFile(path=Path(path), format=name, modules=entries, skipped=list(skipped), notes=list(notes))
 

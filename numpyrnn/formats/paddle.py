@@ -333,6 +333,10 @@ def _build(where: str, name: str, units: dict[tuple[int, int], dict[str, str]], 
             module.requires_grad_(False)
         return module
 
+    # the registry's Entry.arrays: per layer, per direction (forward first), the cell's {param: array}
+    D = 2 if config["bidirectional"] else 1
+    build.arrays = [[{param: arrays[key] for param, key in units[(k, d)].items()} for d in range(D)]  # type: ignore[attr-defined]
+                    for k in range(config["num_layers"])]
     return build
 
 

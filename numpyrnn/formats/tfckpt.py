@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -794,6 +794,58 @@ def _config(bundle: Bundle, m: _Module) -> dict:
     return config
 
 
+class CellArrays(Mapping):
+    """One cell's variables, ``{leaf: array}`` as TF1 names them (``kernel``, ``gates/kernel``, ...),
+    each read from the checkpoint (its CRC checked) when asked for, so that listing a file reads no weights."""
+
+    def __init__(self, bundle: Bundle, names: dict[str, str]):
+        self._bundle, self._names = bundle, dict(names)
+
+    def __getitem__(self, leaf: str) -> np.ndarray:
+        return self._bundle.read(self._names[leaf])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+class LayerArrays(Sequence):
+    """A Keras layer's weights in ``get_weights()`` order (``kernel, recurrent_kernel, bias``, forward then
+    backward), each read from the checkpoint when asked for."""
+
+    def __init__(self, bundle: Bundle, names: list[str]):
+        self._bundle, self._names = bundle, list(names)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self._bundle.read(n) for n in self._names[i]]
+        return self._bundle.read(self._names[i])
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+def _arrays(bundle: Bundle, m: _Module, config: dict) -> Any:
+    """What the checkpoint stores for a module, in the form ``from_tf1`` (TF1 cells: a cell's
+    ``{leaf: array}``, ``{"fw": ..., "bw": ...}`` per layer, a list per stack) or ``from_keras``
+    (Keras layers: the weights list; a Keras 2 cuDNN layer's flat double bias as stored) takes it."""
+    if m.kind == "keras":
+        names = []
+        for d in (("fw", "bw") if config["bidirectional"] else ("",)):
+            cell = m.slots[(0, d)]
+            names += [cell.names[n] for n in ("kernel", "recurrent_kernel", "bias") if n in cell.names]
+        return LayerArrays(bundle, names)
+    layers: list[Any] = []
+    for k in range(config["num_layers"]):
+        if config["bidirectional"]:
+            layers.append({d: CellArrays(bundle, m.slots[(k, d)].names) for d in ("fw", "bw")})
+        else:
+            layers.append(CellArrays(bundle, m.slots[(k, "")].names))
+    return layers if len(layers) > 1 else layers[0]
+
+
 def _build(bundle: Bundle, m: _Module, config: dict) -> Callable[..., Any]:
     from ..modules import NumpyGRU, NumpyLSTM, NumpyRNN
 
@@ -853,6 +905,7 @@ def _build(bundle: Bundle, m: _Module, config: dict) -> Callable[..., Any]:
             _split_halves(module, config)
         return module
 
+    build.arrays = _arrays(bundle, m, config)  # type: ignore[attr-defined]  # the registry's Entry.arrays
     return build
 
 
