@@ -19,6 +19,7 @@ at least ``--min-rounds``).
 Usage::
 
     python benchmarks/small.py [--quick] [--out DIR] [--cells gru lstm rnn] [--sizes 20 64 ...]
+                               [--paths from_numpy load_numpy to_numpy]
 
 Writes ``small.json``, ``small.md`` and one plot per path (``small-<path>.png``,
 needs matplotlib) into ``--out`` (default ``benchmarks/results``).
@@ -97,21 +98,24 @@ def time_pair(ours, theirs, budget: float, min_rounds: int, max_rounds: int) -> 
             "noise": (q[2] - q[0]) / statistics.median(ratios), "best_ratio": min(a) / min(b)}
 
 
-def measure(cell: str, I: int, H: int, budget: float, min_rounds: int, max_rounds: int) -> dict:
+def measure(cell: str, I: int, H: int, budget: float, min_rounds: int, max_rounds: int,
+            paths: tuple[str, ...] = tuple(PAIRS)) -> dict:
     torch_cls, ours_cls, G = CELLS[cell]
     box = [arrays_for(G, I, H)]  # dropped before the export is timed
     arrays = box[0]
     kw = dict(num_layers=LAYERS, bidirectional=True)
     out = {"cell": cell, "input": I, "hidden": H, "bytes": nbytes_of(arrays), "paths": {}}
     # at most three copies of the weights alive at a time (4096 LSTM: 2.7 GB each)
-    out["paths"]["from_numpy"] = time_pair(lambda: ours_cls.from_numpy(**box[0]), lambda: torch_cls(I, H, **kw),
-                                           budget, min_rounds, max_rounds)
+    if "from_numpy" in paths:
+        out["paths"]["from_numpy"] = time_pair(lambda: ours_cls.from_numpy(**box[0]), lambda: torch_cls(I, H, **kw),
+                                               budget, min_rounds, max_rounds)
     module = ours_cls.from_numpy(**arrays)
     plain = torch_cls(I, H, **kw)
     sd = module.state_dict()  # views of module's parameters: no further copy of the weights
     plain.load_state_dict(sd)
-    out["paths"]["load_numpy"] = time_pair(lambda: module.load_numpy(**box[0]), lambda: plain.load_state_dict(sd),
-                                           budget, min_rounds, max_rounds)
+    if "load_numpy" in paths:
+        out["paths"]["load_numpy"] = time_pair(lambda: module.load_numpy(**box[0]),
+                                               lambda: plain.load_state_dict(sd), budget, min_rounds, max_rounds)
     for k, v in plain.state_dict().items():
         assert torch.equal(v, sd[k]), k
     expected = module.to_numpy()
@@ -119,9 +123,10 @@ def measure(cell: str, I: int, H: int, budget: float, min_rounds: int, max_round
         assert np.array_equal(expected[k], v), k
     del expected, arrays
     box.clear()
-    out["paths"]["to_numpy"] = time_pair(
-        module.to_numpy, lambda: {k: v.numpy().copy() for k, v in plain.state_dict().items()},
-        budget, min_rounds, max_rounds)
+    if "to_numpy" in paths:
+        out["paths"]["to_numpy"] = time_pair(
+            module.to_numpy, lambda: {k: v.numpy().copy() for k, v in plain.state_dict().items()},
+            budget, min_rounds, max_rounds)
     return out
 
 
@@ -141,10 +146,14 @@ def markdown(report: dict) -> str:
              "interleaved rounds after a warm-up; noise = interquartile range of the per-round ratios / their "
              "median. Targets: from_numpy <= 1.0x, load_numpy and to_numpy <= 1.2x.", ""]
     for path, (ours, theirs, target) in PAIRS.items():
+        if not any(path in e["paths"] for e in report["results"]):
+            continue
         lines += [f"## {ours} / {theirs} (target <= {target}x)", "",
                   "| cell | input | hidden | weights | torch (s) | ratio | noise | best-of ratio | rounds |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for e in report["results"]:
+            if path not in e["paths"]:
+                continue
             p = e["paths"][path]
             lines.append(f"| {e['cell']} | {e['input']} | {e['hidden']} | {fmt_bytes(e['bytes'])} | "
                          f"{p['theirs_s']:.2e} | {p['ratio']:.2f}x | {p['noise']:.2f} | {p['best_ratio']:.2f}x | "
@@ -165,9 +174,12 @@ def plot(report: dict, out: Path) -> list[Path]:
         return []
     made = []
     for path, (ours, theirs, target) in PAIRS.items():
+        if not any(path in e["paths"] for e in report["results"]):
+            continue
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for cell in CELLS:
-            pts = [(e["bytes"], e["paths"][path]["ratio"]) for e in report["results"] if e["cell"] == cell]
+            pts = [(e["bytes"], e["paths"][path]["ratio"]) for e in report["results"]
+                   if e["cell"] == cell and path in e["paths"]]
             if pts:
                 xs, ys = zip(*pts)
                 ax.plot(xs, ys, marker="o", label=cell.upper())
@@ -197,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="the demo's size and hidden 64, a few rounds (seconds)")
     p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument("--cells", nargs="+", choices=list(CELLS), default=list(CELLS))
+    p.add_argument("--paths", nargs="+", choices=list(PAIRS), default=list(PAIRS),
+                   help="the pairs to time (default all three)")
     p.add_argument("--sizes", type=int, nargs="+", help="hidden sizes (input = hidden) after the demo's")
     p.add_argument("--budget", type=float, help="seconds of rounds per pair and size (default 3, quick 0.3)")
     p.add_argument("--min-rounds", type=int, default=None)
@@ -217,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         for I, H in [DEMO, *((h, h) for h in sizes)]:
             G = CELLS[cell][2]
             big = G * H * (I + H) * 4 * 2 * 3 > 400e6  # a few rounds only where one takes seconds
-            entry = measure(cell, I, H, budget, 1 if big else min_rounds, 2 if big else 100_000)
+            entry = measure(cell, I, H, budget, 1 if big else min_rounds, 2 if big else 100_000,
+                            tuple(args.paths))
             report["results"].append(entry)
             save(report, args.out)  # after every size: an interrupted run keeps what it measured
             print(f"{cell} I={I} H={H} ({fmt_bytes(entry['bytes'])}): " + ", ".join(
