@@ -193,12 +193,18 @@ def source_of(name: str) -> str:
     return {"cp": "npz", "startup": "npz", "import": "npz"}.get(name, name.split("->")[0])
 
 
-def measure(hidden: int, repeats: int, work: Path | None, keras_max: int) -> dict:
+def measure(hidden: int, repeats: int, work: Path | None, keras_max: int,
+            paths: list[str] | None = None) -> dict:
     nbytes = weight_bytes(hidden)
     with tempfile.TemporaryDirectory(dir=work) as d:
         folder = Path(d)
         sources = make_sources(folder, hidden, keras_max)
         cmds = commands(folder, sources)
+        if paths:
+            unknown = sorted(set(paths) - set(cmds))
+            if unknown:
+                raise SystemExit(f"unknown path(s) {unknown}; known: {sorted(cmds)}")
+            cmds = {n: c for n, c in cmds.items() if n in ("cp", "startup", "import") or n in paths}
         names = list(cmds)
         times: dict[str, list[dict]] = {n: [] for n in names}
         for round_ in range(repeats + 1):  # round 0 warms the page cache and the imports
@@ -308,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keras-max", type=int, default=1024, help="largest hidden size written as .keras")
     p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument("--work", type=Path, help="folder for the temporary weight files")
+    p.add_argument("--paths", nargs="+", metavar="PATH",
+                   help="time only these paths (e.g. npz->safetensors npz->pt 'load npz'); cp and the "
+                        "start-ups are always timed")
     args = p.parse_args(argv)
     sizes = args.sizes or ([64] if args.quick else [256, 1024, 4096])
     repeats = args.repeats or (1 if args.quick else 3)
@@ -322,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("cp") is None:
         p.error("cp is not on PATH")
     for hidden in sizes:
-        e = measure(hidden, repeats, args.work, args.keras_max)
+        e = measure(hidden, repeats, args.work, args.keras_max, args.paths)
         report["sizes"].append(e)
         print(f"hidden={hidden} ({fmt_bytes(e['bytes'])}): cp {e['median']['cp']['s']:.3f} s, "
               f"start-up {e['median']['startup']['s']:.3f} s", flush=True)

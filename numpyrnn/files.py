@@ -60,6 +60,7 @@ __all__ = [
     "write_npz",
     "write_bytes",
     "write_state_dict",
+    "write_safetensors",
     "listing",
 ]
 
@@ -153,6 +154,25 @@ def _stored_at(zf: zipfile.ZipFile, info: zipfile.ZipInfo, size: int) -> int | N
     return start if start + info.file_size <= size else None
 
 
+# Linux's MADV_POPULATE_READ (5.14): map every page of the file in one call, instead of
+# one page fault per few pages while the arrays are copied; MADV_WILLNEED elsewhere.
+_MADV_POPULATE_READ = 22
+
+
+def _prefault(mapped: Any) -> None:
+    """Ask the kernel to read and map all of ``mapped`` now (a hint: failures are ignored)."""
+    import mmap as mmap_module
+
+    for advice in (_MADV_POPULATE_READ, getattr(mmap_module, "MADV_WILLNEED", None)):
+        if advice is None or not hasattr(mapped, "madvise"):
+            continue
+        try:
+            mapped.madvise(advice)
+            return
+        except (OSError, ValueError):
+            continue
+
+
 def read_npz(path: str | os.PathLike, *, mmap: bool = True) -> dict[str, np.ndarray]:
     """Every array of an ``.npz`` archive, each checked before it is read.
 
@@ -198,6 +218,7 @@ def read_npz(path: str | os.PathLike, *, mmap: bool = True) -> dict[str, np.ndar
 
                         with open(path, "rb") as f:
                             mapped = mmap_module.mmap(f.fileno(), 0, access=mmap_module.ACCESS_READ)
+                        _prefault(mapped)
                     arr = np.frombuffer(mapped, dtype=dtype, count=math.prod(shape), offset=start + header)
                 else:
                     arr = np.frombuffer(data, dtype=dtype)
@@ -329,25 +350,21 @@ def write_state_dict(path: str | os.PathLike, state: Mapping[str, torch.Tensor],
                      metadata: Mapping[str, str] | None = None) -> int:
     """Write a ``state_dict`` as ``.pt`` (loads with ``weights_only=True``) or ``.safetensors``.
 
+    ``.safetensors`` files are written by :func:`write_safetensors`, straight from
+    the tensors' memory; reading them back needs the ``safetensors`` package,
+    which is therefore required here as well.
+
     Returns:
         The number of bytes written.
     """
     path = Path(path)
-    tensors = {k: v.detach().contiguous() for k, v in state.items()}
     if path.suffix.lower() == ".safetensors":
         try:
-            from safetensors.torch import save_file
+            import safetensors  # noqa: F401 - what reads the file back
         except ImportError:
             raise _fail(path, "writing .safetensors needs the safetensors package: pip install \"numpyrnn[files]\"") from None
-        from safetensors import SafetensorError
-
-        def save(tmp: str) -> None:
-            try:
-                save_file(tensors, tmp, metadata=dict(metadata or {}))
-            except SafetensorError as exc:  # its I/O errors: a full disk, a size limit
-                raise OSError(_one_line(exc).replace("Error while serializing: ", "")) from None
-
-        return atomic_write(path, save)
+        return write_safetensors(path, state, metadata)
+    tensors = {k: v.detach().contiguous() for k, v in state.items()}
 
     saved: Any = tensors
     if getattr(state, "_metadata", None) is not None:  # a state_dict's own record travels with it
@@ -359,6 +376,102 @@ def write_state_dict(path: str | os.PathLike, state: Mapping[str, torch.Tensor],
     def write(tmp: str) -> None:
         with safeio.RecordingFile(tmp) as f:  # a failed write is reported as itself, not as torch's "enforce fail"
             torch.save(saved, f)
+
+    return atomic_write(path, write)
+
+
+# safetensors, written here: an 8-byte little-endian header length, the JSON header
+# (dtype, shape, data_offsets per tensor; "__metadata__": str -> str), padded with spaces
+# to a multiple of 8, then every tensor's raw little-endian bytes, in header order.
+_SAFETENSORS_DTYPES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
+# One write() moves at most this many bytes: the loop returns to Python between chunks, so
+# a signal is handled (and the temporary file removed) within one chunk's time.
+_WRITE_CHUNK = 64 << 20
+
+
+def safetensors_header(state: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> bytes:
+    """The length prefix and the padded JSON header of a ``.safetensors`` file of ``state``.
+
+    Tensors are laid out in ``state``'s order. Raises ``TypeError`` for a value that
+    is not a tensor, a dtype safetensors has no name for, non-string metadata.
+    """
+    import json
+
+    header: dict[str, Any] = {}
+    meta = dict(metadata or {})
+    bad_meta = [k for k, v in meta.items() if not isinstance(k, str) or not isinstance(v, str)]
+    if bad_meta:
+        raise TypeError(f"safetensors metadata must map str to str; {bad_meta[0]!r} does not")
+    if meta:
+        header["__metadata__"] = meta
+    offset = 0
+    for name, t in state.items():
+        if not isinstance(name, str) or name == "__metadata__":
+            raise TypeError(f"{name!r}: a safetensors tensor name must be a string other than '__metadata__'")
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+        code = _SAFETENSORS_DTYPES.get(t.dtype)
+        if code is None:
+            raise TypeError(f"{name}: safetensors has no dtype for {t.dtype}")
+        nbytes = t.numel() * t.element_size()
+        header[name] = {"dtype": code, "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text
+
+
+def _raw_bytes(t: torch.Tensor) -> memoryview:
+    """The bytes of a contiguous CPU tensor, as a view of its memory (no copy)."""
+    flat = t.reshape(-1)
+    if flat.dtype == torch.bool:
+        flat = flat.view(torch.uint8)
+    if flat.dtype == torch.bfloat16:
+        flat = flat.view(torch.int16)
+    return flat.numpy().data.cast("B")
+
+
+def write_safetensors(path: str | os.PathLike, state: Mapping[str, torch.Tensor],
+                      metadata: Mapping[str, str] | None = None) -> int:
+    """Write ``state`` as a ``.safetensors`` file, through :func:`atomic_write`.
+
+    Each tensor's bytes go from its own memory into the file in bounded chunks
+    (tensors already contiguous on the CPU are not copied; others are made so one
+    at a time). The file reads back with ``safetensors.safe_open`` and
+    ``safetensors.torch.load_file``, metadata included.
+
+    Returns:
+        The number of bytes written.
+
+    Raises:
+        TypeError: a value is not a tensor, or has a dtype safetensors cannot name.
+        LayoutError: the file cannot be written (see :func:`atomic_write`).
+    """
+    path = Path(path)
+    tensors = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
+    head = safetensors_header(tensors, metadata)  # every check before anything is created
+
+    def write(tmp: str) -> None:
+        import sys
+
+        with open(tmp, "wb", buffering=0) as f:
+            f.write(head)
+            for t in tensors.values():
+                if t.device.type != "cpu":
+                    t = t.cpu()
+                t = t.contiguous()
+                if sys.byteorder != "little" and t.element_size() > 1:
+                    t = torch.from_numpy(t.numpy().byteswap()) if t.dtype != torch.bfloat16 else \
+                        torch.from_numpy(t.view(torch.int16).numpy().byteswap()).view(torch.bfloat16)
+                data = _raw_bytes(t)
+                for start in range(0, len(data), _WRITE_CHUNK):
+                    chunk = data[start:start + _WRITE_CHUNK]
+                    while chunk:
+                        chunk = chunk[f.write(chunk):]
 
     return atomic_write(path, write)
 
