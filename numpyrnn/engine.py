@@ -1099,7 +1099,8 @@ _torch_threads_guard = threading.RLock()
 
 def _reset_after_fork() -> None:
     """In a forked child, locks another thread of the parent held stay held: start afresh."""
-    global _locks_guard, _module_locks, _warn_lock, _forked, _torch_threads_guard, _bound
+    global _locks_guard, _module_locks, _warn_lock, _forked, _torch_threads_guard, _bound, _cpu_watch
+    _cpu_watch = None  # its /proc/self files are the parent's
     _torch_threads_guard = threading.RLock()
     _locks_guard = threading.Lock()
     _module_locks = weakref.WeakKeyDictionary()
@@ -1885,7 +1886,9 @@ def _export_remote(copies: Sequence[_Copy]) -> None:
 #
 # Below :data:`_FAST_BYTES`, a build, load or export of plain CPU parameters from or into
 # C-contiguous numpy arrays is a handful of ``np.copyto`` between views whose geometry a
-# cached plan holds: no ``as_strided``, no ``copy_`` dispatch, no list of ``_Copy``. Only
+# cached plan holds: no ``as_strided``, no ``copy_`` dispatch, no list of ``_Copy``. Exports
+# take this path at every size: from :data:`_TORCH_EXPORT_BYTES` on, the same cached steps
+# run as torch ``copy_`` over torch's intra-op threads. Only
 # the case that is known to succeed goes this way: anything else (another array type, a
 # bad value, a parameter that a hook computes, ...) takes the general path, which raises
 # exactly what it always raised. Every cast numpy does here is one that :func:`_blockwise`
@@ -2015,11 +2018,12 @@ def _fast_values_ok(leaves: Mapping[str, np.ndarray], dtype: torch.dtype) -> boo
 class _Bound:
     """A module's plain CPU parameters seen through numpy, kept per module while they stay the same."""
 
-    __slots__ = ("cls", "spec", "names", "params", "state", "views", "dtype", "geom", "ranges", "span", "plans",
-                 "__weakref__")
+    __slots__ = ("cls", "spec", "names", "params", "nbytes", "state", "views", "dtype", "geom", "ranges", "span",
+                 "plans", "__weakref__")
 
-    def __init__(self, module: nn.Module, spec: RNNSpec, params: list[torch.Tensor]):
+    def __init__(self, module: nn.Module, spec: RNNSpec, params: list[torch.Tensor], nbytes: int):
         self.cls = type(module)
+        self.nbytes = nbytes  # of the parameters: loads take this path below _FAST_BYTES, exports at any size
         self.spec = spec
         self.names = _param_names(spec)
         self.params = params
@@ -2088,9 +2092,7 @@ def _make_bound(module: nn.Module, spec: RNNSpec) -> _Bound | None:
                 or p.is_neg() or p.is_conj() or p.is_inference() or not _non_overlapping(p)):
             return None
         total += p.numel() * p.element_size()
-    if total >= _FAST_BYTES:
-        return None
-    return _Bound(module, spec, params)  # type: ignore[arg-type]
+    return _Bound(module, spec, params, total)  # type: ignore[arg-type]
 
 
 # Up to this many bytes of leaves, a bound plan also keeps a staging copy of the leaves with its
@@ -2143,11 +2145,104 @@ def _bound_plan(b: _Bound, key: Hashable, spec: RNNSpec, pieces: Sequence[Piece]
                           else _offset_view(base, psz, pst, poff), lkey, lsz, lst, loff))
         stage = _stage_for((key, direction, b.geom, sig), sig, steps)
         pairs = list(zip([v[0] for v in views], stage.views)) if stage is not None else None
-        value = (views, short, stage, pairs)
+        value = (views, short, stage, pairs, _torch_steps(views, sig) if direction == "export" else None)
     if len(b.plans) >= 16:
         b.plans.clear()
     b.plans[pkey] = (pieces, value)  # the pieces kept alive: their id names no others meanwhile
     return value
+
+
+# From this many bytes of leaves, an export copies through torch's ``copy_`` rather than numpy's
+# ``copyto``, so that torch's intra-op threads share each copy: the block layouts scatter every
+# parameter over the rows of a leaf, which one thread writes at about half the speed of a plain
+# copy once it no longer fits in the cache. Below, waking the threads costs more than they save.
+# Only where the CPUs for those threads are idle (see :func:`_spare_cpus`); otherwise numpy's
+# copies on the calling thread. Measured with ``benchmarks/small.py --paths to_numpy``.
+_TORCH_EXPORT_BYTES = 3 << 20
+
+
+class _CpuWatch:
+    """How many CPUs other processes leave free right now, from Linux's ``/proc`` (see :func:`_spare_cpus`).
+
+    The running-task count of ``/proc/loadavg`` is an instant figure, but it counts this
+    process's own running threads too: the caller, and torch's workers while they spin after a
+    kernel. Where that matters, the others are read from ``/proc/self/task`` and taken off. The
+    files stay open between calls; the list of threads is read again every so often.
+    """
+
+    def __init__(self) -> None:
+        self.loadavg = os.open("/proc/loadavg", os.O_RDONLY)
+        self.cpus = len(os.sched_getaffinity(0))
+        self.me = threading.get_native_id()
+        self.tasks: list[int] = []
+        self.calls = 0
+
+    def _refresh(self) -> None:
+        for fd in self.tasks:
+            os.close(fd)
+        self.tasks = []
+        for tid in os.listdir("/proc/self/task"):
+            if int(tid) == threading.get_native_id():
+                continue  # the caller: running, and counted as such
+            try:
+                self.tasks.append(os.open(f"/proc/self/task/{tid}/stat", os.O_RDONLY))
+            except OSError:  # the thread ended meanwhile
+                continue
+
+    def _running(self) -> int:
+        return int(os.pread(self.loadavg, 128, 0).split()[3].split(b"/")[0]) - 1  # less the caller
+
+    def free(self, wanted: int) -> int:
+        free = self.cpus - self._running()
+        if free >= wanted:
+            return free
+        self.calls += 1
+        if self.calls % 64 == 1:
+            self._refresh()
+        own = 0
+        for fd in self.tasks:
+            try:
+                own += os.pread(fd, 512, 0).rsplit(b")", 1)[1].split()[0] == b"R"
+            except OSError:  # a thread that ended: read the list again next time
+                self.calls = 0
+        # read after the threads: a worker that stops spinning in between is never counted twice
+        return self.cpus - max(0, self._running() - own)
+
+
+_cpu_watch: Any = None
+
+
+def _spare_cpus(wanted: int) -> int:
+    """How many CPUs of this process's affinity no other process's runnable task uses right now,
+    counting the calling thread's as free; 0 where that cannot be read (not Linux). ``wanted``:
+    enough to decide, the cheap reading is trusted as soon as it shows that many.
+
+    torch's intra-op threads wait for each other at the end of every kernel, so on a busy
+    machine one descheduled worker stalls a copy for a whole time slice: measured 4x to over
+    100x slower than the calling thread alone.
+    """
+    global _cpu_watch
+    if _cpu_watch is False:
+        return 0
+    try:
+        if _cpu_watch is None:
+            _cpu_watch = _CpuWatch()
+        return _cpu_watch.free(wanted)
+    except (OSError, AttributeError, IndexError, ValueError):
+        _cpu_watch = False  # not Linux, or a /proc unlike Linux's: never asked again
+        return 0
+
+
+def _torch_steps(views: Sequence[tuple], sig: tuple) -> list | None:
+    """Export steps as (parameter view, leaf key, sizes, strides and offset in elements) for
+    :func:`_fast_export`'s torch copies; ``None`` below :data:`_TORCH_EXPORT_BYTES`."""
+    if sum(int(np.prod(shape)) * dtype.itemsize for _, shape, dtype in sig) < _TORCH_EXPORT_BYTES:
+        return None
+    out = []
+    for src, lkey, lsz, lst, loff in views:
+        item = src.itemsize
+        out.append((torch.from_numpy(src), lkey, lsz, tuple(st // item for st in lst), loff // item))
+    return out
 
 
 def _offset_view(base: np.ndarray, sizes: tuple[int, ...], strides: tuple[int, ...], offset: int) -> np.ndarray:
@@ -2179,7 +2274,7 @@ def _fast_load(module: nn.Module, spec: RNNSpec, pieces: Sequence[Piece], key: H
     if sig is None:
         return False
     b = _bound_for(module, spec)
-    if b is None or _crosses(_HOST, b.params[0]):
+    if b is None or b.nbytes >= _FAST_BYTES or _crosses(_HOST, b.params[0]):
         return False
     plan_ = _bound_plan(b, key, spec, pieces, sig, "import")
     if not plan_ or not _fast_values_ok(leaves, b.dtype):
@@ -2258,7 +2353,7 @@ def _fast_export(module: nn.Module, spec: RNNSpec, pieces: Sequence[Piece], key:
     plan_ = _bound_plan(b, key, spec, pieces, sig, "export")
     if not plan_:
         return None
-    views, short, stage, pairs = plan_
+    views, short, stage, pairs, tsteps = plan_
     copyto = np.copyto
     if stage is not None and stage.lock.acquire(blocking=False):
         try:  # what no piece writes stays zero in the stage
@@ -2268,6 +2363,11 @@ def _fast_export(module: nn.Module, spec: RNNSpec, pieces: Sequence[Piece], key:
         finally:
             stage.lock.release()
     arrays = {k: (np.zeros if k in short else np.empty)(w, np_dtype) for k, w in wants}
+    if tsteps is not None and (threads := torch.get_num_threads()) > 1 and _spare_cpus(threads) >= threads:
+        leaves = {k: torch.from_numpy(a) for k, a in arrays.items()}
+        for tsrc, lkey, lsz, lst, loff in tsteps:  # the views hold no autograd history: no no_grad needed
+            leaves[lkey].as_strided(lsz, lst, loff).copy_(tsrc)
+        return arrays
     ndarray = np.ndarray
     for src, lkey, lsz, lst, loff in views:
         copyto(ndarray(lsz, np_dtype, arrays[lkey], loff, lst), src)

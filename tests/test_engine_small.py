@@ -9,6 +9,8 @@ and check the result against torch's own ``copy_`` and the general path's errors
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 
 import numpy as np
@@ -47,9 +49,23 @@ def same(a: nn.Module, b: nn.Module) -> None:
         assert torch.equal(sa[k], sb[k]), k
 
 
+@pytest.fixture(params=["numpy copies", "torch copies"])
+def export_copies(request, monkeypatch):
+    """Both ways the fast export path copies: numpy's ``copyto``, and (larger modules) torch's ``copy_``."""
+    if request.param == "torch copies":
+        monkeypatch.setattr(engine, "_TORCH_EXPORT_BYTES", 0)
+        monkeypatch.setattr(engine, "_spare_cpus", lambda wanted: 64)  # as on an idle machine
+        threads = torch.get_num_threads()
+        torch.set_num_threads(2)
+        yield request.param
+        torch.set_num_threads(threads)
+    else:
+        yield request.param
+
+
 @pytest.mark.parametrize("cls,G", [(NumpyGRU, 3), (NumpyLSTM, 4), (NumpyRNN, 1)])
 @pytest.mark.parametrize("gates", [None, "reverse"])
-def test_fast_paths_equal_the_general_path(cls, G, gates):
+def test_fast_paths_equal_the_general_path(cls, G, gates, export_copies):
     arrays = blocks(5, 4, G=G, D=2, L=3)
     letters = {3: "rzn", 4: "ifgo", 1: "h"}[G]
     order = letters[::-1] if gates == "reverse" and G > 1 else None
@@ -66,7 +82,7 @@ def test_fast_paths_equal_the_general_path(cls, G, gates):
     assert np.array_equal(fast.to_numpy(gates=order)["w0"], again["w0"])
 
 
-def test_replaced_parameters_are_seen():
+def test_replaced_parameters_are_seen(export_copies):
     arrays = blocks(3, 4)
     gru = NumpyGRU.from_numpy(**arrays)
     gru.load_numpy(**arrays)  # the module's views are made
@@ -83,7 +99,7 @@ def test_replaced_parameters_are_seen():
     same(gru, ref)
 
 
-def test_transposed_square_parameter_is_seen():
+def test_transposed_square_parameter_is_seen(export_copies):
     """RNN's weight_hh is square: its memory can stay where it is while its strides change."""
     arrays = blocks(4, 4, G=1)
     rnn = NumpyRNN.from_numpy(**arrays)
@@ -173,7 +189,7 @@ def test_versions_bump_and_backward_refuses():
         out.sum().backward()
 
 
-def test_hooks_and_parametrizations_take_the_general_path():
+def test_hooks_and_parametrizations_take_the_general_path(export_copies):
     arrays = blocks(3, 4)
     gru = NumpyGRU.from_numpy(**arrays)
     gru.load_numpy(**arrays)
@@ -193,7 +209,7 @@ class _Double(nn.Module):
         return x / 2
 
 
-def test_concurrent_loads_and_exports_of_tiny_modules():
+def test_concurrent_loads_and_exports_of_tiny_modules(export_copies):
     """Threads sharing one plan's stage: each result is one of the inputs, whole."""
     inputs = [blocks(3, 4, seed=s) for s in range(4)]
     mods = [NumpyGRU.from_numpy(**inputs[0]) for _ in range(4)]
@@ -217,7 +233,7 @@ def test_concurrent_loads_and_exports_of_tiny_modules():
     assert not errors, errors[0]
 
 
-def test_inference_tensors_and_mode():
+def test_inference_tensors_and_mode(export_copies):
     arrays = blocks(3, 4)
     with torch.inference_mode():
         gru = NumpyGRU.from_numpy(**arrays)
@@ -266,3 +282,71 @@ def test_plain_small_modules_take_the_fast_paths(monkeypatch):
     m = NumpyGRU.from_numpy(**big)
     m.load_numpy(**big)
     assert np.array_equal(m.to_numpy()["w"], big["w"])
+
+
+@pytest.mark.parametrize("cls,G", [(NumpyGRU, 3), (NumpyLSTM, 4), (NumpyRNN, 1)])
+@pytest.mark.parametrize("rowwise", [False, True])
+@pytest.mark.parametrize("spare", [64, 0])
+def test_export_through_torch_equals_the_general_export(cls, G, rowwise, spare, monkeypatch):
+    """A module above the torch-copy threshold exports exactly what the general path exports,
+    through torch's threads where the CPUs are free and on the calling thread where they are not."""
+    H = {3: 224, 4: 200, 1: 384}[G]  # each above engine._TORCH_EXPORT_BYTES
+    arrays = blocks(H, H, G=G, D=2, L=2)
+    assert sum(a.nbytes for a in arrays.values()) >= engine._TORCH_EXPORT_BYTES
+    asked = []
+    monkeypatch.setattr(engine, "_spare_cpus", lambda wanted: asked.append(wanted) or spare)
+    m = cls.from_numpy(**arrays, rowwise=rowwise)
+    versions = [p._version for p in m.parameters()]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fast = m.to_numpy(rowwise=rowwise)
+    finally:
+        torch.set_num_threads(threads)
+    assert asked == [2]
+    assert [p._version for p in m.parameters()] == versions  # reading bumps nothing
+    monkeypatch.setattr(engine, "_fast_export", lambda *args: None)
+    slow = m.to_numpy(rowwise=rowwise)
+    for k, v in arrays.items():
+        assert fast[k].flags.owndata and fast[k].flags.c_contiguous, k
+        assert np.array_equal(fast[k], v), k
+        assert np.array_equal(slow[k], v), k
+    params = [p.detach().numpy() for p in m.parameters()]
+    assert not any(np.shares_memory(fast[k], p) for k in arrays for p in params)
+
+
+def test_exports_above_the_load_threshold_take_the_fast_path(monkeypatch):
+    """Exports of plain CPU modules never reach the general path's planning, however large."""
+    gru = nn.GRU(600, 600, num_layers=2, bidirectional=True)
+    assert sum(p.numel() * p.element_size() for p in gru.parameters()) >= engine._FAST_BYTES
+    numpyrnn.to_numpy(gru)  # plans made
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("general path taken")
+
+    monkeypatch.setattr(engine, "_planned", refuse)
+    out = numpyrnn.to_numpy(gru)
+    w = out["w"][0, 1]  # layer 1, backward direction: (H, G*(2H + H)) rows of [ih gates | hh gates]
+    expected_ih = gru.weight_ih_l1_reverse.detach().numpy().reshape(3, 600, 1200).transpose(1, 0, 2)
+    assert np.array_equal(w[:, :3 * 1200].reshape(600, 3, 1200), expected_ih)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc")
+def test_spare_cpus_reads_the_running_tasks():
+    cpus = len(os.sched_getaffinity(0))
+    for wanted in (1, cpus + 1):  # the quick reading, and the one that counts this process's threads
+        spare = engine._spare_cpus(wanted)
+        assert isinstance(spare, int) and spare <= cpus
+
+
+def test_spare_cpus_without_proc(monkeypatch):
+    """Where /proc cannot be read, no CPU counts as free: exports stay on the calling thread."""
+    monkeypatch.setattr(engine, "_cpu_watch", None)
+
+    def no_proc(*args, **kwargs):
+        raise FileNotFoundError("/proc/loadavg")
+
+    monkeypatch.setattr(engine.os, "open", no_proc)
+    assert engine._spare_cpus(2) == 0
+    assert engine._cpu_watch is False
+    assert engine._spare_cpus(2) == 0

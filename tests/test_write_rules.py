@@ -389,6 +389,7 @@ FORK_SCRIPT = """
 
     gru = numpyrnn.NumpyGRU.from_numpy(w0)  # the parent used its threads before forking
     numpyrnn.load_numpy(gru, w0)
+    assert np.array_equal(gru.to_numpy()["w0"], w0)  # an export through torch's threads
     ctx = mp.get_context("fork")
     with ctx.Pool(2) as pool:
         assert pool.map(child, range(2)) == [True, True]
