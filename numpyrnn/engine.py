@@ -1259,7 +1259,6 @@ def _load(module: nn.RNNBase, pieces: Sequence[Piece], leaves: Mapping[str, np.n
         return module
     _check_writable(params)
     tensors = _unaliased(tensors, params)
-    _check_range(tensors, first.dtype)
     copies, partial, _ = _planned(key, spec, pieces, params, tensors, "import")
     stand_ins = {t.tensor.untyped_storage().data_ptr() for t in targets.values() if t.commit is not None}
     staged = [c for c in copies if c.dst.untyped_storage().data_ptr() in stand_ins]
@@ -1270,7 +1269,13 @@ def _load(module: nn.RNNBase, pieces: Sequence[Piece], leaves: Mapping[str, np.n
     # the check runs on the device, on the bytes that arrived.
     fused = fresh and not staged and bool(remote) and len(remote) == len(copies) and _covers(
         tensors, [c.src for c in copies])
-    if not fused and not checked:
+    # A large fresh CPU build from numpyrnn's own file mappings reads the file once: the copy
+    # sweeps it in address order and gives its pages back behind it, and the new parameters
+    # are checked instead of the source (see :func:`_swept`).
+    swept = not fused and _swept(fresh, staged, remote, copies, tensors)
+    if not swept:
+        _check_range(tensors, first.dtype)
+    if not fused and not checked and not swept:
         check_finite(tensors)
     undo: list[Callable[[], None]] = []
     with torch.no_grad():
@@ -1290,8 +1295,15 @@ def _load(module: nn.RNNBase, pieces: Sequence[Piece], leaves: Mapping[str, np.n
         for name in partial:
             if targets[name].commit is None:
                 params[name].zero_()
-        ok = _write_all(direct, device, check=fused)
-    if not ok:
+        ok = _write_all(direct, device, check=fused, sweep=swept)
+    if swept:
+        # every source element was copied (see _swept): a NaN/Inf in the source, or a value
+        # that overflowed the cast, is one in the new parameters. Only then is the source read
+        # again, to raise exactly what checking it first would have raised.
+        if not all(_all_finite(p) for p in params.values() if p.numel()):
+            _check_range(tensors, first.dtype)
+            check_finite(tensors)
+    elif not ok:
         check_finite(tensors)  # raises, naming the first bad value in leaf order
         # else only huge finite values overflowed a block's sum: nothing to refuse
     if not fresh and device.type != "cpu" and not _flat(module):
@@ -1302,12 +1314,33 @@ def _load(module: nn.RNNBase, pieces: Sequence[Piece], leaves: Mapping[str, np.n
     return module
 
 
-def _write_all(copies: Sequence[_Copy], device: torch.device, *, check: bool = False) -> bool:
+def _swept(fresh: bool, staged: Sequence[_Copy], remote: Sequence[_Copy], copies: Sequence[_Copy],
+           tensors: Mapping[str, torch.Tensor]) -> bool:
+    """Whether an import sweeps its sources (see :func:`_copy_blocks`) and checks the new parameters
+    instead of the source: a fresh module (no one sees it before the checks pass), plain copies on
+    the CPU that read every source element, at least :data:`_SINGLE_THREAD_BYTES` of them, some
+    from numpyrnn's own file mappings (:mod:`numpyrnn.pages`)."""
+    if not fresh or staged or remote or not copies:
+        return False
+    if any(c.offset or c.dst.device.type != "cpu" or not _blockwise(c.dst, c.src) for c in copies):
+        return False
+    if sum(c.dst.numel() * c.dst.element_size() for c in copies) < _SINGLE_THREAD_BYTES:
+        return False
+    from . import pages
+
+    if not any(c.src.numel() and pages.mapped(c.src.data_ptr()) is not None for c in copies):
+        return False
+    return _covers(tensors, [c.src for c in copies])
+
+
+def _write_all(copies: Sequence[_Copy], device: torch.device, *, check: bool = False, sweep: bool = False) -> bool:
     """Carry out import copies: local ones in blocks, those that cross the bus in spans."""
     local = [c for c in copies if not (c.src.numel() and _crosses(c.src, c.dst))]
     remote = [c for c in copies if c.src.numel() and _crosses(c.src, c.dst)]
     pairs = [(c.dst, c.src) for c in local]
-    if not _copy_small(pairs):
+    if sweep:
+        _copy_blocks(pairs, sweep=True)
+    elif not _copy_small(pairs):
         _copy_blocks(pairs)
     for c in local:
         if c.offset:
@@ -1486,13 +1519,15 @@ def _bump(views: Sequence[torch.Tensor]) -> None:
         v.narrow(0, 0, 0).zero_()
 
 
-def _copy_blocks(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
+def _copy_blocks(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], *, sweep: bool = False) -> None:
     """``dst.copy_(src)`` for every pair, with exactly ``copy_``'s result (run under ``no_grad``).
 
     Pairs for which numpy's copy is provably the same (see :func:`_blockwise`) are cut
     into blocks (see :func:`blocks`) and spread over ``torch.get_num_threads()`` threads
     when there are enough bytes, and their version counters are bumped as ``copy_``
-    would; the rest go through ``copy_``.
+    would; the rest go through ``copy_``. With ``sweep``, the blocks are copied in the
+    order of their sources' addresses and the pages of numpyrnn's file mappings that no
+    block still needs are given back as the copy goes (see :mod:`numpyrnn.pages`).
     """
     numpy_pairs = [(d, s) for d, s in pairs if d.numel() and _blockwise(d, s)]
     for d, s in pairs:
@@ -1500,12 +1535,61 @@ def _copy_blocks(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
             d.copy_(s)
     nbytes = sum(d.numel() * d.element_size() for d, _ in numpy_pairs)
     threads = max(1, torch.get_num_threads())
-    if nbytes < _THREADED_BYTES or threads == 1:
+    if sweep:
+        _sweep([b for d, s in numpy_pairs for b in blocks(d, s, _BLOCK_BYTES)],
+               1 if nbytes < _THREADED_BYTES else threads)
+    elif nbytes < _THREADED_BYTES or threads == 1:
         for d, s in numpy_pairs:
             _block_task(d, s)
     else:
         _parallel(_block_task, [b for d, s in numpy_pairs for b in blocks(d, s, _BLOCK_BYTES)], threads)
     _bump([d for d, _ in numpy_pairs])
+
+
+# A sweep gives pages back once this many bytes of a mapping lie behind every unfinished block.
+_RELEASE_BYTES = 16 << 20
+
+
+def _sweep(jobs: list[tuple[torch.Tensor, torch.Tensor]], threads: int) -> None:
+    """Copy ``jobs`` in the order of their sources' lowest addresses, giving back behind them the
+    pages of registered file mappings: no unfinished block reads below the lowest address of
+    the first unfinished one, so everything under it is done with."""
+    from . import pages
+
+    jobs.sort(key=lambda j: j[1].data_ptr())
+    starts = [s.data_ptr() for _, s in jobs]
+    maps = [pages.mapped(p) for p in starts]
+    done = [False] * len(jobs)
+    freed: dict[int, int] = {}  # per mapping (by its start): the address given back up to
+    first = [0]  # the first unfinished job
+    guard = threading.Lock()
+
+    distinct = list({id(m[0]): m for m in maps if m is not None}.values())
+
+    def give_back(upto: int, final: bool) -> None:
+        for m, lo, hi in distinct:
+            done_to = freed.get(lo, lo)
+            end = min(hi, upto)
+            if end - done_to >= _RELEASE_BYTES or (final and end > done_to):
+                pages.release(m, lo, done_to, end)
+                freed[lo] = end
+
+    def task(i: int) -> None:
+        with np.errstate(over="ignore", invalid="ignore"):  # a cast's overflow: refused after the sweep
+            _block_task(*jobs[i])
+        with guard:
+            done[i] = True
+            k = first[0]
+            while k < len(jobs) and done[k]:
+                k += 1
+            first[0] = k
+            give_back(starts[k] if k < len(jobs) else 1 << 64, k == len(jobs))
+
+    if threads > 1:
+        _parallel(task, [(i,) for i in range(len(jobs))], threads)
+    else:
+        for i in range(len(jobs)):
+            task(i)
 
 
 # Below this many bytes in all, :func:`_copy_small` copies everything on the calling thread.
