@@ -123,6 +123,17 @@ def run(cmd: list[str]) -> dict:
     return {"s": r["s"], "maxrss": r["maxrss"], "anon": r["anon"]}
 
 
+def settle(cmd: list[str]) -> None:
+    """Start every command from the same state (not timed): its output file gone and no write of
+    an earlier command still pending. Otherwise a command pays for the writeback of the one before
+    it, and replacing an existing file costs more than writing a new one (ext4 flushes a file
+    renamed or truncated over another: 2.5-3.4 s for 2 GB here, for cp as for numpyrnn)."""
+    out = cmd[cmd.index("-o") + 1] if "-o" in cmd else cmd[-1] if cmd[0] == "cp" else None
+    if out is not None:
+        Path(out).unlink(missing_ok=True)
+    os.sync()
+
+
 def make_sources(folder: Path, hidden: int, keras_max: int, onnx_max: int = 2048) -> dict[str, Path]:
     """The same weights as a stored .npz, .safetensors, .onnx and (small sizes) .keras."""
     import numpyrnn
@@ -210,6 +221,7 @@ def measure(hidden: int, repeats: int, work: Path | None, keras_max: int,
         for round_ in range(repeats + 1):  # round 0 warms the page cache and the imports
             shift = round_ % len(names)
             for n in names[shift:] + names[:shift]:
+                settle(cmds[n])
                 r = run(cmds[n])
                 if round_:
                     times[n].append(r)
@@ -248,7 +260,8 @@ def markdown(report: dict) -> str:
              "net = command - start-up (`numpyrnn --help` for the command line, `import numpyrnn` for "
              "numpyrnn.load), ratio = net / cp of the .npz. Memory: the command's peak RSS (ru_maxrss measured by a "
              "fresh wrapper process; counts touched pages of mapped files) and its largest sampled RssAnon (not "
-             "file-backed), each less the start-up's, as ratios to the weight bytes. Spread = (max - min) / median "
+             "file-backed), each less the start-up's, as ratios to the weight bytes. Before each command (not timed) "
+             "its output file is removed and `sync` runs. Spread = (max - min) / median "
              "of the rounds. Targets for npz->safetensors: ratio <= 1.5, peak memory <= 1.2.", "",
              "| hidden | weights | cp (s) | start-up (s) | path | command (s) | net (s) | ratio to cp | "
              "peak RSS / weights | peak RssAnon / weights | spread |",

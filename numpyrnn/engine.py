@@ -2229,7 +2229,7 @@ def _bound_plan(b: _Bound, key: Hashable, spec: RNNSpec, pieces: Sequence[Piece]
                           else _offset_view(base, psz, pst, poff), lkey, lsz, lst, loff))
         stage = _stage_for((key, direction, b.geom, sig), sig, steps)
         pairs = list(zip([v[0] for v in views], stage.views)) if stage is not None else None
-        value = (views, short, stage, pairs, _torch_steps(views, sig) if direction == "export" else None)
+        value = (views, short, stage, pairs, _torch_steps(views, sig) if stage is None else None)
     if len(b.plans) >= 16:
         b.plans.clear()
     b.plans[pkey] = (pieces, value)  # the pieces kept alive: their id names no others meanwhile
@@ -2251,7 +2251,7 @@ class _CpuWatch:
     The running-task count of ``/proc/loadavg`` is an instant figure, but it counts this
     process's own running threads too: the caller, and torch's workers while they spin after a
     kernel. Where that matters, the others are read from ``/proc/self/task`` and taken off. The
-    files stay open between calls; the list of threads is read again every so often.
+    files stay open between calls; the list of threads is read again when it may be stale.
     """
 
     def __init__(self) -> None:
@@ -2259,7 +2259,6 @@ class _CpuWatch:
         self.cpus = len(os.sched_getaffinity(0))
         self.me = threading.get_native_id()
         self.tasks: list[int] = []
-        self.calls = 0
 
     def _refresh(self) -> None:
         for fd in self.tasks:
@@ -2276,21 +2275,30 @@ class _CpuWatch:
     def _running(self) -> int:
         return int(os.pread(self.loadavg, 128, 0).split()[3].split(b"/")[0]) - 1  # less the caller
 
-    def free(self, wanted: int) -> int:
-        free = self.cpus - self._running()
-        if free >= wanted:
-            return free
-        self.calls += 1
-        if self.calls % 64 == 1:
-            self._refresh()
+    def _own_running(self) -> int | None:
         own = 0
         for fd in self.tasks:
             try:
                 own += os.pread(fd, 512, 0).rsplit(b")", 1)[1].split()[0] == b"R"
-            except OSError:  # a thread that ended: read the list again next time
-                self.calls = 0
-        # read after the threads: a worker that stops spinning in between is never counted twice
-        return self.cpus - max(0, self._running() - own)
+            except OSError:  # a thread that ended
+                return None
+        return own
+
+    def free(self, wanted: int) -> int:
+        free = self.cpus - self._running()
+        if free >= wanted:
+            return free
+        for again in (False, True):  # the second time with the list of threads read afresh
+            if again or not self.tasks:
+                self._refresh()
+            own = self._own_running()
+            if own is None:
+                continue
+            # read after the threads: a worker that stops spinning in between is never counted twice
+            free = self.cpus - max(0, self._running() - own)
+            if free >= wanted:
+                return free
+        return free
 
 
 _cpu_watch: Any = None
@@ -2318,8 +2326,8 @@ def _spare_cpus(wanted: int) -> int:
 
 
 def _torch_steps(views: Sequence[tuple], sig: tuple) -> list | None:
-    """Export steps as (parameter view, leaf key, sizes, strides and offset in elements) for
-    :func:`_fast_export`'s torch copies; ``None`` below :data:`_TORCH_EXPORT_BYTES`."""
+    """Steps as (parameter view, leaf key, sizes, strides and offset in elements) for the torch
+    copies of :func:`_fast_export` and :func:`_fast_load`; ``None`` below :data:`_TORCH_EXPORT_BYTES`."""
     if sum(int(np.prod(shape)) * dtype.itemsize for _, shape, dtype in sig) < _TORCH_EXPORT_BYTES:
         return None
     out = []
@@ -2361,7 +2369,13 @@ def _fast_load(module: nn.Module, spec: RNNSpec, pieces: Sequence[Piece], key: H
     if b is None or b.nbytes >= _FAST_BYTES or _crosses(_HOST, b.params[0]):
         return False
     plan_ = _bound_plan(b, key, spec, pieces, sig, "import")
-    if not plan_ or not _fast_values_ok(leaves, b.dtype):
+    if not plan_:
+        return False
+    tsteps = plan_[4]
+    if (tsteps is not None and (threads := torch.get_num_threads()) > 1
+            and all(_FAST_NP[a.dtype] is b.dtype for a in leaves.values()) and _spare_cpus(threads) >= threads):
+        return _torch_load(b, leaves, tsteps)
+    if not _fast_values_ok(leaves, b.dtype):
         return False
     copyto = np.copyto
     stage = plan_[2]
@@ -2382,6 +2396,23 @@ def _fast_load(module: nn.Module, spec: RNNSpec, pieces: Sequence[Piece], key: H
             a = leaves[lkey]
             copyto(dst, ndarray(lsz, a.dtype, a, loff, lst), casting="unsafe")
     _increment_version(b.params)
+    return True
+
+
+def _torch_load(b: _Bound, leaves: Mapping[str, np.ndarray], tsteps: list) -> bool:
+    """:func:`_fast_load` of leaves in the parameters' dtype through torch's intra-op threads (see
+    :data:`_TORCH_EXPORT_BYTES`): torch's reductions check every leaf, then ``copy_`` writes the
+    parameters. ``False``, having written nothing, for a NaN/Inf (or a sum that overflowed) or a
+    leaf that shares memory with a parameter: the general path then raises or copies as it does."""
+    if _aliased(b, leaves):
+        return False
+    tensors = {k: _as_tensor(a) for k, a in leaves.items()}
+    for t in tensors.values():
+        if t.numel() and not bool(_finite_flag(t)):
+            return False
+    for dst, lkey, lsz, lst, loff in tsteps:
+        dst.copy_(tensors[lkey].as_strided(lsz, lst, loff))
+    _increment_version(b.params)  # type: ignore[misc]
     return True
 
 

@@ -51,7 +51,8 @@ def same(a: nn.Module, b: nn.Module) -> None:
 
 @pytest.fixture(params=["numpy copies", "torch copies"])
 def export_copies(request, monkeypatch):
-    """Both ways the fast export path copies: numpy's ``copyto``, and (larger modules) torch's ``copy_``."""
+    """Both ways the fast load and export paths copy: numpy's ``copyto``, and (larger modules, idle
+    CPUs) torch's ``copy_`` over its threads, here at every size."""
     if request.param == "torch copies":
         monkeypatch.setattr(engine, "_TORCH_EXPORT_BYTES", 0)
         monkeypatch.setattr(engine, "_spare_cpus", lambda wanted: 64)  # as on an idle machine
@@ -112,7 +113,7 @@ def test_transposed_square_parameter_is_seen(export_copies):
     assert np.array_equal(rnn.to_numpy()["w0"], new["w0"])
 
 
-def test_leaf_that_is_a_view_of_a_parameter():
+def test_leaf_that_is_a_view_of_a_parameter(export_copies):
     """A leaf sharing memory with parameters is read as it was before the load, as the general path does."""
     for stage in (True, False):
         gru = NumpyGRU.from_numpy(**blocks(3, 3))
@@ -137,7 +138,7 @@ def test_leaf_that_is_a_view_of_a_parameter():
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("where", ["w0", "b0"])
-def test_bad_values_raise_as_before_and_write_nothing(bad, where):
+def test_bad_values_raise_as_before_and_write_nothing(bad, where, export_copies):
     arrays = blocks(3, 4)
     gru = NumpyGRU.from_numpy(**arrays)
     gru.load_numpy(**arrays)
@@ -164,7 +165,7 @@ def test_float64_beyond_float32_raises_as_before():
 
 @pytest.mark.parametrize("src", [np.float16, np.float32, np.float64])
 @pytest.mark.parametrize("dst", [torch.float16, torch.float32, torch.float64])
-def test_casts_round_like_copy(src, dst):
+def test_casts_round_like_copy(src, dst, export_copies):
     rng = np.random.default_rng(5)
     arrays = {k: (v * 1000 + rng.standard_normal(v.shape) * 1e-3).astype(src) for k, v in blocks(3, 4).items()}
     gru = NumpyGRU.from_numpy(**arrays, dtype=dst)
@@ -177,7 +178,7 @@ def test_casts_round_like_copy(src, dst):
     assert torch.equal(gru.weight_ih_l0, torch.empty(12, 3, dtype=dst).copy_(w))
 
 
-def test_versions_bump_and_backward_refuses():
+def test_versions_bump_and_backward_refuses(export_copies):
     arrays = blocks(3, 4)
     gru = NumpyGRU.from_numpy(**arrays)
     gru.load_numpy(**arrays)
@@ -244,7 +245,7 @@ def test_inference_tensors_and_mode(export_copies):
     assert np.array_equal(gru.to_numpy()["w0"], arrays["w0"])
 
 
-def test_non_contiguous_and_foreign_leaves_take_the_general_path():
+def test_non_contiguous_and_foreign_leaves_take_the_general_path(export_copies):
     arrays = blocks(3, 4)
     gru = NumpyGRU.from_numpy(**arrays)
     wide = np.zeros((1, 4, 2 * 21), np.float32)
@@ -350,3 +351,37 @@ def test_spare_cpus_without_proc(monkeypatch):
     assert engine._spare_cpus(2) == 0
     assert engine._cpu_watch is False
     assert engine._spare_cpus(2) == 0
+
+
+@pytest.mark.parametrize("cls,G", [(NumpyGRU, 3), (NumpyLSTM, 4), (NumpyRNN, 1)])
+def test_load_through_torch_equals_the_general_load(cls, G, monkeypatch):
+    """A load above the torch-copy threshold, CPUs idle: torch checks and copies, with the general
+    path's result and version bumps, and refusals that write nothing."""
+    H = {3: 224, 4: 200, 1: 384}[G]
+    m = cls.from_numpy(**blocks(H, H, G=G, D=2, L=2, seed=9))
+    m.load_numpy(**blocks(H, H, G=G, D=2, L=2))  # plans made
+    used = []
+    real = engine._torch_load
+    monkeypatch.setattr(engine, "_torch_load", lambda *a: used.append(1) or real(*a))
+    monkeypatch.setattr(engine, "_spare_cpus", lambda wanted: 64)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        again = blocks(H, H, G=G, D=2, L=2, seed=1)
+        versions = [p._version for p in m.parameters()]
+        m.load_numpy(**again)
+        assert used and all(p._version > v for p, v in zip(m.parameters(), versions))
+        same(m, general(cls(H, H, num_layers=2, bidirectional=True), again))
+        before = {k: v.clone() for k, v in m.state_dict().items()}
+        again["w"][0, 1, 2, 3] = np.nan
+        with pytest.raises(LayoutError, match=r"w: holds nan at index \[0, 1, 2, 3\]"):
+            m.load_numpy(**again)
+        for k, v in m.state_dict().items():
+            assert torch.equal(v, before[k]), k
+        wide = {k: v.astype(np.float64) for k, v in blocks(H, H, G=G, D=2, L=2, seed=2).items()}
+        used.clear()
+        m.load_numpy(**wide)  # another dtype than the parameters': numpy's casts, as copy_'s
+        assert not used
+        same(m, general(cls(H, H, num_layers=2, bidirectional=True), wide))
+    finally:
+        torch.set_num_threads(threads)
