@@ -1100,7 +1100,11 @@ _torch_threads_guard = threading.RLock()
 def _reset_after_fork() -> None:
     """In a forked child, locks another thread of the parent held stay held: start afresh."""
     global _locks_guard, _module_locks, _warn_lock, _forked, _torch_threads_guard, _bound, _cpu_watch
-    _cpu_watch = None  # its /proc/self files are the parent's
+    global _cpu_watch_guard
+    if _cpu_watch:  # its /proc/self files are the parent's
+        _cpu_watch.close()
+    _cpu_watch = None
+    _cpu_watch_guard = threading.Lock()
     _torch_threads_guard = threading.RLock()
     _locks_guard = threading.Lock()
     _module_locks = weakref.WeakKeyDictionary()
@@ -2257,12 +2261,18 @@ class _CpuWatch:
     def __init__(self) -> None:
         self.loadavg = os.open("/proc/loadavg", os.O_RDONLY)
         self.cpus = len(os.sched_getaffinity(0))
-        self.me = threading.get_native_id()
         self.tasks: list[int] = []
+
+    def close(self) -> None:
+        for fd in (self.loadavg, *self.tasks):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.tasks = []
 
     def _refresh(self) -> None:
         for fd in self.tasks:
-            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
         self.tasks = []
         for tid in os.listdir("/proc/self/task"):
             if int(tid) == threading.get_native_id():
@@ -2302,6 +2312,7 @@ class _CpuWatch:
 
 
 _cpu_watch: Any = None
+_cpu_watch_guard = threading.Lock()  # one reader at a time: a refresh closes the files another may read
 
 
 def _spare_cpus(wanted: int) -> int:
@@ -2316,13 +2327,14 @@ def _spare_cpus(wanted: int) -> int:
     global _cpu_watch
     if _cpu_watch is False:
         return 0
-    try:
-        if _cpu_watch is None:
-            _cpu_watch = _CpuWatch()
-        return _cpu_watch.free(wanted)
-    except (OSError, AttributeError, IndexError, ValueError):
-        _cpu_watch = False  # not Linux, or a /proc unlike Linux's: never asked again
-        return 0
+    with _cpu_watch_guard:
+        try:
+            if _cpu_watch is None:
+                _cpu_watch = _CpuWatch()
+            return _cpu_watch.free(wanted)
+        except (OSError, AttributeError, IndexError, ValueError):
+            _cpu_watch = False  # not Linux, or a /proc unlike Linux's: never asked again
+            return 0
 
 
 def _torch_steps(views: Sequence[tuple], sig: tuple) -> list | None:

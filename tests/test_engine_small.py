@@ -385,3 +385,35 @@ def test_load_through_torch_equals_the_general_load(cls, G, monkeypatch):
         same(m, general(cls(H, H, num_layers=2, bidirectional=True), wide))
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc")
+def test_spare_cpus_from_many_threads_and_after_fork():
+    cpus = len(os.sched_getaffinity(0))
+    results: list[int] = []
+    errors: list[BaseException] = []
+
+    def ask():
+        try:
+            for _ in range(200):
+                results.append(engine._spare_cpus(cpus + 1))  # always the full reading, with refreshes
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 800 and all(r <= cpus for r in results)
+    assert engine._cpu_watch not in (None, False)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reads its own /proc/self, not the parent's files
+        ok = engine._cpu_watch is None and engine._spare_cpus(cpus + 1) <= cpus and engine._cpu_watch is not None
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"1"
+    os.close(read)
