@@ -1975,7 +1975,7 @@ def _export_remote(copies: Sequence[_Copy]) -> None:
 # Below :data:`_FAST_BYTES`, a build, load or export of plain CPU parameters from or into
 # C-contiguous numpy arrays is a handful of ``np.copyto`` between views whose geometry a
 # cached plan holds: no ``as_strided``, no ``copy_`` dispatch, no list of ``_Copy``. Exports
-# take this path at every size: from :data:`_TORCH_EXPORT_BYTES` on, the same cached steps
+# take this path at every size: from :data:`_TORCH_COPY_BYTES` on, the same cached steps
 # run as torch ``copy_`` over torch's intra-op threads. Only
 # the case that is known to succeed goes this way: anything else (another array type, a
 # bad value, a parameter that a hook computes, ...) takes the general path, which raises
@@ -2240,13 +2240,14 @@ def _bound_plan(b: _Bound, key: Hashable, spec: RNNSpec, pieces: Sequence[Piece]
     return value
 
 
-# From this many bytes of leaves, an export copies through torch's ``copy_`` rather than numpy's
-# ``copyto``, so that torch's intra-op threads share each copy: the block layouts scatter every
+# From this many bytes of leaves, an export (and a load of leaves in the parameters' dtype, checked
+# by torch's reductions) copies through torch's ``copy_`` rather than numpy's ``copyto``, so
+# that torch's intra-op threads share each copy: the block layouts scatter every
 # parameter over the rows of a leaf, which one thread writes at about half the speed of a plain
 # copy once it no longer fits in the cache. Below, waking the threads costs more than they save.
 # Only where the CPUs for those threads are idle (see :func:`_spare_cpus`); otherwise numpy's
 # copies on the calling thread. Measured with ``benchmarks/small.py --paths to_numpy``.
-_TORCH_EXPORT_BYTES = 3 << 20
+_TORCH_COPY_BYTES = 3 << 20
 
 
 class _CpuWatch:
@@ -2339,8 +2340,8 @@ def _spare_cpus(wanted: int) -> int:
 
 def _torch_steps(views: Sequence[tuple], sig: tuple) -> list | None:
     """Steps as (parameter view, leaf key, sizes, strides and offset in elements) for the torch
-    copies of :func:`_fast_export` and :func:`_fast_load`; ``None`` below :data:`_TORCH_EXPORT_BYTES`."""
-    if sum(int(np.prod(shape)) * dtype.itemsize for _, shape, dtype in sig) < _TORCH_EXPORT_BYTES:
+    copies of :func:`_fast_export` and :func:`_fast_load`; ``None`` below :data:`_TORCH_COPY_BYTES`."""
+    if sum(int(np.prod(shape)) * dtype.itemsize for _, shape, dtype in sig) < _TORCH_COPY_BYTES:
         return None
     out = []
     for src, lkey, lsz, lst, loff in views:
@@ -2413,7 +2414,7 @@ def _fast_load(module: nn.Module, spec: RNNSpec, pieces: Sequence[Piece], key: H
 
 def _torch_load(b: _Bound, leaves: Mapping[str, np.ndarray], tsteps: list) -> bool:
     """:func:`_fast_load` of leaves in the parameters' dtype through torch's intra-op threads (see
-    :data:`_TORCH_EXPORT_BYTES`): torch's reductions check every leaf, then ``copy_`` writes the
+    :data:`_TORCH_COPY_BYTES`): torch's reductions check every leaf, then ``copy_`` writes the
     parameters. ``False``, having written nothing, for a NaN/Inf (or a sum that overflowed) or a
     leaf that shares memory with a parameter: the general path then raises or copies as it does."""
     if _aliased(b, leaves):

@@ -54,7 +54,7 @@ def export_copies(request, monkeypatch):
     """Both ways the fast load and export paths copy: numpy's ``copyto``, and (larger modules, idle
     CPUs) torch's ``copy_`` over its threads, here at every size."""
     if request.param == "torch copies":
-        monkeypatch.setattr(engine, "_TORCH_EXPORT_BYTES", 0)
+        monkeypatch.setattr(engine, "_TORCH_COPY_BYTES", 0)
         monkeypatch.setattr(engine, "_spare_cpus", lambda wanted: 64)  # as on an idle machine
         threads = torch.get_num_threads()
         torch.set_num_threads(2)
@@ -291,9 +291,9 @@ def test_plain_small_modules_take_the_fast_paths(monkeypatch):
 def test_export_through_torch_equals_the_general_export(cls, G, rowwise, spare, monkeypatch):
     """A module above the torch-copy threshold exports exactly what the general path exports,
     through torch's threads where the CPUs are free and on the calling thread where they are not."""
-    H = {3: 224, 4: 200, 1: 384}[G]  # each above engine._TORCH_EXPORT_BYTES
+    H = {3: 224, 4: 200, 1: 384}[G]  # each above engine._TORCH_COPY_BYTES
     arrays = blocks(H, H, G=G, D=2, L=2)
-    assert sum(a.nbytes for a in arrays.values()) >= engine._TORCH_EXPORT_BYTES
+    assert sum(a.nbytes for a in arrays.values()) >= engine._TORCH_COPY_BYTES
     asked = []
     monkeypatch.setattr(engine, "_spare_cpus", lambda wanted: asked.append(wanted) or spare)
     m = cls.from_numpy(**arrays, rowwise=rowwise)
