@@ -36,21 +36,24 @@ FOLDERS = {"keras_savedmodel"}
 KERAS_LAYERS = ["lstm", "bidi", "simple"]
 
 
+def expected(data, case: str, k: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """What TensorFlow computed for the case's ``k``-th module, ``name``: ``(output, its input)``."""
+    x = data["x"]
+    if case.startswith("keras_cu"):
+        return data[f"y:{name}"], x
+    if case.startswith("keras"):
+        return data[f"y:{KERAS_LAYERS[k]}"], (x if k == 0 else data[f"y:{KERAS_LAYERS[k - 1]}"])
+    want = data["y"] if "y" in data else data[f"y:{name}"]
+    return want, x[::-1].copy() if name.endswith("/bw") else x
+
+
 def check_case(directory: Path, case: str) -> None:
     """Every module of the case's checkpoint reproduces TensorFlow's saved output."""
     data = np.load(directory / f"{case}.npz")
-    x = data["x"]
     modules = tfckpt.load_all_from_checkpoint(directory / (case if case in FOLDERS else f"{case}.ckpt"))
     assert list(modules) == CASES[case]
     for k, (name, module) in enumerate(modules.items()):
-        if case.startswith("keras_cu"):
-            want, inp = data[f"y:{name}"], x
-        elif case.startswith("keras"):
-            want = data[f"y:{KERAS_LAYERS[k]}"]
-            inp = x if k == 0 else data[f"y:{KERAS_LAYERS[k - 1]}"]
-        else:
-            want = data["y"] if "y" in data else data[f"y:{name}"]
-            inp = x[::-1].copy() if name.endswith("/bw") else x
+        want, inp = expected(data, case, k, name)
         with torch.no_grad():
             got = module(torch.from_numpy(inp))[0].numpy()
         if name.endswith("/bw"):

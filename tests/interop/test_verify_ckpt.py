@@ -28,7 +28,7 @@ from ..formats.paddle_cases import CASES as PADDLE_CASES
 from ..formats.paddle_cases import DATA as PADDLE
 from ..formats.tfckpt_cases import CASES as TF_CASES
 from ..formats.tfckpt_cases import DATA as TF
-from ..formats.tfckpt_cases import FOLDERS, KERAS_LAYERS
+from ..formats.tfckpt_cases import FOLDERS, expected
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
@@ -98,15 +98,7 @@ def test_checkpoint_oracle_reproduces_tensorflow(case):
     cases = oracle_cases(ckpt(case))
     for k, c in enumerate(cases):
         module = c.module
-        x = data["x"]
-        if case.startswith("keras_cu"):
-            want, inp = data[f"y:{c.name}"], x
-        elif case.startswith("keras"):
-            want = data[f"y:{KERAS_LAYERS[k]}"]
-            inp = x if k == 0 else data[f"y:{KERAS_LAYERS[k - 1]}"]
-        else:
-            want = data["y"] if "y" in data else data[f"y:{c.name}"]
-            inp = x[::-1].copy() if c.name.endswith("/bw") else x
+        want, inp = expected(data, case, k, c.name)
         x_bm = inp if module.batch_first else inp.transpose(1, 0, 2)
         spec = numpyrnn.spec.RNNSpec.of(module)
         rows = spec.num_layers * spec.directions

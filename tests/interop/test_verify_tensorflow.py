@@ -39,12 +39,7 @@ def tf_cell(cell: str, width: int, rng: np.random.Generator, proj: int | None = 
         c = cells.LSTMCell(H, num_proj=proj, state_is_tuple=True)
     else:
         c = cells.BasicRNNCell(H, activation=tf.nn.relu if relu else tf.tanh)
-    c.build((None, width))
-    out = {}
-    for var in c.weights:
-        var.assign(rng.uniform(-0.6, 0.6, var.shape).astype(np.float32))
-        out[var.name.split(":")[0].split("/", 1)[1]] = var.numpy()
-    return out
+    return _variant_cell(lambda: c, width, rng)
 
 
 def tf1_file(tmp_path, cell: str, L: int, bi: bool, seed: int, proj: int | None = None, relu: bool = False):
@@ -115,6 +110,7 @@ def test_gru_has_no_tensorflow_cell(tmp_path):
 
 
 def _variant_cell(make, width: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The cell ``make()`` returns, built for inputs of ``width`` and set to random values; ``{leaf: value}``."""
     c = make()
     c.build((None, width))
     out = {}

@@ -11,7 +11,6 @@ modules, and a converted file rebuilds them exactly.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -64,14 +63,6 @@ def same_module(a, b, x):
 # --------------------------------------------------------------------------------------
 # Keras 3 files
 # --------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def keras3():
-    if os.environ.get("KERAS_BACKEND", "torch") != "torch":
-        pytest.skip("these tests run Keras on its torch backend (KERAS_BACKEND=torch)")
-    os.environ["KERAS_BACKEND"] = "torch"
-    return pytest.importorskip("keras", reason="needs the interop extra (keras)")
-
 
 def _keras_model(keras, seed=0):
     """reset_after=False GRU with hard_sigmoid -> Bidirectional(LSTM, merge_mode='sum') -> go_backwards LSTM."""

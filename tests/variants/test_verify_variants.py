@@ -7,7 +7,6 @@ variant formulas. Each check also catches one weight changed.
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import numpy as np
@@ -38,14 +37,6 @@ def _perturb(module, name):
 
 def _rows(report, ok):
     return {(r.module, r.output) for r in report.rows if r.ok is ok}
-
-
-@pytest.fixture(scope="module")
-def keras3():
-    if os.environ.get("KERAS_BACKEND", "torch") != "torch":
-        pytest.skip("these tests run Keras on its torch backend (KERAS_BACKEND=torch)")
-    os.environ["KERAS_BACKEND"] = "torch"
-    return pytest.importorskip("keras", reason="needs the interop extra (keras)")
 
 
 @pytest.fixture(scope="module")
