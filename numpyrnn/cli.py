@@ -159,9 +159,19 @@ def _read_options(args: argparse.Namespace) -> dict:
     return opts
 
 
-def _read(args: argparse.Namespace, path: Path) -> Any:
-    """The :class:`~numpyrnn.formats.ModelFile` of ``path``, after the option checks."""
-    from . import formats
+# Formats whose modules are what ``from_<layout>`` builds, handed on untouched: ``convert`` to
+# .safetensors reads them under numpyrnn.engine.deferring and writes their parameters straight
+# into the file (numpyrnn.streaming).
+_STREAMED = ("blocks",)
+
+
+def _read(args: argparse.Namespace, path: Path, deferred: dict | None = None) -> Any:
+    """The :class:`~numpyrnn.formats.ModelFile` of ``path``, after the option checks.
+
+    With ``deferred``, a format of :data:`_STREAMED` is read under
+    :func:`numpyrnn.engine.deferring` into it.
+    """
+    from . import engine, formats
     from .errors import LayoutError
 
     if args.nonlinearity == "relu" and args.cell not in (None, "rnn"):
@@ -183,6 +193,9 @@ def _read(args: argparse.Namespace, path: Path) -> Any:
         raise UsageError(f"--stack applies to --from flax only (a {fmt.name} file records its graph, or has one "
                          f"module)")
     try:
+        if deferred is not None and fmt.name in _STREAMED:
+            with engine.deferring(deferred):
+                return fmt.read(path, **_read_options(args))
         return fmt.read(path, **_read_options(args))
     except formats.NeedsOption as exc:
         raise UsageError(str(exc)) from None
@@ -227,7 +240,11 @@ def _convert(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     src, out = Path(args.input), Path(args.output)
     _check_output(out, (".pt", ".safetensors"), "the output of convert")
-    mf = _read(args, src)
+    verifying = getattr(args, "verify", False)
+    # straight into the file where nothing runs the modules first (see numpyrnn.streaming)
+    sink: dict | None = {} if out.suffix.lower() == ".safetensors" and not verifying and sys.byteorder == "little" \
+        else None
+    mf = _read(args, src, sink)
     if args.layer:
         entries = [mf.entry(name) for name in dict.fromkeys(args.layer)]
     else:
@@ -237,7 +254,8 @@ def _convert(args: argparse.Namespace) -> int:
                                  if mf.modules else ""))
         entries = list(mf.modules)
     modules = _build_quietly(entries)
-    if getattr(args, "verify", False) and not _verify_converted(src, mf.format, args, entries, modules):
+    deferred = _deferred(entries, modules, sink)
+    if verifying and not _verify_converted(src, mf.format, args, entries, modules):
         print(f"numpyrnn convert: {out} not written: the conversion does not match the source", file=sys.stderr)
         return 1
     configs = {}
@@ -245,8 +263,10 @@ def _convert(args: argparse.Namespace) -> int:
         extra = {k: v for k, v in e.config.items() if k in ("layers", "forget_bias")}
         configs[e.name] = config_of(modules[e.name], source=e.config["source"], format=mf.format, **extra)
     names, skipped = [e.name for e in entries], list(mf.skipped)
-    del mf, entries  # memory-mapped inputs are unmapped before the output is written
-    nbytes = native.write(out, modules, configs)
+    del mf, entries  # memory-mapped inputs are unmapped before the output is written (but deferred ones)
+    sink = None
+    nbytes = native.write(out, modules, configs, deferred=deferred)
+    del deferred
     seconds = time.perf_counter() - t0
 
     def text(name: str) -> str:
@@ -263,6 +283,24 @@ def _convert(args: argparse.Namespace) -> int:
     for name, kind in skipped:
         print(f"not converted: {name} ({kind})")
     return 0
+
+
+def _deferred(entries: Sequence[Any], modules: dict, sink: dict | None) -> dict:
+    """The modules of ``modules`` that :mod:`numpyrnn.streaming` writes, with what was recorded for
+    them; any other module built under deferral (it holds no values) is built again, for real."""
+    from .streaming import streamable
+
+    out = {}
+    for e in entries:
+        m = modules[e.name]
+        d = sink.get(m) if sink else None
+        if d is None:
+            continue
+        if streamable(m, d):
+            out[m] = d
+        else:
+            modules[e.name] = e.build()  # outside deferral: a module with its values
+    return out
 
 
 # --------------------------------------------------------------------------------------

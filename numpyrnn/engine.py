@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import contextvars
 import ctypes
 import functools
 import math
@@ -797,6 +798,26 @@ def _cache_put(cache: dict, key: Hashable, value: Any) -> None:
             break
 
 
+def _recipe_key(key: Hashable, direction: str, params: Mapping[str, torch.Tensor],
+                leaves: Mapping[str, torch.Tensor]) -> Hashable:
+    return (key, direction,
+            tuple((n, tuple(p.shape), tuple(p.stride())) for n, p in params.items()),
+            tuple((n, tuple(t.shape), tuple(t.stride())) for n, t in leaves.items()))
+
+
+def _recipe_for(key: Hashable | None, spec: RNNSpec, pieces: Sequence[Piece], params: Mapping[str, torch.Tensor],
+           leaves: Mapping[str, torch.Tensor], direction: str) -> _Recipe:
+    """The :class:`_Recipe` that :func:`_planned` replays (cached under ``key`` as there; ``None``: made afresh)."""
+    if key is None:
+        return _Recipe.make(spec, pieces, params, leaves, direction)[0]
+    full = _recipe_key(key, direction, params, leaves)
+    hit = _recipes.get(full)
+    if hit is None:
+        hit, _ = _Recipe.make(spec, pieces, params, leaves, direction)
+        _cache_put(_recipes, full, hit)
+    return hit
+
+
 def _planned(
     key: Hashable | None,
     spec: RNNSpec,
@@ -813,15 +834,13 @@ def _planned(
     if key is None:
         copies, partial, origins = _plan(spec, pieces, params, leaves, direction=direction)
         return copies, partial, _short(copies, origins, leaves, direction)
-    full = (key, direction,
-            tuple((n, tuple(p.shape), tuple(p.stride())) for n, p in params.items()),
-            tuple((n, tuple(t.shape), tuple(t.stride())) for n, t in leaves.items()))
-    recipe = _recipes.get(full)
-    if recipe is not None:
-        return recipe.copies(params, leaves, direction), recipe.partial, recipe.short
-    recipe, copies = _Recipe.make(spec, pieces, params, leaves, direction)
-    _cache_put(_recipes, full, recipe)
-    return copies, recipe.partial, recipe.short
+    full = _recipe_key(key, direction, params, leaves)
+    hit = _recipes.get(full)
+    if hit is not None:
+        return hit.copies(params, leaves, direction), hit.partial, hit.short
+    made, copies = _Recipe.make(spec, pieces, params, leaves, direction)
+    _cache_put(_recipes, full, made)
+    return copies, made.partial, made.short
 
 
 def _options_key(options: Mapping[str, Any]) -> Hashable | None:
@@ -2552,12 +2571,61 @@ def _import_layout(cls: type[nn.RNNBase], layout: Any, source: Any, *, mode: str
         raise TypeError(f"batch_first should be of type bool, got: {type(batch_first).__name__}")
     if not isinstance(freeze, bool):
         raise TypeError(f"freeze should be of type bool, got: {type(freeze).__name__}")
+    sink = _deferring.get()
+    if sink is not None and _on_cpu(device):
+        # written later, straight into a file, by numpyrnn.streaming: a module without values
+        module = build(cls, spec, batch_first=batch_first, dropout=dropout, device="meta", dtype=dtype)
+        sink[module] = Deferred(spec, pieces, key, checked)
+        if freeze:
+            module.requires_grad_(False)
+        return module
     module = build(cls, spec, batch_first=batch_first, dropout=dropout, device=device, dtype=dtype)
     if not _fast_fresh(module, spec, pieces, key, checked, shapes):
         load(module, pieces, checked, fresh=True, key=key)  # checks values as it copies
     if freeze:
         module.requires_grad_(False)
     return module
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """What :func:`import_layout` would have written into a module, kept for later (see :func:`deferring`):
+    the spec, the layout's pieces and their key, and the leaves that passed every check but the
+    values' (finiteness and range), which whoever writes them checks."""
+
+    spec: RNNSpec
+    pieces: Sequence[Piece]
+    key: Hashable | None
+    leaves: Mapping[str, np.ndarray | torch.Tensor] = field(repr=False)
+
+
+_deferring: contextvars.ContextVar[dict | None] = contextvars.ContextVar("numpyrnn_deferring", default=None)
+
+
+@contextlib.contextmanager
+def deferring(sink: dict) -> Iterator[dict]:
+    """While active, :func:`import_layout` of a CPU module builds it on ``meta`` and records in
+    ``sink`` (module -> :class:`Deferred`) what it would have written, instead of writing it.
+
+    For :mod:`numpyrnn.streaming`, which writes those values straight into a file. Only code
+    that hands the module on untouched may run under it: values written into a ``meta``
+    module are lost without an error.
+    """
+    token = _deferring.set(sink)
+    try:
+        yield sink
+    finally:
+        _deferring.reset(token)
+
+
+def _on_cpu(device: Any) -> bool:
+    """Whether ``device`` (``None``: torch's default) is the CPU."""
+    if device is None:
+        return torch.empty(0).device.type == "cpu"
+    try:
+        return torch.device(device).type == "cpu"
+    except (TypeError, RuntimeError):
+        return False  # left to build(), which says what is wrong
 
 
 def load_layout(module: nn.RNNBase, layout: Any, source: Any, *, options: Mapping[str, Any] | None = None) -> nn.RNNBase:

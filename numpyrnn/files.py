@@ -31,7 +31,9 @@ import math
 import os
 import re
 import stat
+import sys
 import tempfile
+import threading
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -345,12 +347,14 @@ def _strip_prefix(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def write_state_dict(path: str | os.PathLike, state: Mapping[str, torch.Tensor],
-                     metadata: Mapping[str, str] | None = None) -> int:
+                     metadata: Mapping[str, str] | None = None, *,
+                     made: Iterator[tuple[str, memoryview]] | None = None) -> int:
     """Write a ``state_dict`` as ``.pt`` (loads with ``weights_only=True``) or ``.safetensors``.
 
     ``.safetensors`` files are written by :func:`write_safetensors`, straight from
     the tensors' memory; reading them back needs the ``safetensors`` package,
-    which is therefore required here as well.
+    which is therefore required here as well. ``made``: see :func:`write_safetensors`
+    (``.safetensors`` only).
 
     Returns:
         The number of bytes written.
@@ -361,7 +365,9 @@ def write_state_dict(path: str | os.PathLike, state: Mapping[str, torch.Tensor],
             import safetensors  # noqa: F401 - what reads the file back
         except ImportError:
             raise _fail(path, "writing .safetensors needs the safetensors package: pip install \"numpyrnn[files]\"") from None
-        return write_safetensors(path, state, metadata)
+        return write_safetensors(path, state, metadata, made=made)
+    if made is not None:
+        raise TypeError("made= applies to .safetensors files only")
     tensors = {k: v.detach().contiguous() for k, v in state.items()}
 
     saved: Any = tensors
@@ -436,13 +442,20 @@ def _raw_bytes(t: torch.Tensor) -> memoryview:
 
 
 def write_safetensors(path: str | os.PathLike, state: Mapping[str, torch.Tensor],
-                      metadata: Mapping[str, str] | None = None) -> int:
+                      metadata: Mapping[str, str] | None = None, *,
+                      made: Iterator[tuple[str, memoryview]] | None = None) -> int:
     """Write ``state`` as a ``.safetensors`` file, through :func:`atomic_write`.
 
     Each tensor's bytes go from its own memory into the file in bounded chunks
     (tensors already contiguous on the CPU are not copied; others are made so one
     at a time). The file reads back with ``safetensors.safe_open`` and
     ``safetensors.torch.load_file``, metadata included.
+
+    The bytes of tensors on the ``meta`` device (shapes without values) come from
+    ``made``: ``(name, bytes)`` pairs in ``state``'s order, each tensor's bytes whole
+    (see :func:`numpyrnn.streaming.parameter_bytes`). A thread of its own writes
+    them, one chunk at a time, while the next chunk is made. Whatever ``made``
+    raises is raised, and nothing is written.
 
     Returns:
         The number of bytes written.
@@ -456,24 +469,114 @@ def write_safetensors(path: str | os.PathLike, state: Mapping[str, torch.Tensor]
     head = safetensors_header(tensors, metadata)  # every check before anything is created
 
     def write(tmp: str) -> None:
-        import sys
+        def put(data: memoryview) -> None:
+            for start in range(0, len(data), _WRITE_CHUNK):
+                chunk = data[start:start + _WRITE_CHUNK]
+                while chunk:
+                    chunk = chunk[f.write(chunk):]
 
-        with open(tmp, "wb", buffering=0) as f:
+        with safeio.open_fresh(tmp, buffering=0) as f:
             f.write(head)
-            for t in tensors.values():
-                if t.device.type != "cpu":
-                    t = t.cpu()
-                t = t.contiguous()
-                if sys.byteorder != "little" and t.element_size() > 1:
-                    t = torch.from_numpy(t.numpy().byteswap()) if t.dtype != torch.bfloat16 else \
-                        torch.from_numpy(t.view(torch.int16).numpy().byteswap()).view(torch.bfloat16)
-                data = _raw_bytes(t)
-                for start in range(0, len(data), _WRITE_CHUNK):
-                    chunk = data[start:start + _WRITE_CHUNK]
-                    while chunk:
-                        chunk = chunk[f.write(chunk):]
+            behind = _Behind(put) if made is not None else None
+            try:
+                _write_tensors(tensors, made, put, behind)
+            finally:
+                if behind is not None:
+                    behind.close()
 
+    if sys.byteorder != "little" and made is not None:
+        raise TypeError("made= needs a little-endian machine (safetensors stores little-endian bytes)")
     return atomic_write(path, write)
+
+
+def _write_tensors(tensors: Mapping[str, torch.Tensor], made: Iterator[tuple[str, memoryview]] | None,
+                   put: Callable[[memoryview], None], behind: _Behind | None) -> None:
+    """The data part of :func:`write_safetensors`: every tensor's bytes in order."""
+    for name, t in tensors.items():
+        if t.device.type == "meta":
+            assert behind is not None
+            _put_made(name, t.numel() * t.element_size(), made, behind.put)
+            continue
+        if behind is not None:
+            behind.wait()  # the file's order
+        if t.device.type != "cpu":
+            t = t.cpu()
+        t = t.contiguous()
+        if sys.byteorder != "little" and t.element_size() > 1:
+            t = torch.from_numpy(t.numpy().byteswap()) if t.dtype != torch.bfloat16 else \
+                torch.from_numpy(t.view(torch.int16).numpy().byteswap()).view(torch.bfloat16)
+        put(_raw_bytes(t))
+    if behind is not None:
+        behind.wait()
+    if made is not None and next(made, None) is not None:
+        raise RuntimeError("internal error: bytes made for no tensor of the file")
+
+
+class _Behind:
+    """Writes one chunk at a time on a thread of its own while the caller makes the next one:
+    :meth:`put` waits until the chunk before is written, so a chunk must stay valid until the
+    one after it is put. A failed write is raised by the next :meth:`put` or :meth:`wait`."""
+
+    def __init__(self, write: Callable[[memoryview], None]):
+        self._write = write
+        self._job: memoryview | None = None
+        self._error: BaseException | None = None
+        self._closed = False
+        self._cv = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="numpyrnn-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, data: memoryview) -> None:
+        self.wait()
+        with self._cv:
+            self._job = data
+            self._cv.notify_all()
+
+    def wait(self) -> None:
+        with self._cv:
+            while self._job is not None:
+                self._cv.wait()
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise error
+
+    def close(self) -> None:
+        """Wait for the chunk being written (at most one), then end the thread."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while self._job is None and not self._closed:
+                    self._cv.wait()
+                if self._job is None:
+                    return
+                data = self._job
+            try:
+                if self._error is None:
+                    self._write(data)
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+                self._error = exc
+            with self._cv:
+                self._job = None
+                self._cv.notify_all()
+
+
+def _put_made(name: str, nbytes: int, made: Iterator[tuple[str, memoryview]] | None,
+              put: Callable[[memoryview], None]) -> None:
+    """Write the ``nbytes`` bytes that ``made`` gives for the tensor ``name``."""
+    if made is None:
+        raise TypeError(f"{name}: a tensor on the meta device holds no values to write")
+    left = nbytes
+    while left:
+        got = next(made, None)
+        if got is None or got[0] != name or len(got[1]) > left:
+            raise RuntimeError(f"internal error: the bytes made for {name} do not match its {nbytes} bytes")
+        put(got[1])
+        left -= len(got[1])
 
 
 # --------------------------------------------------------------------------------------
@@ -554,7 +657,7 @@ def write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> int:
         raise TypeError(f"{bad[0]}: object arrays are not written (they would need pickle to read back)")
 
     def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
+        with safeio.open_fresh(tmp) as f:
             np.savez(f, **payload)  # type: ignore[arg-type]
 
     return atomic_write(path, write)
@@ -715,7 +818,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> int:
     """Write ``data`` to ``path`` through :func:`atomic_write`; returns the bytes written."""
 
     def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
+        with safeio.open_fresh(tmp) as f:
             f.write(data)
 
     return atomic_write(path, write)

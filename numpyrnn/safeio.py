@@ -589,6 +589,22 @@ def blocked_signals() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+def open_fresh(path: str, buffering: int = -1) -> Any:
+    """Open the empty file ``path`` (a temporary file just made) for writing, without truncating it.
+
+    ``open(path, "wb")`` truncates, and on ext4 a file truncated to zero and written again is
+    flushed to disk when it is closed (``auto_da_alloc``): ``close()`` then waits for the whole
+    file's writeback, about a second per 2 GB. A file opened without truncation is written back
+    later, as ``cp``'s output is.
+    """
+    fd = os.open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        return open(fd, "wb", buffering=buffering)  # noqa: SIM115 - the caller closes it
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 class RecordingFile:
     """A binary file whose write errors are kept, for writers that hide them.
 
@@ -598,7 +614,7 @@ class RecordingFile:
     """
 
     def __init__(self, path: str):
-        self._f = open(path, "wb")  # noqa: SIM115 - closed by close()/__exit__
+        self._f = open_fresh(path)  # closed by close()/__exit__
         self.error: OSError | None = None
 
     def write(self, data: Any) -> int:

@@ -18,10 +18,11 @@ record) are read too: the cell then comes from the shapes or from ``cell``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,13 @@ def record(entries: Sequence[tuple[str, str, dict]]) -> dict:
             "modules": [{"name": n, "prefix": p, "config": dict(c)} for n, p, c in entries]}
 
 
-def write(path: str | os.PathLike, modules: Mapping[str, Any], configs: Mapping[str, dict]) -> int:
+def write(path: str | os.PathLike, modules: Mapping[str, Any], configs: Mapping[str, dict], *,
+          deferred: Mapping[Any, Any] | None = None) -> int:
     """Write named modules and their configurations; one module gets plain keys.
+
+    ``deferred``: modules built under :func:`numpyrnn.engine.deferring` (on ``meta``)
+    and what was recorded for them; their parameters are made straight into a
+    ``.safetensors`` file (see :mod:`numpyrnn.streaming`).
 
     Returns:
         The number of bytes written.
@@ -58,17 +64,30 @@ def write(path: str | os.PathLike, modules: Mapping[str, Any], configs: Mapping[
     single = len(modules) == 1
     state: dict[str, torch.Tensor] = OrderedDict()
     entries = []
+    made = []
     for name, module in modules.items():
         prefix = "" if single else f"{name}."
         for k, v in module.state_dict().items():
             state[prefix + k] = v
         entries.append((name, prefix, configs[name]))
+        if deferred is not None and module in deferred:
+            made.append(_prefixed(prefix, module, deferred[module]))
     rec = record(entries)
     if path.suffix.lower() == ".safetensors":
-        return write_state_dict(path, state, metadata={META_KEY: json.dumps(rec, sort_keys=True)})
+        return write_state_dict(path, state, metadata={META_KEY: json.dumps(rec, sort_keys=True)},
+                                made=itertools.chain.from_iterable(made) if made else None)
+    if made:
+        raise TypeError(f"{path.name}: modules without values are written to .safetensors files only")
     sd: Any = OrderedDict((k, v.detach().contiguous()) for k, v in state.items())
     sd._metadata = OrderedDict({"": {META_KEY: rec}})
     return write_state_dict(path, sd)
+
+
+def _prefixed(prefix: str, module: Any, deferred: Any) -> Iterator[tuple[str, memoryview]]:
+    from ..streaming import parameter_bytes
+
+    for name, chunk in parameter_bytes(module, deferred):
+        yield prefix + name, chunk
 
 
 def _read_record(path: Path, obj: Any) -> dict | None:

@@ -156,7 +156,11 @@ def write_onnx(path: str | os.PathLike, layers: list[Mapping[str, np.ndarray]], 
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="numpyrnn")
     onnx.checker.check_model(model)
-    return atomic_write(path, lambda tmp: onnx.save(model, tmp))
+    def write(tmp: str) -> None:
+        with safeio.open_fresh(tmp) as f:
+            f.write(model.SerializeToString())
+
+    return atomic_write(path, write)
 
 
 

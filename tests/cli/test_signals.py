@@ -205,3 +205,40 @@ def test_sigkill_leaves_a_recognisable_part_file_and_the_old_output(tmp_path, bi
     parts = _parts(tmp_path)
     assert len(parts) == 1 and parts[0].name.startswith(".out.pt.") and parts[0].name.endswith(".part"), parts
     assert out.read_bytes() == b"previous output"
+
+
+_STREAMED_SIGNAL = """
+import os, signal, sys
+from numpyrnn import cli, streaming
+
+sig = getattr(signal, sys.argv[1])
+emit = streaming._Maker._emit
+made = [0]
+
+def emit_then_signal(self, *args, **kwargs):  # the signal lands while the writer thread writes a chunk
+    made[0] += 1
+    if made[0] == 5:
+        os.kill(os.getpid(), sig)
+    return emit(self, *args, **kwargs)
+
+streaming._Maker._emit = emit_then_signal
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: signal.Signals(s).name)
+def test_signal_while_parameters_are_made_into_the_file(tmp_path, big, sig):
+    """convert to .safetensors from block arrays writes on a thread of its own while the main thread
+    makes the next chunk: a signal still removes the temporary file and leaves the old output."""
+    pytest.importorskip("safetensors", reason="the files extra")
+    out = tmp_path / "out.safetensors"
+    out.write_bytes(b"previous output")
+    proc = subprocess.Popen([sys.executable, "-c", _STREAMED_SIGNAL, signal.Signals(sig).name, "convert", str(big),
+                             "-o", str(out), "--cell", "gru"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=_env())
+    _, err = proc.communicate(timeout=300)
+    err = err.strip()
+    assert proc.returncode == 128 + sig, err
+    assert len(err.splitlines()) == 1 and "no output was written or replaced" in err, err
+    assert out.read_bytes() == b"previous output"
+    assert not _parts(tmp_path)
