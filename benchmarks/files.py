@@ -72,7 +72,11 @@ def block_arrays(hidden: int) -> dict[str, np.ndarray]:
 
 
 def _env() -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    # bytecode is cached (the warm-up round writes it) as in an installed package: without it every
+    # command would compile numpyrnn's sources again, and a command imports more of them than
+    # the start-up it is measured against
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return dict(env, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
                 KERAS_BACKEND=os.environ.get("KERAS_BACKEND", "torch"))
 
 
