@@ -167,7 +167,8 @@ class _Maker:
         """A larger current buffer that starts with the ``keep`` elements of the old one."""
         buf = torch.empty(n, dtype=self.dtype)
         if keep:
-            buf[:keep].copy_(self.buf[:keep])
+            with engine._fork_safe():
+                buf[:keep].copy_(self.buf[:keep])
         self.bufs[self.turn] = buf
         self._current()
 
@@ -183,18 +184,22 @@ class _Maker:
                 with np.errstate(over="ignore", invalid="ignore"):  # a value the cast makes Inf: refused when checked
                     np.copyto(dst, view, casting="unsafe")
         else:
-            self.buf.as_strided(sz, ps, at).copy_(self.source.tensors[lkey].as_strided(sz, ls, lo))
+            with engine._fork_safe():  # a torch kernel of a forked child stays on its thread
+                self.buf.as_strided(sz, ps, at).copy_(self.source.tensors[lkey].as_strided(sz, ls, lo))
         if offset:
-            self.buf.as_strided(sz, ps, at).add_(offset)
+            with engine._fork_safe():
+                self.buf.as_strided(sz, ps, at).add_(offset)
 
     def _emit(self, count: int, rest: tuple[int, int] = (0, 0)) -> Iterator[memoryview]:
         """Check the current buffer's first ``count`` elements and hand them out; then the other buffer
         becomes current, starting with the old one's elements ``rest`` (made, not yet final)."""
         if count > 0:
             region = self.buf[:count]
-            if not (engine._numpy_all_finite(self.array[:count]) if self.array is not None
-                    else engine._all_finite(region)):
-                self.source.refuse_or_pass(self.dtype)
+            with engine._fork_safe():
+                finite = (engine._numpy_all_finite(self.array[:count]) if self.array is not None
+                          else engine._all_finite(region))
+                if not finite:
+                    self.source.refuse_or_pass(self.dtype)
             yield memoryview(region.view(torch.uint8).numpy())
         old = self.buf
         self.turn ^= 1
@@ -203,13 +208,15 @@ class _Maker:
         if hi > lo:
             if self.cap < hi - lo:
                 self._grow(2 * (hi - lo))
-            self.buf[:hi - lo].copy_(old[lo:hi])
+            with engine._fork_safe():
+                self.buf[:hi - lo].copy_(old[lo:hi])
 
     def parameter(self, n: int, subs: list, *, whole: bool) -> Iterator[memoryview]:
         if whole:  # some element no piece writes (zeroed), or pieces that interleave: the whole parameter
             if self.cap < n:
                 self._grow(n)
-            self.buf[:n].zero_()
+            with engine._fork_safe():
+                self.buf[:n].zero_()
             for po, sz, ps, lkey, ls, lo, offset in subs:
                 self._copy(po, sz, ps, lkey, ls, lo, offset)
             yield from self._emit(n)

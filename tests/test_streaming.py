@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -168,3 +172,32 @@ def test_split_covers_every_element_once():
             idx = po + sum(np.ix_(*[np.arange(n) * k for n, k in zip(s, ps)])) if s else np.array([po])
             seen[np.asarray(idx).ravel()] += 1
         assert (seen == 1).all(), limit
+
+
+FORK_SCRIPT = """
+import multiprocessing as mp, numpy as np, torch
+from numpyrnn import NumpyGRU, engine, streaming
+torch.set_num_threads(2)
+H = 600
+w0 = np.random.default_rng(0).standard_normal((1, H, 3 * (H + H))).astype(np.float32)
+
+def made(_):
+    # bfloat16 goes through torch's copies and reductions: in a forked child they stay on one thread
+    sink = {}
+    with engine.deferring(sink):
+        m = NumpyGRU.from_numpy(w0, dtype=torch.bfloat16)
+    return b"".join(bytes(c) for _, c in streaming.parameter_bytes(m, sink[m]))
+
+want = made(0)  # the parent used its threads before forking
+with mp.get_context("fork").Pool(2) as pool:
+    assert pool.map(made, range(2)) == [want, want]
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_children_make_parameters_with_torch_kernels(tmp_path):
+    script = tmp_path / "fork.py"
+    script.write_text(FORK_SCRIPT)
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
