@@ -122,15 +122,16 @@ def to_array(value: Any, name: str) -> np.ndarray | torch.Tensor:
             tensor on the ``meta`` device.
         LayoutError: a masked array with masked entries (they hold no value).
     """
-    if isinstance(value, np.ma.MaskedArray):
-        masked = np.ma.getmaskarray(value)
+    ma = sys.modules.get("numpy.ma")  # a masked array exists only once numpy.ma is imported (0.1-0.2 s)
+    if ma is not None and isinstance(value, ma.MaskedArray):
+        masked = ma.getmaskarray(value)
         if masked.any():
             idx = [int(i) for i in np.unravel_index(int(np.argmax(masked)), masked.shape)]
             raise LayoutError(
                 f"{name}: masked array with a masked entry at index {idx}; a masked entry has no weight value: "
                 f"fill it explicitly, e.g. {name.split('[')[0].split('.')[0]}.filled(0.0)"
             )
-        return np.ma.getdata(value)
+        return ma.getdata(value)
     if isinstance(value, np.ndarray):
         return value
     if isinstance(value, torch.Tensor):
