@@ -494,8 +494,7 @@ def _write_tensors(tensors: Mapping[str, torch.Tensor], made: Iterator[tuple[str
     """The data part of :func:`write_safetensors`: every tensor's bytes in order."""
     for name, t in tensors.items():
         if t.device.type == "meta":
-            assert behind is not None
-            _put_made(name, t.numel() * t.element_size(), made, behind.put)
+            _put_made(name, t.numel() * t.element_size(), made, behind.put if behind is not None else put)
             continue
         if behind is not None:
             behind.wait()  # the file's order

@@ -126,7 +126,7 @@ def parameter_bytes(module: nn.RNNBase, deferred: engine.Deferred, *, piece_byte
     rec = engine._recipe_for(deferred.key, spec, deferred.pieces, params, source.tensors, "import")
     steps: dict[str, list] = {}
     limit = max(1, piece_bytes // item)
-    for pname, (psz, pst, poff), lkey, (lsz, lst, loff), offset, _, _ in rec.steps:
+    for pname, (psz, pst, poff), lkey, (_, lst, loff), offset, _, _ in rec.steps:
         if not all(psz):
             continue
         base = int(source.tensors[lkey].storage_offset())
@@ -200,7 +200,7 @@ class _Maker:
                           else engine._all_finite(region))
                 if not finite:
                     self.source.refuse_or_pass(self.dtype)
-            yield memoryview(region.view(torch.uint8).numpy())
+            yield region.view(torch.uint8).numpy().data
         old = self.buf
         self.turn ^= 1
         self._current()
