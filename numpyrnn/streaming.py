@@ -86,7 +86,8 @@ class _Source:
 
     def __init__(self, leaves: Mapping[str, Any], dtype: torch.dtype):
         self.tensors = {k: engine._as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in leaves.items()}
-        self.arrays: dict[str, np.ndarray] = {}
+        self.arrays: dict[str, np.ndarray] = {}  # each from its tensor's first element
+        self.first = {k: int(t.storage_offset()) for k, t in self.tensors.items()}
         if dtype in _NUMPY:
             for k, t in self.tensors.items():
                 if (t.dtype in _NUMPY and not (t.dtype == torch.float64 and dtype == torch.float16)
@@ -133,15 +134,14 @@ def parameter_bytes(module: nn.RNNBase, deferred: engine.Deferred, *, piece_byte
         for sz, ps, po, ls, lo in _split(psz, pst, poff, lst, loff + base, limit):
             steps.setdefault(pname, []).append((po, sz, ps, lkey, ls, lo, offset))
     maker = _Maker(dtype, source, max(1, flush_bytes // item))
-    with torch.no_grad():
-        for name in names:
-            n = params[name].numel()
-            if not n:
-                continue
-            subs = sorted(steps.get(name, ()), key=lambda s: s[0])
-            covered = sum(math.prod(s[1]) for s in subs)
-            for chunk in maker.parameter(n, subs, whole=name in rec.partial or covered != n):
-                yield name, chunk
+    for name in names:  # no autograd: the buffers and leaves never require grad
+        n = params[name].numel()
+        if not n:
+            continue
+        subs = sorted(steps.get(name, ()), key=lambda s: s[0])
+        covered = sum(math.prod(s[1]) for s in subs)
+        for chunk in maker.parameter(n, subs, whole=name in rec.partial or covered != n):
+            yield name, chunk
 
 
 class _Maker:
@@ -177,7 +177,7 @@ class _Maker:
         if src is not None and self.array is not None:
             item, litem = self.item, src.itemsize
             dst = np.ndarray(sz, self.np, self.array, at * item, tuple(s * item for s in ps))
-            view = np.ndarray(sz, src.dtype, src, lo * litem, tuple(s * litem for s in ls))
+            view = np.ndarray(sz, src.dtype, src, (lo - self.source.first[lkey]) * litem, tuple(s * litem for s in ls))
             if src.dtype == self.array.dtype:
                 np.copyto(dst, view)
             else:

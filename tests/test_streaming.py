@@ -81,6 +81,20 @@ def test_block_gate_orders_and_the_row_loop(options):
     _check(lambda: NumpyGRU.from_numpy(**arrays, **options))
 
 
+def test_tensor_leaves_that_start_inside_their_storage():
+    """Leaves given as torch views (a storage offset, contiguous or not) and as requires_grad tensors."""
+    arrays = _blocks(3, 5, 6, 2, 2)
+    big = {k: torch.from_numpy(np.stack([v * 0, v, v * 2])) for k, v in arrays.items()}
+    sliced = {k: t[1] for k, t in big.items()}  # contiguous, storage offset > 0
+    assert all(t.storage_offset() > 0 and t.is_contiguous() for t in sliced.values())
+    _check(lambda: NumpyGRU.from_numpy(**sliced))
+    strided = {k: torch.from_numpy(np.ascontiguousarray(np.moveaxis(np.stack([v, v]), 0, -1)))[..., 1]
+               for k, v in arrays.items()}  # every other element
+    _check(lambda: NumpyGRU.from_numpy(**strided))
+    grads = {k: torch.from_numpy(v).requires_grad_() for k, v in arrays.items()}
+    _check(lambda: NumpyGRU.from_numpy(**grads))
+
+
 def test_lstm_projections():
     arrays = _blocks(4, 6, 8, 2, 2, P=3)
     _check(lambda: NumpyLSTM.from_numpy(**arrays))
