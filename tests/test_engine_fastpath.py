@@ -100,6 +100,58 @@ def test_huge_finite_values_overflowing_the_sum_are_accepted():
     assert engine._first_nonfinite(h) is None
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.dtype(">f4")])
+@pytest.mark.parametrize("layout", ["contiguous", "strided", "fortran"])
+@pytest.mark.parametrize("bad", [None, np.nan, np.inf, -np.inf])
+def test_finite_probe_sees_every_nan_and_inf(dtype, layout, bad):
+    a = np.random.default_rng(0).standard_normal((300, 400)).astype(dtype)
+    if layout == "strided":
+        a = np.repeat(a, 2, axis=1)[:, ::2]
+    elif layout == "fortran":
+        a = np.asfortranarray(a)
+    if bad is not None:
+        a[211, 317] = bad
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert np.isfinite(engine._finite_probe(a)) == (bad is None)
+    assert engine._numpy_all_finite(a) == (bad is None)
+    assert (engine._first_nonfinite(a) is None) == (bad is None)
+
+
+def test_squares_that_overflow_are_only_a_detour():
+    """1e20 is a finite float32 whose square is not: the probe overflows, the exact check finds nothing."""
+    spec = RNNSpec("GRU", 60, 80, num_layers=2, bidirectional=True)  # leaves above _TINY elements
+    arrays = {k: v for k, v in make_blocks(spec).items() if v is not None}
+    assert arrays["w"].size > engine._TINY
+    arrays["w"][0, 1, 7, 9] = 1e20
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(engine._finite_probe(arrays["w"]))
+    assert engine._first_nonfinite(arrays["w"]) is None
+    gru = NumpyGRU.from_numpy(**arrays)
+    assert float(gru.weight_ih_l1_reverse.detach()[7, 9]) == np.float32(1e20)
+    again = NumpyGRU(60, 80, 2, bidirectional=True)
+    again.load_numpy(**arrays)
+    assert torch.equal(again.weight_ih_l1_reverse, gru.weight_ih_l1_reverse)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_mid_size_loads_refuse_bad_values_and_write_nothing(bad):
+    """Leaves between _TINY elements and the torch copy threshold: the probe's size range."""
+    spec = RNNSpec("LSTM", 100, 100, num_layers=2, bidirectional=True)
+    arrays = make_blocks(spec)
+    nbytes = sum(a.nbytes for a in arrays.values() if a is not None)
+    assert engine._TINY * 4 < nbytes < engine._TORCH_COPY_BYTES
+    lstm = NumpyLSTM.from_numpy(**arrays)
+    before = {k: v.clone() for k, v in lstm.state_dict().items()}
+    broken = {k: (v.copy() if v is not None else None) for k, v in arrays.items()}
+    broken["w"][0, 1, 99, 799] = bad
+    with pytest.raises(LayoutError, match=rf"w: holds {bad} at index \[0, 1, 99, 799\]"):
+        lstm.load_numpy(**broken)
+    for k, v in lstm.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    with pytest.raises(LayoutError, match=rf"w: holds {bad} at index \[0, 1, 99, 799\]"):
+        NumpyLSTM.from_numpy(**broken)
+
+
 def test_check_leaves_reports_the_index_of_a_nan_in_a_large_leaf():
     spec = RNNSpec("GRU", 300, 200, num_layers=2, bidirectional=True)
     arrays = make_blocks(spec, bias=False)
