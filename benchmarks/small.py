@@ -11,6 +11,13 @@ that whatever else the machine does affects both sides alike:
   weights (contiguous tensors in torch's layout) into an ``nn.GRU``;
 * ``to_numpy`` against ``{k: v.numpy().copy() for k, v in m.state_dict().items()}``.
 
+With ``--hand``, torch's baselines for ``load_numpy`` and ``to_numpy`` are also
+timed, in rounds of their own, against a hand-written copy of the same
+permutation: torch's ``copy_`` between each parameter and a strided view of the
+block arrays (views built once for loads, fresh arrays per call for exports, no
+checks). Its ratio to the baseline is what the block layout's permutation costs
+by itself on this machine, with no library in the way.
+
 Each figure is the median of the timed rounds after one warm-up round; the
 noise column is the interquartile range of the per-round ratios divided by
 their median. Rounds per size shrink with the size (a time budget per size,
@@ -57,6 +64,7 @@ PAIRS = {
     "to_numpy": ("to_numpy", "{k: v.numpy().copy()}", 1.2),
 }
 PERIOD = 1_000_003
+SHARED_BYTES = 256 << 20  # from here the baseline's state_dict is views of numpyrnn's module (see measure)
 
 
 def arrays_for(G: int, I: int, H: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -98,8 +106,58 @@ def time_pair(ours, theirs, budget: float, min_rounds: int, max_rounds: int) -> 
             "noise": (q[2] - q[0]) / statistics.median(ratios), "best_ratio": min(a) / min(b)}
 
 
+def _block_views(arrays: dict[str, np.ndarray], G: int, I: int, H: int) -> list[tuple[str, torch.Tensor]]:
+    """(parameter name, strided view of the block arrays in the parameter's shape) for torch's gate
+    order, straight from the block layout's formulas (not from numpyrnn)."""
+    out = []
+    for layer in range(LAYERS):
+        for d in range(2):
+            sfx = f"_l{layer}" + ("_reverse" if d else "")
+            blk = torch.from_numpy(arrays["w0"][d] if layer == 0 else arrays["w"][layer - 1, d])
+            bb = torch.from_numpy(arrays["b0"][d] if layer == 0 else arrays["b"][layer - 1, d])
+            x = I if layer == 0 else 2 * H
+            out.append(("weight_ih" + sfx, blk[:, :G * x].unflatten(1, (G, x)).transpose(0, 1)))
+            out.append(("weight_hh" + sfx, blk[:, G * x:].unflatten(1, (G, H)).transpose(0, 1)))
+            out.append(("bias_ih" + sfx, bb[:, :G].t()))
+            out.append(("bias_hh" + sfx, bb[:, G:].t()))
+    return out
+
+
+def hand_load(module: nn.Module, arrays: dict[str, np.ndarray], G: int, I: int, H: int, *, check: bool = False):
+    """A hand-written load of the block arrays into ``module``: one ``copy_`` per parameter; with
+    ``check``, first the least an all-or-nothing validated load must do: read every array once
+    (torch's sum, in which NaN and Inf propagate) before anything is written."""
+    params = dict(module.named_parameters())
+    pairs = [(params[n].view(v.shape), v) for n, v in _block_views(arrays, G, I, H)]
+    leaves = [torch.from_numpy(a) for a in arrays.values()]
+
+    def run() -> None:
+        if check and not all(bool(torch.isfinite(t.sum())) for t in leaves):
+            raise ValueError("not finite")
+        with torch.no_grad():
+            for p, v in pairs:
+                p.copy_(v)
+    return run
+
+
+def hand_export(module: nn.Module, G: int, I: int, H: int):
+    """A hand-written export of ``module`` into fresh block arrays: one ``copy_`` per parameter."""
+    params = [(n, p.detach()) for n, p in module.named_parameters()]
+    shapes = dict(w0=(2, H, G * (I + H)), w=(LAYERS - 1, 2, H, G * 3 * H), b0=(2, H, 2 * G),
+                  b=(LAYERS - 1, 2, H, 2 * G))
+
+    def run() -> dict[str, np.ndarray]:
+        arrays = {k: np.empty(v, np.float32) for k, v in shapes.items()}
+        views = dict(_block_views(arrays, G, I, H))
+        for n, p in params:
+            v = views[n]
+            v.copy_(p.view(v.shape))
+        return arrays
+    return run
+
+
 def measure(cell: str, I: int, H: int, budget: float, min_rounds: int, max_rounds: int,
-            paths: tuple[str, ...] = tuple(PAIRS)) -> dict:
+            paths: tuple[str, ...] = tuple(PAIRS), hand: bool = False) -> dict:
     torch_cls, ours_cls, G = CELLS[cell]
     box = [arrays_for(G, I, H)]  # dropped before the export is timed
     arrays = box[0]
@@ -111,23 +169,52 @@ def measure(cell: str, I: int, H: int, budget: float, min_rounds: int, max_round
                                                budget, min_rounds, max_rounds)
     module = ours_cls.from_numpy(**arrays)
     plain = torch_cls(I, H, **kw)
-    sd = module.state_dict()  # views of module's parameters: no further copy of the weights
+    # The baseline loads a state_dict of its own. Views of ``module``'s parameters would hand it a
+    # source that load_numpy has just written, still in the cache, while load_numpy reads arrays
+    # that the baseline's round pushed out. Only above SHARED_BYTES, where no round's data stays
+    # cached, are they views (no further copy of the weights: 4096 LSTM is 2.7 GB).
+    sd = module.state_dict()
+    if out["bytes"] < SHARED_BYTES:
+        sd = {k: v.clone() for k, v in sd.items()}
     plain.load_state_dict(sd)
     if "load_numpy" in paths:
         out["paths"]["load_numpy"] = time_pair(lambda: module.load_numpy(**box[0]),
                                                lambda: plain.load_state_dict(sd), budget, min_rounds, max_rounds)
+        if hand:
+            other = torch_cls(I, H, **kw)
+            run = hand_load(other, arrays, G, I, H)
+            run()
+            for k, v in other.state_dict().items():  # the hand-written copy is right
+                assert torch.equal(v, sd[k]), k
+            _add_hand(out["paths"]["load_numpy"], time_pair(run, lambda: plain.load_state_dict(sd), budget,
+                                                            min_rounds, max_rounds))
+            checked = time_pair(hand_load(other, arrays, G, I, H, check=True), lambda: plain.load_state_dict(sd),
+                                budget, min_rounds, max_rounds)
+            out["paths"]["load_numpy"].update(hand_checked_ratio=checked["ratio"], hand_checked_noise=checked["noise"])
+            del other, run
     for k, v in plain.state_dict().items():
         assert torch.equal(v, sd[k]), k
     expected = module.to_numpy()
     for k, v in arrays.items():  # what is timed is right
         assert np.array_equal(expected[k], v), k
+    exported = hand_export(plain, G, I, H)
+    if hand and "to_numpy" in paths:
+        for k, v in exported().items():
+            assert np.array_equal(expected[k], v), k
     del expected, arrays
     box.clear()
     if "to_numpy" in paths:
-        out["paths"]["to_numpy"] = time_pair(
-            module.to_numpy, lambda: {k: v.numpy().copy() for k, v in plain.state_dict().items()},
-            budget, min_rounds, max_rounds)
+        baseline = lambda: {k: v.numpy().copy() for k, v in plain.state_dict().items()}  # noqa: E731
+        out["paths"]["to_numpy"] = time_pair(module.to_numpy, baseline, budget, min_rounds, max_rounds)
+        if hand:
+            _add_hand(out["paths"]["to_numpy"], time_pair(exported, baseline, budget, min_rounds, max_rounds))
     return out
+
+
+def _add_hand(entry: dict, timed: dict) -> None:
+    """The hand-written copy's figures, from rounds of its own against the same baseline."""
+    entry.update(hand_s=timed["ours_s"], hand_ratio=timed["ratio"], hand_noise=timed["noise"],
+                 hand_baseline_s=timed["theirs_s"])
 
 
 def fmt_bytes(n: float) -> str:
@@ -148,17 +235,30 @@ def markdown(report: dict) -> str:
     for path, (ours, theirs, target) in PAIRS.items():
         if not any(path in e["paths"] for e in report["results"]):
             continue
+        hand = any("hand_ratio" in e["paths"].get(path, {}) for e in report["results"])
+        checked = any("hand_checked_ratio" in e["paths"].get(path, {}) for e in report["results"])
         lines += [f"## {ours} / {theirs} (target <= {target}x)", "",
-                  "| cell | input | hidden | weights | torch (s) | ratio | noise | best-of ratio | rounds |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| cell | input | hidden | weights | torch (s) | ratio | noise | best-of ratio | rounds |"
+                  + (" hand-written copy / torch (noise) |" if hand else "")
+                  + (" hand-written check + copy / torch (noise) |" if checked else ""),
+                  "|---|---|---|---|---|---|---|---|---|" + ("---|" if hand else "") + ("---|" if checked else "")]
         for e in report["results"]:
             if path not in e["paths"]:
                 continue
             p = e["paths"][path]
             lines.append(f"| {e['cell']} | {e['input']} | {e['hidden']} | {fmt_bytes(e['bytes'])} | "
                          f"{p['theirs_s']:.2e} | {p['ratio']:.2f}x | {p['noise']:.2f} | {p['best_ratio']:.2f}x | "
-                         f"{p['rounds']} |")
+                         f"{p['rounds']} |" + (f" {p['hand_ratio']:.2f}x ({p['hand_noise']:.2f}) |"
+                                               if "hand_ratio" in p else (" |" if hand else ""))
+                         + (f" {p['hand_checked_ratio']:.2f}x ({p['hand_checked_noise']:.2f}) |"
+                            if "hand_checked_ratio" in p else (" |" if checked else "")))
         lines.append("")
+        if hand:
+            lines += ["Hand-written copy: torch's `copy_` between each parameter and a strided view of the block "
+                      "arrays, no checks, timed against the same baseline in rounds of its own. Its ratio is what "
+                      "the block layout's permutation costs by itself."
+                      + (" Hand-written check + copy: the same after one torch sum of each array, the least an "
+                         "all-or-nothing validated load reads before it writes." if checked else ""), ""]
     lines += [f"Command: `{report['command']}`", ""]
     return "\n".join(lines)
 
@@ -183,6 +283,11 @@ def plot(report: dict, out: Path) -> list[Path]:
             if pts:
                 xs, ys = zip(*pts)
                 ax.plot(xs, ys, marker="o", label=cell.upper())
+        hand = [(e["bytes"], e["paths"][path]["hand_ratio"]) for e in report["results"]
+                if e["cell"] == "gru" and "hand_ratio" in e["paths"].get(path, {})]
+        if hand:
+            xs, ys = zip(*hand)
+            ax.plot(xs, ys, color="grey", linestyle="--", marker=".", label="GRU: hand-written permuted copy_")
         ax.axhline(1.0, color="black", linewidth=1, label=f"baseline: {theirs}")
         if target != 1.0:
             ax.axhline(target, color="grey", linewidth=0.8, linestyle=":", label=f"target {target}x")
@@ -214,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", help="hidden sizes (input = hidden) after the demo's")
     p.add_argument("--budget", type=float, help="seconds of rounds per pair and size (default 3, quick 0.3)")
     p.add_argument("--min-rounds", type=int, default=None)
+    p.add_argument("--hand", action="store_true",
+                   help="also time a hand-written permuted copy_ against the load and export baselines")
     args = p.parse_args(argv)
     sizes = args.sizes or ([64] if args.quick else [32, 64, 128, 256, 512, 1024, 2048, 4096])
     budget = args.budget if args.budget is not None else (0.3 if args.quick else 3.0)
@@ -232,11 +339,13 @@ def main(argv: list[str] | None = None) -> int:
             G = CELLS[cell][2]
             big = G * H * (I + H) * 4 * 2 * 3 > 400e6  # a few rounds only where one takes seconds
             entry = measure(cell, I, H, budget, 1 if big else min_rounds, 2 if big else 100_000,
-                            tuple(args.paths))
+                            tuple(args.paths), hand=args.hand)
             report["results"].append(entry)
             save(report, args.out)  # after every size: an interrupted run keeps what it measured
             print(f"{cell} I={I} H={H} ({fmt_bytes(entry['bytes'])}): " + ", ".join(
-                f"{k} {v['ratio']:.2f}x (noise {v['noise']:.2f}, {v['rounds']} rounds)"
+                f"{k} {v['ratio']:.2f}x (noise {v['noise']:.2f}, {v['rounds']} rounds"
+                + (f"; hand-written {v['hand_ratio']:.2f}x" if "hand_ratio" in v else "")
+                + (f", checked {v['hand_checked_ratio']:.2f}x" if "hand_checked_ratio" in v else "") + ")"
                 for k, v in entry["paths"].items()), flush=True)
     save(report, args.out)
     made = plot(report, args.out)
