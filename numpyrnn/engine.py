@@ -2288,6 +2288,11 @@ def _bound_plan(b: _Bound, key: Hashable, spec: RNNSpec, pieces: Sequence[Piece]
 # Only where the CPUs for those threads are idle (see :func:`_spare_cpus`); otherwise numpy's
 # copies on the calling thread. Measured with ``benchmarks/small.py --paths to_numpy``.
 _TORCH_COPY_BYTES = 3 << 20
+# Loads of leaves in the parameters' dtype go through those torch steps up to this many bytes
+# (of parameters, and of leaves), not only below :data:`_FAST_BYTES`: one torch reduction per
+# leaf, then ``copy_`` over torch's threads, costs less than the general path's checks and
+# copies by numpy threads (``benchmarks/small.py --paths load_numpy``, hidden 512-1024).
+_TORCH_LOAD_BYTES = 1 << 30
 
 
 class _CpuWatch:
@@ -2415,11 +2420,11 @@ def _fast_load(module: nn.Module, spec: RNNSpec, pieces: Sequence[Piece], key: H
     """:func:`load` for a small plain CPU module from numpy leaves (see above); ``False``: nothing done."""
     if key is None or _increment_version is None or torch.is_inference_mode_enabled():
         return False
-    sig = _fast_leaves(leaves, shapes, _FAST_BYTES)
+    sig = _fast_leaves(leaves, shapes, _TORCH_LOAD_BYTES)
     if sig is None:
         return False
     b = _bound_for(module, spec)
-    if b is None or b.nbytes >= _FAST_BYTES or _crosses(_HOST, b.params[0]):
+    if b is None or b.nbytes >= _TORCH_LOAD_BYTES or _crosses(_HOST, b.params[0]):
         return False
     plan_ = _bound_plan(b, key, spec, pieces, sig, "import")
     if not plan_:
@@ -2428,6 +2433,8 @@ def _fast_load(module: nn.Module, spec: RNNSpec, pieces: Sequence[Piece], key: H
     if (tsteps is not None and (threads := torch.get_num_threads()) > 1
             and all(_FAST_NP[a.dtype] is b.dtype for a in leaves.values()) and _spare_cpus(threads) >= threads):
         return _torch_load(b, leaves, tsteps)
+    if b.nbytes >= _FAST_BYTES or sum(a.nbytes for a in leaves.values()) >= _FAST_BYTES:
+        return False  # numpy's single thread: small loads only; the general path spreads larger ones
     if not _fast_values_ok(leaves, b.dtype):
         return False
     copyto = np.copyto

@@ -387,6 +387,40 @@ def test_load_through_torch_equals_the_general_load(cls, G, monkeypatch):
         torch.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("spare", [64, 0])
+def test_loads_above_the_small_limit_go_through_torch_or_the_general_path(spare, monkeypatch):
+    """Above _FAST_BYTES, a load of leaves in the parameters' dtype takes the torch steps while the
+    CPUs are idle, and the general path (not numpy's single thread) while they are not: results,
+    version bumps and refusals as the general path's."""
+    H = 160
+    m = NumpyLSTM.from_numpy(**blocks(H, H, G=4, D=2, L=2, seed=9))
+    nbytes = sum(p.numel() * p.element_size() for p in m.parameters())
+    monkeypatch.setattr(engine, "_FAST_BYTES", nbytes // 2)  # this module is "large"
+    assert engine._TORCH_COPY_BYTES < nbytes < engine._TORCH_LOAD_BYTES
+    used, general_loads = [], []
+    real_torch, real_load = engine._torch_load, engine._load
+    monkeypatch.setattr(engine, "_torch_load", lambda *a: used.append(1) or real_torch(*a))
+    monkeypatch.setattr(engine, "_load", lambda *a, **k: general_loads.append(1) or real_load(*a, **k))
+    monkeypatch.setattr(engine, "_spare_cpus", lambda wanted: spare)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        again = blocks(H, H, G=4, D=2, L=2, seed=1)
+        versions = [p._version for p in m.parameters()]
+        m.load_numpy(**again)
+        assert bool(used) == bool(spare) and bool(general_loads) == (not spare)
+        assert all(p._version > v for p, v in zip(m.parameters(), versions))
+        same(m, general(NumpyLSTM(H, H, num_layers=2, bidirectional=True), again))
+        before = {k: v.clone() for k, v in m.state_dict().items()}
+        again["w0"][1, 2, 3] = -np.inf
+        with pytest.raises(LayoutError, match=r"w0: holds -inf at index \[1, 2, 3\]"):
+            m.load_numpy(**again)
+        for k, v in m.state_dict().items():
+            assert torch.equal(v, before[k]), k
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc")
 def test_spare_cpus_from_many_threads_and_after_fork():
     cpus = len(os.sched_getaffinity(0))
