@@ -2466,14 +2466,23 @@ def _torch_load(b: _Bound, leaves: Mapping[str, np.ndarray], tsteps: list) -> bo
     leaf that shares memory with a parameter: the general path then raises or copies as it does."""
     if _aliased(b, leaves):
         return False
-    tensors = {k: _as_tensor(a) for k, a in leaves.items()}
+    # the leaves are plain C-contiguous numpy arrays of native float dtypes (see _fast_leaves):
+    # torch views them as they are; only a read-only one needs _as_tensor's quiet view
+    tensors = {k: torch.from_numpy(a) if a.flags.writeable else _as_tensor(a) for k, a in leaves.items()}
     for t in tensors.values():
         if t.numel() and not bool(_finite_flag(t)):
             return False
-    for dst, lkey, lsz, lst, loff in tsteps:
-        dst.copy_(tensors[lkey].as_strided(lsz, lst, loff))
+    srcs = [tensors[lkey].as_strided(lsz, lst, loff) for _, lkey, lsz, lst, loff in tsteps]
+    if _foreach_copy is not None:  # one call for every copy: less per-copy dispatch
+        _foreach_copy([s[0] for s in tsteps], srcs)
+    else:  # pragma: no cover - torch without _foreach_copy_
+        for (dst, *_), src in zip(tsteps, srcs):
+            dst.copy_(src)
     _increment_version(b.params)  # type: ignore[misc]
     return True
+
+
+_foreach_copy = getattr(torch, "_foreach_copy_", None)
 
 
 def _fast_fresh(module: nn.Module, spec: RNNSpec, pieces: Sequence[Piece], key: Hashable | None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -378,6 +379,15 @@ def test_load_through_torch_equals_the_general_load(cls, G, monkeypatch):
             m.load_numpy(**again)
         for k, v in m.state_dict().items():
             assert torch.equal(v, before[k]), k
+        frozen = blocks(H, H, G=G, D=2, L=2, seed=3)
+        for a in frozen.values():
+            a.setflags(write=False)
+        used.clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # torch's "not writable" warning included
+            m.load_numpy(**frozen)
+        assert used
+        same(m, general(cls(H, H, num_layers=2, bidirectional=True), frozen))
         wide = {k: v.astype(np.float64) for k, v in blocks(H, H, G=G, D=2, L=2, seed=2).items()}
         used.clear()
         m.load_numpy(**wide)  # another dtype than the parameters': numpy's casts, as copy_'s
