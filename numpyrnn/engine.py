@@ -2290,8 +2290,8 @@ def _bound_plan(b: _Bound, key: Hashable, spec: RNNSpec, pieces: Sequence[Piece]
 _TORCH_COPY_BYTES = 3 << 20
 # Loads of leaves in the parameters' dtype go through those torch steps up to this many bytes
 # (of parameters, and of leaves), not only below :data:`_FAST_BYTES`: one torch reduction per
-# leaf, then ``copy_`` over torch's threads, costs less than the general path's checks and
-# copies by numpy threads (``benchmarks/small.py --paths load_numpy``, hidden 512-1024).
+# leaf, then ``torch._foreach_copy_`` over torch's threads, costs less than the general path's
+# checks and copies by numpy threads (``benchmarks/small.py --paths load_numpy``, hidden 512-1024).
 _TORCH_LOAD_BYTES = 1 << 30
 
 
@@ -2417,7 +2417,9 @@ def _aliased(b: _Bound, leaves: Mapping[str, np.ndarray]) -> bool:
 
 def _fast_load(module: nn.Module, spec: RNNSpec, pieces: Sequence[Piece], key: Hashable | None,
                leaves: Mapping[str, Any], shapes: Mapping[str, Sequence[Axis]]) -> bool:
-    """:func:`load` for a small plain CPU module from numpy leaves (see above); ``False``: nothing done."""
+    """:func:`load` for a plain CPU module from numpy leaves (see above): below :data:`_FAST_BYTES`
+    any such load, up to :data:`_TORCH_LOAD_BYTES` those that take the torch steps; ``False``:
+    nothing done."""
     if key is None or _increment_version is None or torch.is_inference_mode_enabled():
         return False
     sig = _fast_leaves(leaves, shapes, _TORCH_LOAD_BYTES)
