@@ -31,6 +31,7 @@ import math
 import os
 import sys
 import threading
+import time
 import warnings
 import weakref
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
@@ -1141,10 +1142,11 @@ _torch_threads_guard = threading.RLock()
 def _reset_after_fork() -> None:
     """In a forked child, locks another thread of the parent held stay held: start afresh."""
     global _locks_guard, _module_locks, _warn_lock, _forked, _torch_threads_guard, _bound, _cpu_watch
-    global _cpu_watch_guard
+    global _cpu_watch_guard, _spare_seen
     if _cpu_watch:  # its /proc/self files are the parent's
         _cpu_watch.close()
     _cpu_watch = None
+    _spare_seen = (-math.inf, 0, 0)  # the parent's reading: other threads, maybe another time
     _cpu_watch_guard = threading.Lock()
     _torch_threads_guard = threading.RLock()
     _locks_guard = threading.Lock()
@@ -2220,6 +2222,9 @@ def _make_bound(module: nn.Module, spec: RNNSpec) -> _Bound | None:
                 or p.is_neg() or p.is_conj() or p.is_inference() or not _non_overlapping(p)):
             return None
         total += p.numel() * p.element_size()
+    # asked once: a bound module's parameters keep their memory (see _bound_state)
+    if _crosses(_HOST, params[0]):  # type: ignore[arg-type]
+        return None
     return _Bound(module, spec, params, total)  # type: ignore[arg-type]
 
 
@@ -2361,6 +2366,15 @@ _cpu_watch: Any = None
 _cpu_watch_guard = threading.Lock()  # one reader at a time: a refresh closes the files another may read
 
 
+# A reading of the spare CPUs is used again for this many seconds. Loads and exports ask before
+# each torch copy, and a reading costs 30-70 microseconds right after torch's kernels (their
+# workers still spin, so the threads of this process are read too): more than the rest of a
+# small load's bookkeeping. A machine that turns busy within this time costs at most the calls
+# made meanwhile one stalled copy each.
+_SPARE_TTL = 0.01
+_spare_seen: tuple[float, int, int] = (-math.inf, 0, 0)  # (when, wanted, CPUs free) of the last reading
+
+
 def _spare_cpus(wanted: int) -> int:
     """How many CPUs of this process's affinity no other process's runnable task uses right now,
     counting the calling thread's as free; 0 where that cannot be read (not Linux). ``wanted``:
@@ -2368,8 +2382,25 @@ def _spare_cpus(wanted: int) -> int:
 
     torch's intra-op threads wait for each other at the end of every kernel, so on a busy
     machine one descheduled worker stalls a copy for a whole time slice: measured 4x to over
-    100x slower than the calling thread alone.
+    100x slower than the calling thread alone. A reading less than :data:`_SPARE_TTL` seconds
+    old answers again where it decides as much: it showed ``wanted`` free, or it was the full
+    reading (fewer free than it was asked for).
     """
+    global _spare_seen
+    now = _monotonic()
+    when, asked, free = _spare_seen
+    if now - when < _SPARE_TTL and (free >= wanted or free < asked):
+        return free
+    free = _read_spare_cpus(wanted)
+    _spare_seen = (now, wanted, free)
+    return free
+
+
+_monotonic = time.monotonic
+
+
+def _read_spare_cpus(wanted: int) -> int:
+    """:func:`_spare_cpus` read afresh from ``/proc``."""
     global _cpu_watch
     if _cpu_watch is False:
         return 0
@@ -2426,7 +2457,7 @@ def _fast_load(module: nn.Module, spec: RNNSpec, pieces: Sequence[Piece], key: H
     if sig is None:
         return False
     b = _bound_for(module, spec)
-    if b is None or b.nbytes >= _TORCH_LOAD_BYTES or _crosses(_HOST, b.params[0]):
+    if b is None or b.nbytes >= _TORCH_LOAD_BYTES:
         return False
     plan_ = _bound_plan(b, key, spec, pieces, sig, "import")
     if not plan_:
@@ -2531,7 +2562,7 @@ def _fast_export(module: nn.Module, spec: RNNSpec, pieces: Sequence[Piece], key:
     if key is None:
         return None
     b = _bound_for(module, spec)
-    if b is None or _crosses(_HOST, b.params[0]):
+    if b is None:
         return None
     np_dtype = b.views[b.names[0]].dtype
     wants = _wants_of(shapes)

@@ -9,6 +9,7 @@ and check the result against torch's own ``copy_`` and the general path's errors
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -337,8 +338,8 @@ def test_exports_above_the_load_threshold_take_the_fast_path(monkeypatch):
 def test_spare_cpus_reads_the_running_tasks():
     cpus = len(os.sched_getaffinity(0))
     for wanted in (1, cpus + 1):  # the quick reading, and the one that counts this process's threads
-        spare = engine._spare_cpus(wanted)
-        assert isinstance(spare, int) and spare <= cpus
+        for spare in (engine._read_spare_cpus(wanted), engine._spare_cpus(wanted)):
+            assert isinstance(spare, int) and 0 <= spare <= cpus
 
 
 def test_spare_cpus_without_proc(monkeypatch):
@@ -349,9 +350,37 @@ def test_spare_cpus_without_proc(monkeypatch):
         raise FileNotFoundError("/proc/loadavg")
 
     monkeypatch.setattr(engine.os, "open", no_proc)
+    monkeypatch.setattr(engine, "_spare_seen", (-math.inf, 0, 0))  # no earlier reading to reuse
     assert engine._spare_cpus(2) == 0
     assert engine._cpu_watch is False
-    assert engine._spare_cpus(2) == 0
+    assert engine._read_spare_cpus(2) == 0
+
+
+def test_a_reading_of_spare_cpus_answers_again_for_a_short_while(monkeypatch):
+    """Readings are reused for _SPARE_TTL seconds where they decide the question asked: one that
+    showed as many CPUs free as were wanted, or a full one (fewer free than wanted), but not a
+    quick one for a larger question."""
+    clock = [100.0]
+    readings: list[int] = []
+    free = [2]
+
+    def read(wanted):
+        readings.append(wanted)
+        return free[0]
+
+    monkeypatch.setattr(engine, "_monotonic", lambda: clock[0])
+    monkeypatch.setattr(engine, "_read_spare_cpus", read)
+    monkeypatch.setattr(engine, "_spare_seen", (-math.inf, 0, 0))
+    assert engine._spare_cpus(2) == 2 and readings == [2]
+    free[0] = 0  # the machine turns busy: seen once the reading is old
+    clock[0] += engine._SPARE_TTL / 2
+    assert engine._spare_cpus(2) == 2 and engine._spare_cpus(1) == 2 and readings == [2]
+    assert engine._spare_cpus(3) == 0 and readings == [2, 3]  # 2 free said nothing about 3
+    clock[0] += engine._SPARE_TTL / 2
+    assert engine._spare_cpus(1) == 0 and readings == [2, 3]  # the full reading: 0 of 3 free
+    clock[0] += engine._SPARE_TTL
+    free[0] = 2
+    assert engine._spare_cpus(2) == 2 and readings == [2, 3, 2]
 
 
 @pytest.mark.parametrize("cls,G", [(NumpyGRU, 3), (NumpyLSTM, 4), (NumpyRNN, 1)])
@@ -440,7 +469,7 @@ def test_spare_cpus_from_many_threads_and_after_fork():
     def ask():
         try:
             for _ in range(200):
-                results.append(engine._spare_cpus(cpus + 1))  # always the full reading, with refreshes
+                results.append(engine._read_spare_cpus(cpus + 1))  # always the full reading, with refreshes
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
