@@ -943,15 +943,28 @@ class _Target:
 def _params(module: nn.Module, spec: RNNSpec) -> dict[str, torch.Tensor]:
     """The value of every parameter, as ``getattr`` gives it (computed ones included), for reading."""
     out = {}
-    for name in spec.param_shapes():
+    for name, shape in spec.param_shapes().items():
         hook = _old_hook(module, name)
         if hook is not None and _is_weight_norm_hook(hook):
             value = hook.compute_weight(module)  # the attribute is only refreshed at each forward
         else:
             value = getattr(module, name)
         _refuse_distributed(name, value)
+        _check_param_shape(name, value, shape, spec)
         out[name] = value
     return out
+
+
+def _check_param_shape(name: str, value: Any, shape: tuple[int, ...], spec: RNNSpec) -> None:
+    """Refuse a parameter whose shape is not the one the module's configuration gives it."""
+    got = getattr(value, "shape", None)
+    if got is not None and tuple(got) != shape:
+        raise LayoutError(
+            f"{name}: the module's parameter has shape {tuple(got)}, but {spec.describe()} has {shape}: "
+            f"it was changed after the module was built (through .data, set_ or resize_, or by "
+            f"assigning another tensor), so the layout cannot say where its values go; rebuild the "
+            f"module or restore the parameter's shape"
+        )
 
 
 def _dtensor_class() -> Any:
@@ -1076,17 +1089,18 @@ def _targets(module: nn.Module, spec: RNNSpec) -> dict[str, _Target]:
     from torch.nn.utils import parametrize
 
     out = {}
-    for name in spec.param_shapes():
+    for name, shape in spec.param_shapes().items():
         if parametrize.is_parametrized(module, name):
             out[name] = _parametrized_target(module, name)
-            continue
-        hook = _old_hook(module, name)
-        if hook is not None:
-            out[name] = _hook_target(module, name, hook)
-            continue
-        t = getattr(module, name)
-        _refuse_distributed(name, t)
-        out[name] = _Target(name, t)
+        else:
+            hook = _old_hook(module, name)
+            if hook is not None:
+                out[name] = _hook_target(module, name, hook)
+            else:
+                t = getattr(module, name)
+                _refuse_distributed(name, t)
+                out[name] = _Target(name, t)
+        _check_param_shape(name, out[name].tensor, shape, spec)
     return out
 
 
@@ -2178,11 +2192,18 @@ def _reach(t: torch.Tensor) -> int:
     return 1 + sum((n - 1) * st for n, st in zip(t.shape, t.stride()))
 
 
+_data_ptr, _size, _stride = torch.Tensor.data_ptr, torch.Tensor.size, torch.Tensor.stride
+
+
 def _bound_state(module: nn.Module, names: Sequence[str]) -> tuple | None:
-    """What must stay the same for a :class:`_Bound` to hold: each parameter's identity and memory."""
+    """What must stay the same for a :class:`_Bound` to hold: each parameter's identity (the
+    bound holds them, so no other object takes their ids), memory, sizes and strides. Read
+    with ``map`` over torch's methods: no tuple per parameter."""
     ps: Any = module.__dict__.get("_parameters")
     try:
-        return tuple([(id(p), p.data_ptr(), p.shape, p.stride()) for p in map(ps.__getitem__, names)])
+        params = tuple(map(ps.__getitem__, names))
+        return (tuple(map(id, params)), tuple(map(_data_ptr, params)), tuple(map(_size, params)),
+                tuple(map(_stride, params)))
     except (KeyError, AttributeError, TypeError):  # a parameter gone, or None
         return None
 
@@ -2194,8 +2215,8 @@ def _bound_for(module: nn.Module, spec: RNNSpec) -> _Bound | None:
     """The module's :class:`_Bound`, made afresh when its parameters changed; ``None`` where the small
     fast paths do not apply (a hook or parametrization, another device or dtype, large, ...)."""
     b = _bound.get(module)
-    if (b is not None and b.spec == spec and type(module) is b.cls and not module._forward_pre_hooks
-            and _bound_state(module, b.names) == b.state):
+    if (b is not None and (b.spec is spec or b.spec == spec) and type(module) is b.cls
+            and not module._forward_pre_hooks and _bound_state(module, b.names) == b.state):
         return b
     b = _make_bound(module, spec)
     try:
@@ -2217,10 +2238,10 @@ def _make_bound(module: nn.Module, spec: RNNSpec) -> _Bound | None:
         return None
     dtype = params[0].dtype if params[0] is not None else None
     total = 0
-    for p in params:
+    for p, shape in zip(params, spec.param_shapes().values()):
         if (type(p) is not nn.Parameter or p.device.type != "cpu" or p.dtype is not dtype or dtype not in _TYPESTR
-                or p.is_neg() or p.is_conj() or p.is_inference() or not _non_overlapping(p)):
-            return None
+                or p.shape != shape or p.is_neg() or p.is_conj() or p.is_inference() or not _non_overlapping(p)):
+            return None  # a parameter reshaped after the build: the general path says so
         total += p.numel() * p.element_size()
     # asked once: a bound module's parameters keep their memory (see _bound_state)
     if _crosses(_HOST, params[0]):  # type: ignore[arg-type]

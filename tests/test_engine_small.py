@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import threading
 import warnings
@@ -113,6 +114,29 @@ def test_transposed_square_parameter_is_seen(export_copies):
     ref = general(NumpyRNN(4, 4), new)
     assert torch.equal(rnn.weight_hh_l0, ref.weight_hh_l0)
     assert np.array_equal(rnn.to_numpy()["w0"], new["w0"])
+
+
+@pytest.mark.parametrize("how", ["slice", "another"])
+def test_a_parameter_reshaped_after_the_build_is_refused_by_name(how, export_copies):
+    """Its memory may start where it did (a slice) or not; either way the layout cannot place its
+    values: loads and exports raise LayoutError naming it, and nothing is written."""
+    arrays = blocks(3, 4)
+    gru = NumpyGRU.from_numpy(**arrays)
+    gru.load_numpy(**arrays)  # the module's views are made
+    with torch.no_grad():
+        if how == "slice":
+            gru.weight_ih_l0.data = gru.weight_ih_l0.data[:6]
+        else:
+            gru.weight_ih_l0.data = torch.zeros(12, 5)
+    before = {k: v.clone() for k, v in gru.state_dict().items()}
+    got = "(6, 3)" if how == "slice" else "(12, 5)"
+    pattern = re.escape(f"weight_ih_l0: the module's parameter has shape {got}, but GRU(input=3, hidden=4,")
+    for call in (lambda: gru.load_numpy(**blocks(3, 4, seed=2)), gru.to_numpy,
+                 lambda: numpyrnn.to_numpy(gru, rowwise=True)):
+        with pytest.raises(LayoutError, match=pattern + r".* has \(12, 3\): it was changed after"):
+            call()
+    for k, v in gru.state_dict().items():
+        assert torch.equal(v, before[k]), k
 
 
 def test_leaf_that_is_a_view_of_a_parameter(export_copies):
