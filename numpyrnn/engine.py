@@ -2241,7 +2241,7 @@ def _make_bound(module: nn.Module, spec: RNNSpec) -> _Bound | None:
     for p, shape in zip(params, spec.param_shapes().values()):
         if (type(p) is not nn.Parameter or p.device.type != "cpu" or p.dtype is not dtype or dtype not in _TYPESTR
                 or p.shape != shape or p.is_neg() or p.is_conj() or p.is_inference() or not _non_overlapping(p)):
-            return None  # a parameter reshaped after the build: the general path says so
+            return None  # the general path takes it (and names a parameter reshaped after the build)
         total += p.numel() * p.element_size()
     # asked once: a bound module's parameters keep their memory (see _bound_state)
     if _crosses(_HOST, params[0]):  # type: ignore[arg-type]
@@ -2393,6 +2393,7 @@ _cpu_watch_guard = threading.Lock()  # one reader at a time: a refresh closes th
 # small load's bookkeeping. A machine that turns busy within this time costs at most the calls
 # made meanwhile one stalled copy each.
 _SPARE_TTL = 0.01
+_monotonic = time.monotonic
 _spare_seen: tuple[float, int, int] = (-math.inf, 0, 0)  # (when, wanted, CPUs free) of the last reading
 
 
@@ -2416,8 +2417,6 @@ def _spare_cpus(wanted: int) -> int:
     _spare_seen = (now, wanted, free)
     return free
 
-
-_monotonic = time.monotonic
 
 
 def _read_spare_cpus(wanted: int) -> int:
