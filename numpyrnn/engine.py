@@ -217,10 +217,10 @@ def _all_finite(t: torch.Tensor) -> bool:
             if wide:
                 return math.isfinite(_finite_probe(a))
             return bool(np.isfinite(a.min())) and bool(np.isfinite(a.max()))
-    if wide:
-        return bool(torch.isfinite(t.sum(dtype=t.dtype)))
+    if wide:  # a float32/float64 sum is in its own dtype; no dtype= (a slower kernel on CPU)
+        return math.isfinite(t.sum().item())
     lo, hi = torch.aminmax(t)
-    return bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))
+    return math.isfinite(lo.item()) and math.isfinite(hi.item())
 
 
 def _numpy_all_finite(a: np.ndarray) -> bool:
@@ -1705,8 +1705,8 @@ def _copy_small(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> bool:
 
 def _finite_flag(t: torch.Tensor) -> torch.Tensor:
     """A 0-d bool tensor on ``t``'s device: whether ``t`` is all finite (no host sync)."""
-    if t.dtype in (torch.float32, torch.float64):
-        return torch.isfinite(t.sum(dtype=t.dtype))
+    if t.dtype in (torch.float32, torch.float64):  # summed in their own dtype
+        return torch.isfinite(t.sum())
     lo, hi = torch.aminmax(t)
     return torch.isfinite(lo) & torch.isfinite(hi)
 
@@ -2512,6 +2512,19 @@ def _fast_load(module: nn.Module, spec: RNNSpec, pieces: Sequence[Piece], key: H
     return True
 
 
+def _spare_finite(t: torch.Tensor, a: np.ndarray) -> bool:
+    """Whether the leaf ``a`` (``t`` its tensor) is all finite, where torch's threads are free: a
+    tiny one in one numpy pass, a float32/float64 one by torch's sum in its own dtype (read on the
+    host: no 0-d ``isfinite`` kernel, and no ``dtype=``, which takes a slower kernel), others by
+    their extremes."""
+    if a.size <= _TINY:
+        return bool(_np_isfinite(a).all())
+    if t.dtype in (torch.float32, torch.float64):
+        return math.isfinite(t.sum().item())
+    lo, hi = torch.aminmax(t)
+    return math.isfinite(lo.item()) and math.isfinite(hi.item())
+
+
 def _torch_load(b: _Bound, leaves: Mapping[str, np.ndarray], tsteps: list) -> bool:
     """:func:`_fast_load` of leaves in the parameters' dtype through torch's intra-op threads (see
     :data:`_TORCH_COPY_BYTES`): torch's reductions check every leaf, then ``copy_`` writes the
@@ -2522,8 +2535,8 @@ def _torch_load(b: _Bound, leaves: Mapping[str, np.ndarray], tsteps: list) -> bo
     # the leaves are plain C-contiguous numpy arrays of native float dtypes (see _fast_leaves):
     # torch views them as they are; only a read-only one needs _as_tensor's quiet view
     tensors = {k: torch.from_numpy(a) if a.flags.writeable else _as_tensor(a) for k, a in leaves.items()}
-    for t in tensors.values():
-        if t.numel() and not bool(_finite_flag(t)):
+    for k, t in tensors.items():
+        if t.numel() and not _spare_finite(t, leaves[k]):
             return False
     srcs = [tensors[lkey].as_strided(lsz, lst, loff) for _, lkey, lsz, lst, loff in tsteps]
     if _foreach_copy is not None:  # one call for every copy: less per-copy dispatch

@@ -450,6 +450,46 @@ def test_load_through_torch_equals_the_general_load(cls, G, monkeypatch):
         torch.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("leaf,at,bad", [("b0", (1, 5, 2), np.inf), ("w0", (0, 7, 11), -np.inf),
+                                         ("w", (0, 1, 3, 4), np.nan)])
+def test_the_torch_load_checks_every_leaf_of_every_dtype(dtype, leaf, at, bad, monkeypatch):
+    """Each way the torch load checks a leaf (a tiny one in numpy, a float32/float64 one by its
+    sum, a float16 one by its extremes) refuses a NaN or Inf by index and writes nothing; a sum
+    that overflows from finite values is no refusal."""
+    H = 240  # above engine._TORCH_COPY_BYTES in float16 too
+    ref = blocks(H, H, D=2, L=2, seed=4, dtype=dtype)
+    m = NumpyGRU.from_numpy(**ref, dtype=torch.from_numpy(ref["w0"]).dtype)
+    assert engine._TORCH_COPY_BYTES <= sum(a.nbytes for a in ref.values())
+    assert ref["b0"].size <= engine._TINY < ref["w0"].size
+    used = []
+    real = engine._torch_load
+    monkeypatch.setattr(engine, "_torch_load", lambda *a: used.append(real(*a)) or used[-1])
+    monkeypatch.setattr(engine, "_spare_cpus", lambda wanted: 64)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        again = blocks(H, H, D=2, L=2, seed=5, dtype=dtype)
+        m.load_numpy(**again)
+        assert used == [True]
+        same(m, general(NumpyGRU(H, H, num_layers=2, bidirectional=True, dtype=m.weight_ih_l0.dtype), again))
+        before = {k: v.clone() for k, v in m.state_dict().items()}
+        again[leaf][at] = bad
+        word = "nan" if np.isnan(bad) else "inf" if bad > 0 else "-inf"
+        with pytest.raises(LayoutError, match=rf"{leaf}: holds {word} at index \[{', '.join(map(str, at))}\]"):
+            m.load_numpy(**again)
+        assert used[-1] is False  # the torch load found it, the general path named it
+        for k, v in m.state_dict().items():
+            assert torch.equal(v, before[k]), k
+        huge = blocks(H, H, D=2, L=2, seed=6, dtype=dtype)
+        huge["w"][...] = np.finfo(dtype).max / 2 * np.sign(huge["w"])  # finite; its sum overflows
+        huge["w"][huge["w"] == 0] = 1
+        m.load_numpy(**huge)
+        assert np.array_equal(m.to_numpy()["w"], huge["w"])
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("spare", [64, 0])
 def test_loads_above_the_small_limit_go_through_torch_or_the_general_path(spare, monkeypatch):
     """Above _FAST_BYTES, a load of leaves in the parameters' dtype takes the torch steps while the
