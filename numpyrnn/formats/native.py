@@ -159,7 +159,7 @@ def infer_state_spec(sd: dict, mode: str) -> Any:
                    bidirectional="weight_ih_l0_reverse" in sd, bias="bias_ih_l0" in sd, proj_size=proj)
 
 
-def module_from_state_dict(sd: dict, mode: str) -> Any:
+def module_from_state_dict(sd: dict, mode: str, *, batch_first: bool = False) -> Any:
     """A numpyrnn module holding ``sd``, after the library's own leaf validation.
 
     Raises:
@@ -175,7 +175,8 @@ def module_from_state_dict(sd: dict, mode: str) -> Any:
     expected = {k: tuple(Axis(f"{k}[{i}]", n) for i, n in enumerate(shape)) for k, shape in spec.param_shapes().items()}
     checked = engine.check_leaves(sd, expected, layout="state_dict")
     dtype: Any = next(iter(checked.values())).dtype
-    module = engine.build(module_class(spec.cell.lower()), spec, batch_first=False, dropout=0.0, device="cpu", dtype=dtype)
+    module = engine.build(module_class(spec.cell.lower()), spec, batch_first=batch_first, dropout=0.0, device="cpu",
+                          dtype=dtype)
     with torch.no_grad():
         for name, t in checked.items():
             getattr(module, name).copy_(t)
@@ -218,35 +219,48 @@ def _variant_builder(path: Path, sd: dict[str, torch.Tensor], config: dict, name
     return build
 
 
-def _builder(path: Path, sd: dict[str, torch.Tensor], config: dict, name: str) -> Any:
+def _builder(path: Path, sd: dict[str, torch.Tensor], config: dict, name: str) -> tuple[Any, Any]:
+    """``(build, probe)`` of a plain module: ``probe`` is the module built while reading (the
+    configuration is read from it), and the first ``build`` that asks for it as it is (on the
+    CPU, in the file's dtype, the recorded ``batch_first``, no dropout) gets it: no copy. Any other
+    build validates the tensors again and copies them, so a handed-out module that is trained
+    never changes what a later build gives."""
     cell = config["cell"]
     mode = {"gru": "GRU", "lstm": "LSTM"}.get(cell) or ("RNN_RELU" if config.get("nonlinearity") == "relu"
                                                         else "RNN_TANH")
-    module = module_from_state_dict(sd, mode)
+    recorded_bf = bool(config.get("batch_first", False))
+    module = module_from_state_dict(sd, mode, batch_first=recorded_bf)
     for key in ("input_size", "hidden_size", "num_layers", "bidirectional", "bias", "proj_size"):
         if key in config and getattr(module, key) != config[key]:
             raise fail(path, f"module {name!r}: the record says {key}={config[key]!r}, the tensors give "
                              f"{getattr(module, key)!r}; the file was changed after it was written")
     cls = module_class(cell)
     saved_dtype = next(module.parameters()).dtype
+    kwargs = dict(module.spec.module_kwargs())
+    if cell == "rnn":
+        kwargs["nonlinearity"] = config.get("nonlinearity", "tanh")
+    kept = [module]
 
     def build(*, batch_first: bool | None = None, dtype: Any = None, device: Any = None, dropout: float = 0.0,
               freeze: bool = False, **_: Any) -> Any:
-        kwargs = dict(module.spec.module_kwargs())
-        if cell == "rnn":
-            kwargs["nonlinearity"] = config.get("nonlinearity", "tanh")
-        bf = config.get("batch_first", False) if batch_first is None else batch_first
-        out = cls(**kwargs, batch_first=bool(bf), dropout=dropout, device="meta")
-        out = out.to_empty(device=device or "cpu").to(torch_dtype(dtype) or saved_dtype)
-        with torch.no_grad():
-            for k, v in module.state_dict().items():
-                getattr(out, k).copy_(v)
+        bf = recorded_bf if batch_first is None else bool(batch_first)
+        want = torch_dtype(dtype) or saved_dtype
+        if (bf == recorded_bf and want == saved_dtype and type(dropout) in (int, float) and dropout == 0
+                and (device is None or torch.device(device).type == "cpu")):
+            out = kept.pop() if kept else module_from_state_dict(sd, mode, batch_first=bf)
+        else:
+            src = kept[0] if kept else module_from_state_dict(sd, mode, batch_first=recorded_bf)
+            out = cls(**kwargs, batch_first=bf, dropout=dropout, device="meta")
+            out = out.to_empty(device=device or "cpu").to(want)
+            with torch.no_grad():
+                for k, v in src.state_dict().items():
+                    getattr(out, k).copy_(v)
         if freeze:
             out.requires_grad_(False)
         out.flatten_parameters()
         return out
 
-    return build
+    return build, module
 
 
 def read(path: str | os.PathLike, *, cell: str | None = None, nonlinearity: str | None = None,
@@ -289,8 +303,11 @@ def read(path: str | os.PathLike, *, cell: str | None = None, nonlinearity: str 
             raise fail(path, f"module {name!r}: no tensors under the prefix {prefix!r}")
         if batch_first is not None:  # the caller's override of the recorded layout
             config["batch_first"] = bool(batch_first)
-        build = _variant_builder(path, part, config, name) if "variant" in config else _builder(path, part, config, name)
-        probe = build(quiet=True) if "variant" in config else build()
+        if "variant" in config:
+            build = _variant_builder(path, part, config, name)
+            probe = build(quiet=True)
+        else:
+            build, probe = _builder(path, part, config, name)
         from . import config_of
 
         full = config_of(probe, source=str(config.get("source", name)),

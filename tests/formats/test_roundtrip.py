@@ -47,6 +47,40 @@ def test_multi_module_file_round_trip(tmp_path, suffix):
     assert mf.entry("relu").config == {**configs["relu"]}
 
 
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_each_build_of_a_file_gives_a_module_of_its_own(tmp_path, suffix):
+    """The first build that asks for the module as read gets the one built while reading (no copy);
+    every other build validates and copies the file's tensors again: training a module that was
+    handed out never changes what a later build gives, and options still apply."""
+    from numpyrnn.formats import config_of, native
+
+    torch.manual_seed(3)
+    gru = NumpyGRU(3, 4, 2, bidirectional=True, batch_first=True)
+    native.write(tmp_path / f"m{suffix}", {"g": gru}, {"g": config_of(gru, source="g")})
+    mf = numpyrnn.read_model(tmp_path / f"m{suffix}")
+    entry = mf.entry("g")
+    first = entry.build()
+    _same(first, gru)
+    assert first.batch_first is True and first.weight_ih_l0.requires_grad
+    with torch.no_grad():
+        for p in first.parameters():
+            p.add_(1.0)  # trained after the load
+    second = entry.build()
+    _same(second, gru)
+    ptrs = {p.data_ptr() for p in first.parameters()}
+    assert not ptrs & {p.data_ptr() for p in second.parameters()}
+    wide = entry.build(dtype=torch.float64, batch_first=False, dropout=0.25, freeze=True)
+    assert wide.weight_ih_l0.dtype == torch.float64 and wide.batch_first is False and wide.dropout == 0.25
+    assert not any(p.requires_grad for p in wide.parameters())
+    for k, v in wide.state_dict().items():
+        assert torch.equal(v, gru.state_dict()[k].double()), k
+    again = numpyrnn.load(tmp_path / f"m{suffix}")
+    _same(again, gru)
+    frozen = entry.build(freeze=True, device="cpu", dtype="float32")
+    _same(frozen, gru)
+    assert not any(p.requires_grad for p in frozen.parameters())
+
+
 def test_the_record_is_machine_readable_without_numpyrnn(tmp_path):
     """safetensors: JSON in the metadata; .pt: inside the object torch.load(weights_only=True) returns."""
     from safetensors import safe_open
