@@ -217,7 +217,13 @@ def _all_finite(t: torch.Tensor) -> bool:
             if wide:
                 return math.isfinite(_finite_probe(a))
             return bool(np.isfinite(a.min())) and bool(np.isfinite(a.max()))
-    if wide:  # a float32/float64 sum is in its own dtype; no dtype= (a slower kernel on CPU)
+    return _torch_all_finite(t)
+
+
+def _torch_all_finite(t: torch.Tensor) -> bool:
+    """:func:`_all_finite` by torch's reductions, read on the host: float32/float64 by their sum in
+    their own dtype (no ``dtype=``, which takes a slower kernel on CPU), others by their extremes."""
+    if t.dtype in (torch.float32, torch.float64):
         return math.isfinite(t.sum().item())
     lo, hi = torch.aminmax(t)
     return math.isfinite(lo.item()) and math.isfinite(hi.item())
@@ -2514,15 +2520,11 @@ def _fast_load(module: nn.Module, spec: RNNSpec, pieces: Sequence[Piece], key: H
 
 def _spare_finite(t: torch.Tensor, a: np.ndarray) -> bool:
     """Whether the leaf ``a`` (``t`` its tensor) is all finite, where torch's threads are free: a
-    tiny one in one numpy pass, a float32/float64 one by torch's sum in its own dtype (read on the
-    host: no 0-d ``isfinite`` kernel, and no ``dtype=``, which takes a slower kernel), others by
-    their extremes."""
+    tiny one in one numpy pass, others by :func:`_torch_all_finite` (no 0-d ``isfinite`` kernel
+    per leaf)."""
     if a.size <= _TINY:
         return bool(_np_isfinite(a).all())
-    if t.dtype in (torch.float32, torch.float64):
-        return math.isfinite(t.sum().item())
-    lo, hi = torch.aminmax(t)
-    return math.isfinite(lo.item()) and math.isfinite(hi.item())
+    return _torch_all_finite(t)
 
 
 def _torch_load(b: _Bound, leaves: Mapping[str, np.ndarray], tsteps: list) -> bool:
