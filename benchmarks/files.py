@@ -24,10 +24,13 @@ resident size is ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` of that wrapper
 (which counts the pages of memory-mapped files the command touched), and its
 largest ``RssAnon`` (memory that is not file-backed) is sampled every 5 ms.
 Both are reported less the start-up's, as ratios to the weight bytes.
+Before each command (not timed) its output file is removed, ``sync`` runs and
+the machine rests ``--settle`` seconds (default 5), so that no command gets
+the memory the one before it just freed at a lower price (see :func:`settle`).
 
 Usage::
 
-    python benchmarks/files.py [--quick] [--sizes 256 1024 4096] [--repeats 3] [--out DIR] [--work DIR]
+    python benchmarks/files.py [--quick] [--sizes 256 1024 4096] [--repeats 3] [--settle 5] [--out DIR] [--work DIR]
 
 Writes ``files.json``, ``files.md`` and ``files.png`` into ``--out`` (default
 ``benchmarks/results``); the weight files go to a temporary folder under
@@ -127,15 +130,26 @@ def run(cmd: list[str]) -> dict:
     return {"s": r["s"], "maxrss": r["maxrss"], "anon": r["anon"]}
 
 
-def settle(cmd: list[str]) -> None:
-    """Start every command from the same state (not timed): its output file gone and no write of
-    an earlier command still pending. Otherwise a command pays for the writeback of the one before
-    it, and replacing an existing file costs more than writing a new one (ext4 flushes a file
-    renamed or truncated over another: 2.5-3.4 s for 2 GB here, for cp as for numpyrnn)."""
+def settle(cmd: list[str], wait: float) -> None:
+    """Start every command from the same state (not timed): its output file gone, no write of an
+    earlier command still pending, and ``wait`` seconds of rest.
+
+    Otherwise a command pays for the writeback of the one before it, and replacing an existing
+    file costs more than writing a new one (ext4 flushes a file renamed or truncated over
+    another: 2.5-3.4 s for 2 GB here, for cp as for numpyrnn). The rest matters on a virtual
+    machine that hands freed memory back to its host (virtio-balloon's free page reporting, a
+    second or two after it is freed): memory taken again soon after the last command freed its
+    output is cheap, memory taken later faults in the host first. Here ``cp`` of 2 GB took
+    0.55-0.84 s right after ``sync`` and 2.0-2.9 s after 1-8 s of rest, so a command that
+    allocates right away (``cp``) would get the cheap memory and one that first imports torch
+    for a second would not. With the same rest before each, every command starts as a user's
+    command starts, long after the memory was freed."""
     out = cmd[cmd.index("-o") + 1] if "-o" in cmd else cmd[-1] if cmd[0] == "cp" else None
     if out is not None:
         Path(out).unlink(missing_ok=True)
     os.sync()
+    if wait > 0:
+        time.sleep(wait)
 
 
 def make_sources(folder: Path, hidden: int, keras_max: int, onnx_max: int = 2048) -> dict[str, Path]:
@@ -209,7 +223,7 @@ def source_of(name: str) -> str:
 
 
 def measure(hidden: int, repeats: int, work: Path | None, keras_max: int,
-            paths: list[str] | None = None) -> dict:
+            paths: list[str] | None = None, wait: float = 5.0) -> dict:
     nbytes = weight_bytes(hidden)
     with tempfile.TemporaryDirectory(dir=work) as d:
         folder = Path(d)
@@ -225,7 +239,7 @@ def measure(hidden: int, repeats: int, work: Path | None, keras_max: int,
         for round_ in range(repeats + 1):  # round 0 warms the page cache and the imports
             shift = round_ % len(names)
             for n in names[shift:] + names[:shift]:
-                settle(cmds[n])
+                settle(cmds[n], wait)
                 r = run(cmds[n])
                 if round_:
                     times[n].append(r)
@@ -265,7 +279,8 @@ def markdown(report: dict) -> str:
              "numpyrnn.load), ratio = net / cp of the .npz. Memory: the command's peak RSS (ru_maxrss measured by a "
              "fresh wrapper process; counts touched pages of mapped files) and its largest sampled RssAnon (not "
              "file-backed), each less the start-up's, as ratios to the weight bytes. Before each command (not timed) "
-             "its output file is removed and `sync` runs. Spread = (max - min) / median "
+             f"its output file is removed, `sync` runs and the machine rests {report.get('settle_s', 0):g} s (freed memory "
+             "goes back to a virtual machine's host within seconds; see `settle` in the script). Spread = (max - min) / median "
              "of the rounds. Targets for npz->safetensors: ratio <= 1.5, peak memory <= 1.2.", "",
              "| hidden | weights | cp (s) | start-up (s) | path | command (s) | net (s) | ratio to cp | "
              "peak RSS / weights | peak RssAnon / weights | spread |",
@@ -334,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--paths", nargs="+", metavar="PATH",
                    help="time only these paths (e.g. npz->safetensors npz->pt 'load npz'); cp and the "
                         "start-ups are always timed")
+    p.add_argument("--settle", type=float, default=5.0, metavar="SECONDS",
+                   help="rest before each command, after its output is removed and sync has run (see settle)")
     args = p.parse_args(argv)
     sizes = args.sizes or ([64] if args.quick else [256, 1024, 4096])
     repeats = args.repeats or (1 if args.quick else 3)
@@ -342,13 +359,13 @@ def main(argv: list[str] | None = None) -> int:
     report = {"machine": f"cpu-{os.cpu_count()}core",
               "description": f"CPU only, {os.cpu_count()} cores, torch {torch.__version__}, "
                              f"numpy {np.__version__}, Python {platform.python_version()}",
-              "repeats": repeats, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "repeats": repeats, "settle_s": args.settle, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "command": " ".join(["python benchmarks/files.py", *(sys.argv[1:] if argv is None else argv)]),
               "sizes": []}
     if shutil.which("cp") is None:
         p.error("cp is not on PATH")
     for hidden in sizes:
-        e = measure(hidden, repeats, args.work, args.keras_max, args.paths)
+        e = measure(hidden, repeats, args.work, args.keras_max, args.paths, args.settle)
         report["sizes"].append(e)
         print(f"hidden={hidden} ({fmt_bytes(e['bytes'])}): cp {e['median']['cp']['s']:.3f} s, "
               f"start-up {e['median']['startup']['s']:.3f} s", flush=True)
