@@ -18,7 +18,9 @@ interleaved round by round:
 Every figure is a median over the rounds. The ratio is
 ``(median command - median start-up) / median cp``, where the start-up is
 ``numpyrnn --help`` for the command line and ``import numpyrnn`` for
-``numpyrnn.load``, measured in the same rounds. Every command runs under a
+``numpyrnn.load``, measured in the same rounds. Each round's own ratio (its
+command, start-up and cp) is reported too, as the median and range over the
+rounds (see :func:`per_round`). Every command runs under a
 fresh, small interpreter that only starts it and waits for it: its peak
 resident size is ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` of that wrapper
 (which counts the pages of memory-mapped files the command touched), and its
@@ -31,10 +33,13 @@ the memory the one before it just freed at a lower price (see :func:`settle`).
 Usage::
 
     python benchmarks/files.py [--quick] [--sizes 256 1024 4096] [--repeats 3] [--settle 5] [--out DIR] [--work DIR]
+                               [--paths PATH ...] [--name files]
+    python benchmarks/files.py --render benchmarks/results/files.json
 
-Writes ``files.json``, ``files.md`` and ``files.png`` into ``--out`` (default
-``benchmarks/results``); the weight files go to a temporary folder under
-``--work`` (default: the system's) and are removed.
+Writes ``<name>.json``, ``<name>.md`` and ``<name>.png`` (``--name``, default
+``files``) into ``--out`` (default ``benchmarks/results``); the weight files go
+to a temporary folder under ``--work`` (default: the system's) and are removed.
+``--render`` measures nothing and writes a saved report's table and plot again.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -259,8 +265,19 @@ def measure(hidden: int, repeats: int, work: Path | None, keras_max: int,
             "vs_cp": (med[n]["s"] - med[base]["s"]) / cp,
             "maxrss_ratio": (med[n]["maxrss"] - med[base]["maxrss"]) / nbytes,
             "anon_ratio": (med[n]["anon"] - med[base]["anon"]) / nbytes,
+            "per_round": per_round(entry["times"], n, base),
         }
     return entry
+
+
+def per_round(times: dict[str, list[float]], name: str, base: str) -> dict[str, float]:
+    """The ratio to cp of each round on its own, ``(command - start-up) / cp`` with that round's
+    start-up and cp: their median, least and greatest. The commands of a round run within a
+    minute or so of each other; a machine whose load drifts over a long run (cp of 2 GB took
+    1.8-6.1 s in one run here) shifts all three alike, where the ratio of medians can take its
+    terms from different rounds."""
+    rs = [(c - s) / p for c, s, p in zip(times[name], times[base], times["cp"])]
+    return {"median": statistics.median(rs), "min": min(rs), "max": max(rs)}
 
 
 def fmt_bytes(n: float) -> str:
@@ -281,16 +298,20 @@ def markdown(report: dict) -> str:
              "file-backed), each less the start-up's, as ratios to the weight bytes. Before each command (not timed) "
              f"its output file is removed, `sync` runs and the machine rests {report.get('settle_s', 0):g} s (freed memory "
              "goes back to a virtual machine's host within seconds; see `settle` in the script). Spread = (max - min) / median "
-             "of the rounds. Targets for npz->safetensors: ratio <= 1.5, peak memory <= 1.2.", "",
-             "| hidden | weights | cp (s) | start-up (s) | path | command (s) | net (s) | ratio to cp | "
+             "of the rounds. Per round: each round's own (command - start-up) / cp, their median (least to greatest). "
+             "Targets for npz->safetensors: ratio <= 1.5, peak memory <= 1.2.", "",
+             "| hidden | weights | cp (s) | start-up (s) | path | command (s) | net (s) | ratio to cp | per round | "
              "peak RSS / weights | peak RssAnon / weights | spread |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in report["sizes"]:
         med = e["median"]
         for n, r in e["ratios"].items():
+            base = r.get("start_up", "startup")
+            pr = r.get("per_round") or per_round(e["times"], n, base)  # runs saved before it was recorded
             lines.append(f"| {e['hidden']} | {fmt_bytes(e['bytes'])} | {med['cp']['s']:.3f} | "
-                         f"{med[r.get('start_up', 'startup')]['s']:.3f} | "
-                         f"{n} | {med[n]['s']:.3f} | {r['net_s']:.3f} | {r['vs_cp']:.2f}x | {r['maxrss_ratio']:.2f} | "
+                         f"{med[base]['s']:.3f} | "
+                         f"{n} | {med[n]['s']:.3f} | {r['net_s']:.3f} | {r['vs_cp']:.2f}x | "
+                         f"{pr['median']:.2f}x ({pr['min']:.2f} to {pr['max']:.2f}) | {r['maxrss_ratio']:.2f} | "
                          f"{r['anon_ratio']:.2f} | {e['spread'][n]:.2f} |")
     lines += ["", f"Command: `{report['command']}`", ""]
     return "\n".join(lines)
@@ -332,10 +353,10 @@ def plot(report: dict, path: Path) -> bool:
     return True
 
 
-def save(report: dict, out: Path) -> None:
+def save(report: dict, out: Path, name: str = "files") -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "files.json").write_text(json.dumps(report, indent=1) + "\n")
-    (out / "files.md").write_text(markdown(report))
+    (out / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / f"{name}.md").write_text(markdown(report))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -351,7 +372,17 @@ def main(argv: list[str] | None = None) -> int:
                         "start-ups are always timed")
     p.add_argument("--settle", type=float, default=5.0, metavar="SECONDS",
                    help="rest before each command, after its output is removed and sync has run (see settle)")
+    p.add_argument("--name", default="files", help="base name of the report files in --out (default files)")
+    p.add_argument("--render", type=Path, metavar="JSON",
+                   help="measure nothing: write the table and the plot of a saved report again, next to it")
     args = p.parse_args(argv)
+    if args.render is not None:
+        report = json.loads(args.render.read_text())
+        name = args.render.stem
+        (args.render.parent / f"{name}.md").write_text(markdown(report))
+        plot(report, args.render.parent / f"{name}.png")
+        print(f"wrote {args.render.parent / (name + '.md')}")
+        return 0
     sizes = args.sizes or ([64] if args.quick else [256, 1024, 4096])
     repeats = args.repeats or (1 if args.quick else 3)
     import torch
@@ -360,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
               "description": f"CPU only, {os.cpu_count()} cores, torch {torch.__version__}, "
                              f"numpy {np.__version__}, Python {platform.python_version()}",
               "repeats": repeats, "settle_s": args.settle, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "command": " ".join(["python benchmarks/files.py", *(sys.argv[1:] if argv is None else argv)]),
+              "command": "python benchmarks/files.py " + shlex.join(sys.argv[1:] if argv is None else argv),
               "sizes": []}
     if shutil.which("cp") is None:
         p.error("cp is not on PATH")
@@ -370,13 +401,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hidden={hidden} ({fmt_bytes(e['bytes'])}): cp {e['median']['cp']['s']:.3f} s, "
               f"start-up {e['median']['startup']['s']:.3f} s", flush=True)
         for n, r in e["ratios"].items():
+            pr = r["per_round"]
             print(f"  {n:20s} {e['median'][n]['s']:7.3f} s  net {r['net_s']:7.3f} s  {r['vs_cp']:5.2f}x cp  "
+                  f"(per round {pr['median']:.2f}x, {pr['min']:.2f} to {pr['max']:.2f})  "
                   f"peak RSS {r['maxrss_ratio']:.2f}x  RssAnon {r['anon_ratio']:.2f}x  "
                   f"spread {e['spread'][n]:.2f}", flush=True)
-        save(report, args.out)  # after every size: an interrupted run keeps what it measured
-    save(report, args.out)
-    made = plot(report, args.out / "files.png")
-    print(f"wrote {args.out / 'files.json'}, {args.out / 'files.md'}" + (f", {args.out / 'files.png'}" if made else ""))
+        save(report, args.out, args.name)  # after every size: an interrupted run keeps what it measured
+    save(report, args.out, args.name)
+    made = plot(report, args.out / f"{args.name}.png")
+    stem = args.out / args.name
+    print(f"wrote {stem}.json, {stem}.md" + (f", {stem}.png" if made else ""))
     return 0
 
 

@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -472,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__, "numpy": np.__version__, "numpyrnn": numpyrnn.__version__,
         "python": platform.python_version(), "repeats": repeats, "cases": cases,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "command": " ".join(["python benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": "python benchmarks/run.py " + shlex.join(sys.argv[1:] if argv is None else argv),
         "sizes": [],
     }
     print(f"{machine}: {description}")

@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -331,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
                        f"torch threads {torch.get_num_threads()}",
         "torch": torch.__version__, "numpy": np.__version__, "numpyrnn": numpyrnn.__version__,
         "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "command": " ".join(["python benchmarks/small.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": "python benchmarks/small.py " + shlex.join(sys.argv[1:] if argv is None else argv),
         "results": [],
     }
     for cell in args.cells:
