@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Callable
@@ -44,6 +45,16 @@ import torch
 
 from . import pages, safeio
 from .errors import LayoutError
+
+# What reading a zip archive raises for a corrupted one: zipfile's own error, a short read, and
+# the decompressors' errors (a damaged deflate stream raises zlib.error, a damaged LZMA one
+# lzma.LZMAError; bzip2 raises OSError), none of them an OSError subclass but bzip2's.
+try:
+    from lzma import LZMAError as _LZMAError
+except ImportError:  # pragma: no cover - Python built without lzma
+    class _LZMAError(Exception):  # type: ignore[no-redef]
+        pass
+ZIP_ERRORS: tuple[type[BaseException], ...] = (zipfile.BadZipFile, OSError, EOFError, zlib.error, _LZMAError)
 
 __all__ = [
     "fail",
@@ -189,7 +200,7 @@ def read_npz(path: str | os.PathLike, *, mmap: bool = True) -> dict[str, np.ndar
     try:
         safeio.regular_file(path)
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except ZIP_ERRORS as exc:
         raise _fail(path, f"not a readable .npz archive ({_one_line(exc)})") from None
     out: dict[str, np.ndarray] = {}
     mapped: Any = None
@@ -222,7 +233,7 @@ def read_npz(path: str | os.PathLike, *, mmap: bool = True) -> dict[str, np.ndar
                     arr = np.frombuffer(mapped, dtype=dtype, count=math.prod(shape), offset=start + header)
                 else:
                     arr = np.frombuffer(data, dtype=dtype)
-            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            except (*ZIP_ERRORS, ValueError) as exc:
                 if isinstance(exc, LayoutError):
                     raise
                 raise LayoutError(f"{where}: cannot be read ({_one_line(exc)}); the archive is corrupted") from None
@@ -289,8 +300,25 @@ def load_torch(path: str | os.PathLike) -> Any:
         raise _fail(path, f"not a readable torch file ({_one_line(exc)})") from None
     except pickle.UnpicklingError as exc:
         raise _fail(path, _pickle_refusal(exc)) from None
-    except (EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise _fail(path, f"not a readable torch file ({_one_line(exc)})") from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see _unreadable_torch
+        raise _fail(path, _unreadable_torch(exc)) from None
+
+
+def _unreadable_torch(exc: Exception) -> str:
+    """Why ``torch.load`` could not read a file, in one line.
+
+    ``torch.load`` parses bytes it cannot trust: a damaged pickle stream makes torch's
+    weights-only unpickler fail as Python fails on bad data (a ``KeyError`` for a memo
+    entry that was never stored, an ``IndexError`` on an empty stack, a ``TypeError``,
+    ``struct.error`` or ``UnicodeDecodeError`` from a torn opcode), and a damaged zip
+    container as zipfile and zlib do. Each of them means the same thing to the caller.
+    """
+    what = _one_line(exc) or type(exc).__name__
+    if not isinstance(exc, (OSError, EOFError, ValueError, RuntimeError, zipfile.BadZipFile)):
+        what = f"{type(exc).__name__}: {what}"
+    return f"not a readable torch file ({what}); the file is damaged or not a torch file"
 
 
 def state_dict_of(path: str | os.PathLike, sd: Any) -> dict[str, torch.Tensor]:
@@ -320,8 +348,10 @@ def _torch_load_plain(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise _fail(path, _pickle_refusal(exc)) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise _fail(path, f"not a readable torch file ({_one_line(exc)})") from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see _unreadable_torch
+        raise _fail(path, _unreadable_torch(exc)) from None
 
 
 def _pickle_refusal(exc: Exception) -> str:
@@ -752,7 +782,7 @@ def zip_names(path: str | os.PathLike, *, what: str = "zip archive") -> list[str
         safeio.regular_file(path)
         with zipfile.ZipFile(path) as zf:
             return zf.namelist()
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except ZIP_ERRORS as exc:
         raise _fail(path, f"not a readable {what} ({_one_line(exc)})") from None
 
 
@@ -773,7 +803,7 @@ def read_zip_member(path: str | os.PathLike, name: str, *, cap: int | None = Non
             if name not in zf.namelist():
                 raise _fail(path, f"the archive holds no {name!r} (it holds {', '.join(zf.namelist()) or 'nothing'})")
             return safeio.read_zip_member(zf, name, f"{path.name}[{name}]", cap=cap)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except ZIP_ERRORS as exc:
         raise _fail(path, f"not a readable zip archive ({_one_line(exc)})") from None
 
 

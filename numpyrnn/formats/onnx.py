@@ -171,7 +171,7 @@ def _signature(node: Any) -> tuple:
     """What two stacked nodes must share: op, direction, hidden size, activations, GRU linear_before_reset."""
     from onnx import helper
 
-    attrs = {a.name: _text(helper.get_attribute_value(a)) for a in node.attribute}
+    attrs = {a.name: _text(helper.get_attribute_value(a), f"{_where(node)} attribute {a.name}") for a in node.attribute}
     acts = tuple(str(a).lower() for a in attrs.get("activations", ()))
     return (node.op_type, attrs.get("direction", "forward"), attrs.get("hidden_size"), acts,
             attrs.get("linear_before_reset", 0), attrs.get("layout", 0), len([i for i in node.input[3:4] if i]))

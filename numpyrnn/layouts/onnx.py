@@ -270,7 +270,7 @@ class OnnxLayout(Layout):
         for n in recurrent:
             where = _where(n)
             attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
-            attrs = {k: _text(v) for k, v in attrs.items()}
+            attrs = {k: _text(v, f"{where} attribute {k}") for k, v in attrs.items()}
             mode = self._check_attributes(where, cell, attrs, linear_before_reset, variants)
             inputs = dict(zip(INPUTS, n.input))
             if inputs.get("P") and variants is not None and inputs["P"] in initializers:
@@ -373,12 +373,20 @@ def _check_lbr(layout: OnnxLayout, cell: str, value: Any, *, given_by: str, arra
                           f"{layout.refuses['linear_before_reset']}")
 
 
-def _text(value: Any) -> Any:
-    """ONNX string attributes come back as bytes, lists of them as lists of bytes."""
+def _text(value: Any, where: str = "an ONNX attribute") -> Any:
+    """ONNX string attributes come back as bytes, lists of them as lists of bytes.
+
+    Raises:
+        LayoutError: the bytes are not UTF-8 text (a damaged file), naming ``where``.
+    """
     if isinstance(value, bytes):
-        return value.decode()
+        try:
+            return value.decode()
+        except UnicodeDecodeError as exc:
+            raise LayoutError(f"{where}: holds bytes that are not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                              "the file is damaged") from None
     if isinstance(value, list):
-        return [_text(v) for v in value]
+        return [_text(v, where) for v in value]
     return value
 
 
@@ -389,7 +397,9 @@ def _is_model(source: Any) -> bool:
 
 
 def _where(node: Any) -> str:
-    return f'{node.op_type} node "{node.name}"' if node.name else f"{node.op_type} node writing {node.output[0]!r}"
+    if node.name:
+        return f'{node.op_type} node "{node.name}"'
+    return f"{node.op_type} node writing {node.output[0]!r}" if node.output else f"{node.op_type} node (no name, no output)"
 
 
 def _check_chain(graph: Any, recurrent: list) -> None:

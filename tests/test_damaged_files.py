@@ -1,0 +1,148 @@
+"""Damaged files: a torn compressed stream or pickle is one LayoutError naming the file.
+
+A file that is cut short or has bytes overwritten makes the parsers underneath
+numpyrnn fail the way Python fails on bad data: zlib and lzma raise their own
+errors (not OSError), and torch's weights-only unpickler raises ``KeyError`` for
+a memo entry that was never stored, ``IndexError`` for an empty stack. Each of
+them must reach the user as :class:`numpyrnn.LayoutError` that names the file
+(and the archive member), never as a bare ``zlib.error`` or ``KeyError``.
+"""
+
+from __future__ import annotations
+
+import struct
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+import numpyrnn
+from numpyrnn import LayoutError, NumpyGRU, files
+
+from .cli.conftest import run_cli
+
+
+def _arrays() -> dict[str, np.ndarray]:
+    m = NumpyGRU(3, 4, num_layers=2, bidirectional=True)
+    return {k: v for k, v in m.to_numpy().items() if v is not None}
+
+
+def _data_start(path, member: str) -> int:
+    """Offset in the file of ``member``'s (compressed) data, after its local header."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(member)
+    raw = path.read_bytes()
+    off = info.header_offset
+    assert raw[off:off + 4] == b"PK\x03\x04"
+    name_len, extra_len = struct.unpack("<HH", raw[off + 26:off + 30])
+    return off + 30 + name_len + extra_len
+
+
+def _overwrite(path, at: int, data: bytes) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[at:at + len(data)] = data
+    path.write_bytes(bytes(raw))
+
+
+def test_compressed_npz_with_a_damaged_deflate_stream(tmp_path):
+    src = tmp_path / "w.npz"
+    np.savez_compressed(src, **_arrays())
+    # 0xff opens a final block of the reserved type 3: zlib raises "invalid block type"
+    _overwrite(src, _data_start(src, "w.npy"), b"\xff" * 8)
+    for read in (files.read_npz, numpyrnn.load, numpyrnn.load_all):
+        with pytest.raises(LayoutError, match=r"w\.npz\['w'\]: cannot be read \(.*invalid block type\); "
+                                              r"the archive is corrupted"):
+            read(src)
+    proc = run_cli("convert", src, "-o", tmp_path / "o.safetensors", "--cell", "gru")
+    assert proc.returncode != 0
+    assert "w.npz['w']: cannot be read" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_npz_member_with_a_damaged_lzma_stream(tmp_path):
+    src = tmp_path / "w.npz"
+    arrays = _arrays()
+    with zipfile.ZipFile(src, "w", zipfile.ZIP_LZMA) as zf:
+        for k, v in arrays.items():
+            with zf.open(f"{k}.npy", "w") as fp:
+                np.lib.format.write_array(fp, v)
+    np.testing.assert_array_equal(files.read_npz(src)["w0"], arrays["w0"])  # readable before the damage
+    _overwrite(src, _data_start(src, "w0.npy") + 4, b"\xff" * 32)
+    with pytest.raises(LayoutError, match=r"w\.npz\['w0'\]: cannot be read \(.*\); the archive is corrupted"):
+        files.read_npz(src)
+
+
+def test_zip_member_with_a_damaged_deflate_stream(tmp_path):
+    src = tmp_path / "m.keras"
+    with zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("config.json", '{"class_name": "Sequential", "config": {"layers": []}}' * 20)
+    assert files.read_zip_member(src, "config.json").startswith(b'{"class_name"')
+    _overwrite(src, _data_start(src, "config.json"), b"\xff" * 8)
+    with pytest.raises(LayoutError, match=r"m\.keras: not a readable zip archive \(.*invalid block type\)"):
+        files.read_zip_member(src, "config.json")
+
+
+# pickles torch's weights-only unpickler cannot follow: each fails inside torch with a plain
+# Python error, not an UnpicklingError
+_TORN_PICKLES = {
+    "memo entry never stored (KeyError)": b"\x80\x02h\x09.",
+    "empty stack (IndexError)": b"\x80\x02.",
+    "opcode cut short": b"\x80\x02J\x01",
+}
+
+
+def _zip_pt_with(path, pickle_bytes: bytes) -> None:
+    """A torch zip checkpoint of a real state_dict whose ``data.pkl`` is ``pickle_bytes``."""
+    good = path.with_name("good.pt")
+    torch.save(NumpyGRU(3, 4).state_dict(), good)
+    with zipfile.ZipFile(good) as zin, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            zout.writestr(info.filename, pickle_bytes if info.filename.endswith("/data.pkl") else data)
+
+
+@pytest.mark.parametrize("container", ["zip", "legacy"])
+@pytest.mark.parametrize("which", sorted(_TORN_PICKLES))
+def test_torn_pickle_in_a_pt_file(tmp_path, which, container):
+    src = tmp_path / "w.pt"
+    if container == "zip":
+        _zip_pt_with(src, _TORN_PICKLES[which])
+    else:
+        src.write_bytes(_TORN_PICKLES[which])
+    for read in (files.load_torch, files.read_state_dict, numpyrnn.load):
+        with pytest.raises(LayoutError, match=r"^w\.pt: not a readable torch file \("):
+            read(src)
+    proc = run_cli("inspect", src)
+    assert proc.returncode != 0
+    assert "w.pt: not a readable torch file" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_a_torn_pickle_names_what_python_raised(tmp_path):
+    src = tmp_path / "w.pt"
+    _zip_pt_with(src, _TORN_PICKLES["memo entry never stored (KeyError)"])
+    with pytest.raises(LayoutError) as info:
+        files.load_torch(src)
+    assert str(info.value) == "w.pt: not a readable torch file (KeyError: 9); the file is damaged or not a torch file"
+
+
+def test_onnx_string_attribute_that_is_not_utf8(tmp_path):
+    onnx = pytest.importorskip("onnx", reason="the onnx extra")
+    src, w = tmp_path / "m.onnx", tmp_path / "w.pt"
+    torch.save(NumpyGRU(3, 4, num_layers=2).state_dict(), w)
+    proc = run_cli("export", w, "--to", "onnx", "--cell", "gru", "-o", src)
+    assert proc.returncode == 0, proc.stderr
+    assert isinstance(numpyrnn.load(src), NumpyGRU)  # readable before the damage
+    model = onnx.load(str(src))
+    nodes = [n for n in model.graph.node if n.op_type == "GRU"]
+    assert len(nodes) == 2
+    for n in nodes:
+        if not any(a.name == "direction" for a in n.attribute):
+            n.attribute.append(onnx.helper.make_attribute("direction", "forward"))
+    target = nodes[-1]  # the second layer: read where the stack's nodes are compared, and again per node
+    attr = next(a for a in target.attribute if a.name == "direction")
+    attr.s = b"for\xffward"
+    onnx.save(model, str(src))
+    with pytest.raises(LayoutError, match=r"GRU node .* attribute direction: holds bytes that are not UTF-8 text "
+                                          r"\(invalid start byte at byte 3\); the file is damaged"):
+        numpyrnn.load(src)
