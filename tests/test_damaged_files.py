@@ -146,3 +146,12 @@ def test_onnx_string_attribute_that_is_not_utf8(tmp_path):
     with pytest.raises(LayoutError, match=r"GRU node .* attribute direction: holds bytes that are not UTF-8 text "
                                           r"\(invalid start byte at byte 3\); the file is damaged"):
         numpyrnn.load(src)
+
+
+def test_a_nameless_onnx_node_without_outputs_is_named_in_messages():
+    onnx = pytest.importorskip("onnx", reason="the onnx extra")
+    from numpyrnn.layouts.onnx import _where
+
+    assert _where(onnx.helper.make_node("GRU", ["X", "W", "R"], [])) == "GRU node (no name, no output)"
+    assert _where(onnx.helper.make_node("GRU", ["X", "W", "R"], ["Y"])) == "GRU node writing 'Y'"
+    assert _where(onnx.helper.make_node("GRU", ["X", "W", "R"], [], name="g")) == 'GRU node "g"'
