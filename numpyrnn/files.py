@@ -46,15 +46,17 @@ import torch
 from . import pages, safeio
 from .errors import LayoutError
 
-# What reading a zip archive raises for a corrupted one: zipfile's own error, a short read, and
-# the decompressors' errors (a damaged deflate stream raises zlib.error, a damaged LZMA one
-# lzma.LZMAError; bzip2 raises OSError), none of them an OSError subclass but bzip2's.
+# What reading a zip archive raises for a corrupted one: zipfile's own error, a short read, the
+# decompressors' errors (a damaged deflate stream raises zlib.error, a damaged LZMA one
+# lzma.LZMAError; bzip2 raises OSError), and NotImplementedError for a compression method,
+# flag or version zipfile does not read (what a damaged header claims, or another zip tool wrote).
 try:
     from lzma import LZMAError as _LZMAError
 except ImportError:  # pragma: no cover - Python built without lzma
     class _LZMAError(Exception):  # type: ignore[no-redef]
         pass
-ZIP_ERRORS: tuple[type[BaseException], ...] = (zipfile.BadZipFile, OSError, EOFError, zlib.error, _LZMAError)
+ZIP_ERRORS: tuple[type[BaseException], ...] = (zipfile.BadZipFile, OSError, EOFError, zlib.error, _LZMAError,
+                                              NotImplementedError)
 
 __all__ = [
     "fail",
@@ -236,6 +238,10 @@ def read_npz(path: str | os.PathLike, *, mmap: bool = True) -> dict[str, np.ndar
             except (*ZIP_ERRORS, ValueError) as exc:
                 if isinstance(exc, LayoutError):
                     raise
+                if isinstance(exc, NotImplementedError):
+                    raise LayoutError(f"{where}: is stored in a way Python's zipfile cannot read ({_one_line(exc)}); "
+                                      "the archive is damaged, or was written by another zip tool: write it with "
+                                      "np.savez or np.savez_compressed") from None
                 raise LayoutError(f"{where}: cannot be read ({_one_line(exc)}); the archive is corrupted") from None
             out[key] = arr.reshape(shape, order="F" if fortran else "C")
     return out

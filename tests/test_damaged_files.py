@@ -155,3 +155,37 @@ def test_a_nameless_onnx_node_without_outputs_is_named_in_messages():
     assert _where(onnx.helper.make_node("GRU", ["X", "W", "R"], [])) == "GRU node (no name, no output)"
     assert _where(onnx.helper.make_node("GRU", ["X", "W", "R"], ["Y"])) == "GRU node writing 'Y'"
     assert _where(onnx.helper.make_node("GRU", ["X", "W", "R"], [], name="g")) == 'GRU node "g"'
+
+
+def _central_entry(path, member: str) -> int:
+    """Offset in the file of ``member``'s entry in the zip's central directory."""
+    raw = path.read_bytes()
+    at = raw.index(b"PK\x01\x02")
+    while True:
+        name_len, extra_len, comment_len = struct.unpack("<HHH", raw[at + 28:at + 34])
+        if raw[at + 46:at + 46 + name_len].decode() == member:
+            return at
+        at += 46 + name_len + extra_len + comment_len
+
+
+def test_npz_member_with_a_compression_method_zipfile_cannot_read(tmp_path):
+    src = tmp_path / "w.npz"
+    np.savez(src, **_arrays())
+    _overwrite(src, _central_entry(src, "w.npy") + 10, struct.pack("<H", 99))  # no such method
+    for read in (files.read_npz, numpyrnn.load):
+        with pytest.raises(LayoutError, match=r"w\.npz\['w'\]: is stored in a way Python's zipfile cannot read "
+                                              r"\(.*compression method.*\); the archive is damaged, or was written "
+                                              r"by another zip tool: write it with np\.savez"):
+            read(src)
+
+
+def test_zip_needing_a_newer_zip_version(tmp_path):
+    src = tmp_path / "w.npz"
+    np.savez(src, **_arrays())
+    _overwrite(src, _central_entry(src, "w0.npy") + 6, struct.pack("<H", 255))  # version needed: 25.5
+    with pytest.raises(LayoutError, match=r"w\.npz: not a readable \.npz archive \(zip file version 25\.5\)"):
+        files.read_npz(src)
+    with pytest.raises(LayoutError, match=r"w\.npz: not a readable zip archive \(zip file version 25\.5\)"):
+        files.zip_names(src)
+    with pytest.raises(LayoutError, match=r"w\.npz"):
+        numpyrnn.load(src)
