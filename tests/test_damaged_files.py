@@ -189,3 +189,24 @@ def test_zip_needing_a_newer_zip_version(tmp_path):
         files.zip_names(src)
     with pytest.raises(LayoutError, match=r"w\.npz"):
         numpyrnn.load(src)
+
+
+def test_onnx_nodes_without_names_or_outputs_still_read(tmp_path):
+    onnx = pytest.importorskip("onnx", reason="the onnx extra")
+    src, w = tmp_path / "m.onnx", tmp_path / "w.pt"
+    original = NumpyGRU(3, 4)
+    torch.save(original.state_dict(), w)
+    proc = run_cli("export", w, "--to", "onnx", "--cell", "gru", "-o", src)
+    assert proc.returncode == 0, proc.stderr
+    model = onnx.load(str(src))
+    for n in model.graph.node:  # the weights are the node's inputs: its name and outputs only label it
+        n.name = ""
+        del n.output[:]
+    model.graph.node.append(onnx.helper.make_node("Relu", ["X"], []))
+    onnx.save(model, str(src))
+    mf = numpyrnn.read_model(src)
+    assert ("Relu", "Relu") in mf.skipped
+    modules = numpyrnn.load_all(src)
+    assert list(modules) == ["GRU"]
+    for k, v in original.state_dict().items():
+        torch.testing.assert_close(modules["GRU"].state_dict()[k], v, rtol=0, atol=0)

@@ -167,6 +167,11 @@ def write_onnx(path: str | os.PathLike, layers: list[Mapping[str, np.ndarray]], 
 _CELLS = {"GRU": "gru", "LSTM": "lstm", "RNN": "rnn"}
 
 
+def _label(node: Any) -> str:
+    """A node's name, else its first output's, else its op (a damaged node may have neither)."""
+    return node.name or (node.output[0] if node.output and node.output[0] else node.op_type)
+
+
 def _signature(node: Any) -> tuple:
     """What two stacked nodes must share: op, direction, hidden size, activations, GRU linear_before_reset."""
     from onnx import helper
@@ -298,7 +303,7 @@ class _Folder:
 
     def _budget(self, node: Any, nbytes: int) -> None:
         """Refuse, before allocating, a folded value far larger than what the model stores."""
-        where = f"node {node.name or node.output[0]!r} ({node.op_type})"
+        where = f"node {_label(node)!r} ({node.op_type})"
         safeio.check_declared(f"{self.path.name}: {where}" if self.path is not None else where, nbytes,
                               self.stored, "computes")
 
@@ -352,7 +357,7 @@ def read(path: str | os.PathLike, *, cell: str | None = None, nonlinearity: str 
             raise fail(path, str(exc).replace("source: ", "", 1)) from None
     mf = ModelFile(path=path, format="onnx", modules=[])
     plumbing = _FOLDABLE | {"Shape", "Gather", "Transpose", "Reshape", "Flatten", "Dropout", "Range"}
-    mf.skipped.extend((n.name or n.output[0], n.op_type) for n in graph.node
+    mf.skipped.extend((_label(n), n.op_type) for n in graph.node
                       if n.op_type not in _CELLS and n.op_type not in plumbing)
     folder = _Folder(graph, path)
     computed: dict[str, Any] = {}
@@ -371,7 +376,7 @@ def read(path: str | os.PathLike, *, cell: str | None = None, nonlinearity: str 
     initializers = {t.name: t for t in graph.initializer}
     for group in groups:
         first = group[0]
-        name = first.name or first.output[0]
+        name = _label(first)
         recorded = _CELLS[first.op_type]
         check_cell(path, recorded, cell, _where(first))
         cls = module_class(recorded)
@@ -394,7 +399,7 @@ def read(path: str | os.PathLike, *, cell: str | None = None, nonlinearity: str 
             lbr = {"linear_before_reset": linear_before_reset} if linear_before_reset is not None else {}
             return cls.from_onnx(source, **lbr, **nl, **opts)
 
-        more: dict[str, Any] = {"layers": [n.name or n.output[0] for n in group]} if len(group) > 1 else {}
+        more: dict[str, Any] = {"layers": [_label(n) for n in group]} if len(group) > 1 else {}
         try_entry(mf, name, make, variants=variants, batch_first=bool(batch_first), dtype=dtype or kind, arrays=source,
                   **more)
     return mf
