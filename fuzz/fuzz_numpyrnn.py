@@ -23,7 +23,10 @@ compact, chunked, each filter chain), every link type (hard, soft, external)
 and data stored elsewhere (external storage, virtual datasets), and gzip
 datasets that declare any multiple of what they store (bombs of every degree,
 read under random limits), then may flip or cut their bytes; the ``zip`` target compresses ``.npz`` and ``.keras``
-members to any ratio and reads them under random limits.
+members to any ratio and reads them under random limits. The ``damage`` target flips,
+cuts, overwrites, zeroes or repeats bytes of a small valid file of every format numpyrnn
+reads (those whose writer is installed, and the checkpoints in ``tests/data``) and loads
+it with ``numpyrnn.load_all``.
 
 Adding a target: write ``check(case)`` that raises ``Finding`` on a bad outcome and a
 strategy for ``case``, and register both with ``@target(name, strategy)``. A
@@ -258,6 +261,141 @@ def check_zip(case) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# damaged bytes of a small valid file of every format numpyrnn reads
+# --------------------------------------------------------------------------------------
+
+DATA = ROOT / "tests" / "data"
+_VALID: dict[str, tuple[dict[str, bytes], str]] = {}  # format -> ({file name: bytes}, the name to load)
+
+
+def _valid_files() -> dict[str, tuple[dict[str, bytes], str]]:
+    """Small valid files of every format whose writer is installed, written once per run: the block
+    ``.npz`` (stored and compressed), numpyrnn's ``.safetensors`` and ``.pt``, ONNX, Keras 3
+    ``.keras`` and ``.weights.h5``, a Flax ``.msgpack``, and from ``tests/data`` a paddle
+    ``.pdparams``, a Keras 2 ``.h5`` and a TensorFlow checkpoint (index and shard)."""
+    if _VALID:
+        return _VALID
+    import importlib.util
+    import os
+
+    import numpyrnn
+    from numpyrnn import cli
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    folder = Path(tempfile.mkdtemp(prefix="numpyrnn-fuzz-"))
+    with torch.random.fork_rng():  # the same files every run: a seed reproduces a finding
+        torch.manual_seed(0)
+        module = numpyrnn.NumpyGRU(3, 4, num_layers=2, bidirectional=True)
+    arrays = {k: v for k, v in module.to_numpy().items() if v is not None}
+    np.savez(folder / "w.npz", **arrays)
+    np.savez_compressed(folder / "c.npz", **arrays)
+    written = {"npz": "w.npz", "npz-compressed": "c.npz"}
+    outputs = [("pt", "w.pt")]
+    if importlib.util.find_spec("safetensors"):
+        outputs.append(("safetensors", "w.safetensors"))
+    for fmt, name in outputs:
+        _quiet_cli(cli, ["convert", str(folder / "w.npz"), "-o", str(folder / name), "--cell", "gru"])
+        written[fmt] = name
+    if importlib.util.find_spec("onnx"):
+        _quiet_cli(cli, ["export", str(folder / "w.pt"), "--to", "onnx", "--cell", "gru", "-o", str(folder / "w.onnx")])
+        written["onnx"] = "w.onnx"
+    if importlib.util.find_spec("keras") and importlib.util.find_spec("h5py"):
+        import keras
+
+        layers = [keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True)) for _ in range(2)]
+        model = keras.Sequential([keras.Input((None, 3)), *layers])
+        model.save(folder / "m.keras")
+        model.save_weights(folder / "m.weights.h5")
+        written.update({"keras": "m.keras", "weights.h5": "m.weights.h5"})
+    if importlib.util.find_spec("flax") and importlib.util.find_spec("jax"):
+        import flax.linen as fnn
+        import jax
+        import jax.numpy as jnp
+        from flax import serialization
+
+        params = fnn.RNN(fnn.GRUCell(4)).init(jax.random.PRNGKey(0), jnp.zeros((1, 5, 3)))
+        (folder / "f.msgpack").write_bytes(serialization.to_bytes(params))
+        written["flax"] = "f.msgpack"
+    for fmt, name in written.items():
+        _VALID[fmt] = ({name: (folder / name).read_bytes()}, name)
+    for fmt, name in (("pdparams", "paddle_params/lstm_proj_bidirect.pdparams"),
+                      ("keras2-h5", "keras2_files/bi_cudnnlstm.h5")):
+        if (DATA / name).exists():
+            _VALID[fmt] = ({Path(name).name: (DATA / name).read_bytes()}, Path(name).name)
+    shards = sorted((DATA / "tf_checkpoints").glob("cudnn_lstm_bidir.ckpt.*"))
+    if shards:
+        _VALID["tf-checkpoint"] = ({f.name: f.read_bytes() for f in shards}, "cudnn_lstm_bidir.ckpt")
+    return _VALID
+
+
+def _quiet_cli(cli: Any, argv: list[str]) -> None:
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        if cli.main(argv):
+            raise RuntimeError(f"numpyrnn {' '.join(argv)} failed")
+
+
+_DAMAGES = ("flip", "cut", "overwrite", "zero", "repeat")
+
+
+@st.composite
+def damaged_files(draw):
+    """A format, one of its files, and one to four damages: a flipped bit, a cut, a run of bytes
+    overwritten with one value or zeroed, a run repeated in place."""
+    fmt = draw(st.sampled_from(sorted(_valid_files())))
+    victim = draw(st.sampled_from(sorted(_valid_files()[fmt][0])))
+    damages = draw(st.lists(st.tuples(st.sampled_from(_DAMAGES), st.integers(0, 1 << 20), st.integers(0, 255),
+                                      st.integers(1, 64)), min_size=1, max_size=4))
+    return fmt, victim, damages
+
+
+def _damaged(data: bytes, damages) -> bytes:
+    out = bytearray(data)
+    for how, at, value, n in damages:
+        if not out:
+            break
+        at %= len(out)
+        if how == "flip":
+            out[at] ^= 1 << (value % 8)
+        elif how == "cut":
+            del out[at:]
+        elif how == "overwrite":
+            out[at:at + n] = bytes([value]) * len(out[at:at + n])
+        elif how == "zero":
+            out[at:at + n] = bytes(len(out[at:at + n]))
+        else:
+            out[at:at] = out[at:at + n]
+    return bytes(out)
+
+
+@target("damage", damaged_files())
+def check_damage(case) -> None:
+    """Damaged bytes of a valid file: ``load_all`` reads finite modules or refuses with
+    ``LayoutError``/``TypeError``; nothing else may escape (warnings are not findings here:
+    the frameworks' readers may warn on a damaged file)."""
+    import numpyrnn
+
+    fmt, victim, damages = case
+    sources, load = _valid_files()[fmt]
+    with tempfile.TemporaryDirectory() as d:
+        folder = Path(d)
+        for name, data in sources.items():
+            (folder / name).write_bytes(_damaged(data, damages) if name == victim else data)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                modules = numpyrnn.load_all(folder / load)
+        except REFUSED:
+            return
+        except Exception as exc:  # noqa: BLE001
+            raise Finding(f"{fmt}: {victim} with {damages}: {type(exc).__name__} escaped: {exc}") from exc
+        for module in modules.values():
+            _finite(module)
+
+
+# --------------------------------------------------------------------------------------
 # driver
 # --------------------------------------------------------------------------------------
 
@@ -268,7 +406,15 @@ def _test_for(t: Target, examples: int, seed_value: int | None):
     return hypothesis_seed(seed_value)(test) if seed_value is not None else test
 
 
+def _prepare(names: list[str]) -> None:
+    """Write what a target's strategy draws from before hypothesis runs (hypothesis forbids
+    touching global random state inside a strategy, which the frameworks' writers do)."""
+    if "damage" in names:
+        _valid_files()
+
+
 def run(seconds: float, names: list[str], seed_value: int | None, chunk: int, max_rounds: int | None = None) -> int:
+    _prepare(names)
     stop = time.monotonic() + seconds
     counts = {n: 0 for n in names}
     rounds = 0
@@ -292,6 +438,7 @@ def run(seconds: float, names: list[str], seed_value: int | None, chunk: int, ma
 def run_atheris(names: list[str], argv: list[str]) -> int:
     import atheris  # optional; pip install atheris
 
+    _prepare(names)
     tests = [_test_for(TARGETS[n], 1, None) for n in names]
 
     def one_input(data: bytes) -> None:

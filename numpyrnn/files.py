@@ -108,8 +108,16 @@ def _npy_header(fp: Any, where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
             shape, fortran, dtype = npf._read_array_header(fp, version)
         else:
             raise ValueError(f"unsupported .npy format version {version}")
-    except (ValueError, OSError, SyntaxError, EOFError) as exc:
-        raise LayoutError(f"{where}: not a readable .npy array ({_one_line(exc)})") from None
+    except (MemoryError, zipfile.BadZipFile, zlib.error, _LZMAError, NotImplementedError):
+        raise  # the zip member's stream itself is damaged: read_npz says so
+    except Exception as exc:  # noqa: BLE001 - numpy parses bytes it cannot trust (see below)
+        # The header is a Python literal that numpy tokenizes and evaluates: a damaged one fails
+        # as Python fails on bad source (tokenize.TokenError for an unclosed bracket or string,
+        # IndexError, RecursionError), not only with ValueError or SyntaxError.
+        what = _one_line(exc)
+        if not isinstance(exc, (ValueError, OSError, SyntaxError, EOFError)):
+            what = f"{type(exc).__name__}: {what}"
+        raise LayoutError(f"{where}: not a readable .npy array ({what})") from None
     if dtype.hasobject:
         raise LayoutError(
             f"{where}: holds Python objects (dtype {dtype}); numpyrnn never unpickles, so it refuses "

@@ -396,6 +396,7 @@ def check_h5(f: Any, where: str, file_size: int, lim: Limits | None = None) -> N
     lim = lim or current_limits()
     seen: set = set()
     stack = [("/", f["/"])]
+    _check_attrs(f["/"], f"{where}: /", lim)
     while stack:
         name, group = stack.pop()
         for key in group:
@@ -417,10 +418,27 @@ def check_h5(f: Any, where: str, file_size: int, lim: Limits | None = None) -> N
             if ident in seen:
                 continue
             seen.add(ident)
+            _check_attrs(obj, here, lim)
             if isinstance(obj, h5py.Dataset):
                 _check_dataset(obj, here, file_size, lim)
             elif isinstance(obj, h5py.Group):
                 stack.append((path, obj))
+
+
+def _check_attrs(obj: Any, here: str, lim: Limits) -> None:
+    """Refuse an attribute of ``obj`` whose declared size is beyond the ``config`` limit, before
+    any attribute is read: reading one allocates what its dataspace declares (h5py zeroes an
+    array of that shape first), and a damaged dataspace can declare any number of elements.
+    Keras keeps its model config, its version and its weight names in attributes, all far below
+    the limit."""
+    import h5py
+
+    for name in obj.attrs:  # the names only: no value is read
+        aid = h5py.h5a.open(obj.id, name.encode() if isinstance(name, str) else name)
+        declared = aid.get_space().get_simple_extent_npoints() * max(aid.get_type().get_size(), 1)
+        if declared > lim.config_bytes:
+            raise LayoutError(f"{here}: attribute {name!r} declares {declared} bytes; numpyrnn reads at most "
+                              f"{lim.config_bytes} bytes of an attribute; " + how_to_raise("config_bytes"))
 
 
 @contextlib.contextmanager

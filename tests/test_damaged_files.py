@@ -210,3 +210,54 @@ def test_onnx_nodes_without_names_or_outputs_still_read(tmp_path):
     assert list(modules) == ["GRU"]
     for k, v in original.state_dict().items():
         torch.testing.assert_close(modules["GRU"].state_dict()[k], v, rtol=0, atol=0)
+
+
+def _npy_with_short_header_length(a: np.ndarray) -> bytes:
+    """A ``.npy`` whose header length field is cut to 32: numpy then reads half of the header
+    literal, and its tokenizer fails on the unclosed brace (``tokenize.TokenError``)."""
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, a)
+    raw = bytearray(buf.getvalue())
+    assert raw[6:8] == b"\x01\x00"  # format version 1.0: the length is bytes 8-9
+    raw[8:10] = struct.pack("<H", 32)
+    return bytes(raw)
+
+
+def test_npy_header_that_numpy_cannot_tokenize(tmp_path):
+    a = _arrays()["w0"]
+    (tmp_path / "w0.npy").write_bytes(_npy_with_short_header_length(a))
+    with pytest.raises(LayoutError, match=r"^w0\.npy: not a readable \.npy array \(TokenError: "):
+        files.read_npy(tmp_path / "w0.npy")
+    src = tmp_path / "w.npz"
+    with zipfile.ZipFile(src, "w", zipfile.ZIP_STORED) as zf:
+        for k, v in _arrays().items():
+            zf.writestr(f"{k}.npy", _npy_with_short_header_length(v) if k == "w0" else _npy_bytes(v))
+    for read in (files.read_npz, numpyrnn.load):
+        with pytest.raises(LayoutError, match=r"w\.npz\['w0'\]: not a readable \.npy array \(TokenError: "):
+            read(src)
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, a)
+    return buf.getvalue()
+
+
+def test_hdf5_attribute_declaring_more_than_the_config_limit_is_refused_unread(tmp_path):
+    h5py = pytest.importorskip("h5py", reason="the files extra")
+    from numpyrnn import safeio
+
+    src = tmp_path / "m.weights.h5"
+    with h5py.File(src, "w") as f:
+        f.create_group("layers").attrs.create("notes", np.zeros(5000, np.float64))  # 40000 bytes
+    with files.open_h5(src):  # within the default limit
+        pass
+    with safeio.limits(config_bytes=1000), pytest.raises(
+            LayoutError, match=r"^m\.weights\.h5: layers: attribute 'notes' declares 40000 bytes; numpyrnn reads at "
+                               r"most 1000 bytes of an attribute; if you trust the file, raise the limit"):
+        with files.open_h5(src):
+            pass
