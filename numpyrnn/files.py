@@ -55,8 +55,8 @@ try:
 except ImportError:  # pragma: no cover - Python built without lzma
     class _LZMAError(Exception):  # type: ignore[no-redef]
         pass
-ZIP_ERRORS: tuple[type[BaseException], ...] = (zipfile.BadZipFile, OSError, EOFError, zlib.error, _LZMAError,
-                                              NotImplementedError)
+_STREAM_ERRORS: tuple[type[BaseException], ...] = (zipfile.BadZipFile, zlib.error, _LZMAError, NotImplementedError)
+_ZIP_ERRORS: tuple[type[BaseException], ...] = (*_STREAM_ERRORS, OSError, EOFError)
 
 __all__ = [
     "fail",
@@ -108,7 +108,7 @@ def _npy_header(fp: Any, where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
             shape, fortran, dtype = npf._read_array_header(fp, version)
         else:
             raise ValueError(f"unsupported .npy format version {version}")
-    except (MemoryError, zipfile.BadZipFile, zlib.error, _LZMAError, NotImplementedError):
+    except (MemoryError, *_STREAM_ERRORS):
         raise  # the zip member's stream itself is damaged: read_npz says so
     except Exception as exc:  # noqa: BLE001 - numpy parses bytes it cannot trust (see below)
         # The header is a Python literal that numpy tokenizes and evaluates: a damaged one fails
@@ -210,7 +210,7 @@ def read_npz(path: str | os.PathLike, *, mmap: bool = True) -> dict[str, np.ndar
     try:
         safeio.regular_file(path)
         zf = zipfile.ZipFile(path)
-    except ZIP_ERRORS as exc:
+    except _ZIP_ERRORS as exc:
         raise _fail(path, f"not a readable .npz archive ({_one_line(exc)})") from None
     out: dict[str, np.ndarray] = {}
     mapped: Any = None
@@ -243,7 +243,7 @@ def read_npz(path: str | os.PathLike, *, mmap: bool = True) -> dict[str, np.ndar
                     arr = np.frombuffer(mapped, dtype=dtype, count=math.prod(shape), offset=start + header)
                 else:
                     arr = np.frombuffer(data, dtype=dtype)
-            except (*ZIP_ERRORS, ValueError) as exc:
+            except (*_ZIP_ERRORS, ValueError) as exc:
                 if isinstance(exc, LayoutError):
                     raise
                 if isinstance(exc, NotImplementedError):
@@ -329,7 +329,7 @@ def _unreadable_torch(exc: Exception) -> str:
     ``struct.error`` or ``UnicodeDecodeError`` from a torn opcode), and a damaged zip
     container as zipfile and zlib do. Each of them means the same thing to the caller.
     """
-    what = _one_line(exc) or type(exc).__name__
+    what = _one_line(exc)
     if not isinstance(exc, (OSError, EOFError, ValueError, RuntimeError, zipfile.BadZipFile)):
         what = f"{type(exc).__name__}: {what}"
     return f"not a readable torch file ({what}); the file is damaged or not a torch file"
@@ -796,7 +796,7 @@ def zip_names(path: str | os.PathLike, *, what: str = "zip archive") -> list[str
         safeio.regular_file(path)
         with zipfile.ZipFile(path) as zf:
             return zf.namelist()
-    except ZIP_ERRORS as exc:
+    except _ZIP_ERRORS as exc:
         raise _fail(path, f"not a readable {what} ({_one_line(exc)})") from None
 
 
@@ -817,7 +817,7 @@ def read_zip_member(path: str | os.PathLike, name: str, *, cap: int | None = Non
             if name not in zf.namelist():
                 raise _fail(path, f"the archive holds no {name!r} (it holds {', '.join(zf.namelist()) or 'nothing'})")
             return safeio.read_zip_member(zf, name, f"{path.name}[{name}]", cap=cap)
-    except ZIP_ERRORS as exc:
+    except _ZIP_ERRORS as exc:
         raise _fail(path, f"not a readable zip archive ({_one_line(exc)})") from None
 
 
