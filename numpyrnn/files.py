@@ -57,6 +57,8 @@ except ImportError:  # pragma: no cover - Python built without lzma
         pass
 _STREAM_ERRORS: tuple[type[BaseException], ...] = (zipfile.BadZipFile, zlib.error, _LZMAError, NotImplementedError)
 _ZIP_ERRORS: tuple[type[BaseException], ...] = (*_STREAM_ERRORS, OSError, EOFError)
+_MEMBER_ERRORS: tuple[type[BaseException], ...] = (*_ZIP_ERRORS, ValueError)  # and a bad .npy in it
+_PASSED_ON: tuple[type[BaseException], ...] = (MemoryError, *_STREAM_ERRORS)  # through the .npy header reader
 
 __all__ = [
     "fail",
@@ -108,7 +110,7 @@ def _npy_header(fp: Any, where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
             shape, fortran, dtype = npf._read_array_header(fp, version)
         else:
             raise ValueError(f"unsupported .npy format version {version}")
-    except (MemoryError, *_STREAM_ERRORS):
+    except _PASSED_ON:
         raise  # the zip member's stream itself is damaged: read_npz says so
     except Exception as exc:  # noqa: BLE001 - numpy parses bytes it cannot trust (see below)
         # The header is a Python literal that numpy tokenizes and evaluates: a damaged one fails
@@ -243,7 +245,7 @@ def read_npz(path: str | os.PathLike, *, mmap: bool = True) -> dict[str, np.ndar
                     arr = np.frombuffer(mapped, dtype=dtype, count=math.prod(shape), offset=start + header)
                 else:
                     arr = np.frombuffer(data, dtype=dtype)
-            except (*_ZIP_ERRORS, ValueError) as exc:
+            except _MEMBER_ERRORS as exc:
                 if isinstance(exc, LayoutError):
                     raise
                 if isinstance(exc, NotImplementedError):
