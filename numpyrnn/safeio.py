@@ -380,13 +380,17 @@ def _check_dataset(ds: Any, where: str, file_size: int, lim: Limits) -> None:
                           f"{file_size} bytes: corrupted")
 
 
-def check_h5(f: Any, where: str, file_size: int, lim: Limits | None = None) -> None:
+def check_h5(f: Any, where: str, file_size: int, lim: Limits | None = None) -> bool:
     """Refuse an HDF5 file with any dataset not stored inside it, before reading any data.
 
     Walks every link of the open file ``f``: external links, soft links that do
     not lead to an object of this file, virtual datasets, datasets with
     external storage, unknown filters, and datasets that declare far more bytes
     than they store (see :class:`Limits`) are refused, naming the dataset.
+
+    Returns whether any attribute or dataset holds values that HDF5 reads from the
+    file's global heap (variable-length strings and sequences, references): those
+    are only safe to read once :func:`check_global_heaps` has passed.
 
     Raises:
         LayoutError: naming ``where`` and the object's path.
@@ -396,7 +400,7 @@ def check_h5(f: Any, where: str, file_size: int, lim: Limits | None = None) -> N
     lim = lim or current_limits()
     seen: set = set()
     stack = [("/", f["/"])]
-    _check_attrs(f["/"], f"{where}: /", lim)
+    heap = _check_attrs(f["/"], f"{where}: /", lim)
     while stack:
         name, group = stack.pop()
         for key in group:
@@ -418,27 +422,132 @@ def check_h5(f: Any, where: str, file_size: int, lim: Limits | None = None) -> N
             if ident in seen:
                 continue
             seen.add(ident)
-            _check_attrs(obj, here, lim)
+            heap = _check_attrs(obj, here, lim) or heap
             if isinstance(obj, h5py.Dataset):
                 _check_dataset(obj, here, file_size, lim)
+                heap = heap or _in_global_heap(obj.id.get_type())
             elif isinstance(obj, h5py.Group):
                 stack.append((path, obj))
+    return heap
 
 
-def _check_attrs(obj: Any, here: str, lim: Limits) -> None:
+def _check_attrs(obj: Any, here: str, lim: Limits) -> bool:
     """Refuse an attribute of ``obj`` whose declared size is beyond the ``config`` limit, before
     any attribute is read: reading one allocates what its dataspace declares (h5py zeroes an
     array of that shape first), and a damaged dataspace can declare any number of elements.
     Keras keeps its model config, its version and its weight names in attributes, all far below
-    the limit."""
+    the limit. Returns whether any attribute's values live in the global heap."""
     import h5py
 
+    heap = False
     for name in obj.attrs:  # the names only: no value is read
         aid = h5py.h5a.open(obj.id, name.encode() if isinstance(name, str) else name)
-        declared = aid.get_space().get_simple_extent_npoints() * max(aid.get_type().get_size(), 1)
+        tid = aid.get_type()
+        declared = aid.get_space().get_simple_extent_npoints() * max(tid.get_size(), 1)
         if declared > lim.config_bytes:
             raise LayoutError(f"{here}: attribute {name!r} declares {declared} bytes; numpyrnn reads at most "
                               f"{lim.config_bytes} bytes of an attribute; " + how_to_raise("config_bytes"))
+        heap = heap or _in_global_heap(tid)
+    return heap
+
+
+def _in_global_heap(tid: Any, depth: int = 0) -> bool:
+    """Whether values of the HDF5 type ``tid`` are kept in the file's global heap: variable-length
+    strings and sequences and references, also as members of compound and array types (a type
+    nested deeper than any real one counts as such)."""
+    import h5py
+
+    h5t = h5py.h5t
+    cls = tid.get_class()
+    if depth > 32 or cls in (h5t.VLEN, h5t.REFERENCE):
+        return True
+    if cls == h5t.STRING:
+        return bool(tid.is_variable_str())
+    if cls == h5t.COMPOUND:
+        return any(_in_global_heap(tid.get_member_type(i), depth + 1) for i in range(tid.get_nmembers()))
+    if cls == h5t.ARRAY:
+        return _in_global_heap(tid.get_super(), depth + 1)
+    return False
+
+
+#: a global heap collection's signature, its version (1) and three reserved zero bytes
+_GCOL = b"GCOL\x01\x00\x00\x00"
+#: the least size of a global heap collection (HDF5's ``H5HG_MINSIZE``)
+_GCOL_MIN = 4096
+
+
+def check_global_heaps(buf: Any, where: str, lengths: int = 8) -> None:
+    """Refuse a damaged global heap collection in the bytes ``buf`` of an HDF5 file before HDF5
+    parses one.
+
+    HDF5 reads a whole collection when it reads any variable-length value in it, and walks its
+    objects by their declared sizes. An object of index 0 (free space) that declares no bytes
+    never advances that walk, and HDF5 then loops for ever; an object that runs past its
+    collection's end sends the walk, and later reads, outside the collection. Every collection
+    of the file is found by its signature, then walked here the way HDF5 walks it. ``lengths``:
+    the file's size of lengths (the superblock's; 8 in every file h5py writes).
+
+    Raises:
+        LayoutError: naming ``where``, the collection's and the object's byte offsets.
+    """
+    n = len(buf)
+    find = getattr(buf, "find", None)
+    # found whole first: a regular expression's scanner holds ``buf``'s buffer while it lives
+    hits = [m.start() for m in re.finditer(re.escape(_GCOL), buf)] if find is None else _find_all(find, _GCOL)
+    head = len(_GCOL) + lengths
+    objhdr = 8 + lengths  # index (2), reference count (2), reserved (4), size
+    for pos in hits:
+        if pos + head > n:
+            break
+        size = int.from_bytes(buf[pos + len(_GCOL):pos + head], "little")
+        if size < _GCOL_MIN or pos + size > n:
+            continue  # no collection HDF5 could read whole: a read of it fails there
+        p, end = pos + head, pos + size
+        while p + objhdr <= end:  # a tail too short for an object header is free space
+            index = int.from_bytes(buf[p:p + 2], "little")
+            declared = int.from_bytes(buf[p + 8:p + objhdr], "little")
+            need = objhdr + -(-declared // 8) * 8 if index else declared
+            if need == 0 or p + need > end:
+                why = ("no bytes, so HDF5's walk of the collection never moves past it" if need == 0 else
+                       f"{declared} bytes, past the collection's end at byte {end}")
+                raise LayoutError(f"{where}: the HDF5 global heap collection at byte {pos} is damaged: its "
+                                  f"object at byte {p} (index {index}) declares {why}; refused before HDF5 "
+                                  f"reads it")
+            p += need
+
+
+def _find_all(find: Any, needle: bytes) -> Iterator[int]:
+    at = find(needle)
+    while at >= 0:
+        yield at
+        at = find(needle, at + 1)
+
+
+@contextlib.contextmanager
+def _file_bytes(source: Any) -> Iterator[Any]:
+    """The bytes of ``source`` (a path or an in-memory file) without a copy: a read-only mapping
+    of the file, or the file object's buffer."""
+    if isinstance(source, (str, os.PathLike)):
+        import mmap
+
+        with open(source, "rb") as fh:
+            if not os.fstat(fh.fileno()).st_size:
+                yield b""
+                return
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                yield mm
+        return
+    getbuffer = getattr(source, "getbuffer", None)
+    if getbuffer is not None:
+        with getbuffer() as view:
+            yield view
+        return
+    pos = source.tell()
+    try:
+        source.seek(0)
+        yield source.read()
+    finally:
+        source.seek(pos)
 
 
 @contextlib.contextmanager
@@ -461,7 +570,9 @@ def open_h5(source: Any, where: str, file_size: int, lim: Limits | None = None) 
         raise LayoutError(f"{where}: not a readable HDF5 file ({text[0] if text else type(exc).__name__})") from None
     with f:
         try:
-            check_h5(f, where, file_size, lim)
+            if check_h5(f, where, file_size, lim):
+                with _file_bytes(source) as buf:
+                    check_global_heaps(buf, where, f.id.get_create_plist().get_sizes()[1])
         except LayoutError:
             raise
         except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:

@@ -7,13 +7,7 @@ what is missing; the CHANGELOG's "Known gaps" section lists the same.
 
 from __future__ import annotations
 
-GAPS: dict[str, str] = {
-    "tests/test_damaged_files.py::test_damaged_keras2_h5_whose_attribute_read_never_returns": (
-        "a Keras 2 .h5 with eight damaged bytes makes h5py's read of its model_config attribute (a "
-        "variable-length string) run for minutes inside the HDF5 library; numpyrnn has no way to bound "
-        "a read in progress there short of reading HDF5 attributes in a child process"
-    ),
-}
+GAPS: dict[str, str] = {}
 
 
 def gap(nodeid: str) -> str | None:

@@ -264,12 +264,13 @@ def test_hdf5_attribute_declaring_more_than_the_config_limit_is_refused_unread(t
 
 
 # Eight bytes of a Keras 2 full-model .h5 changed (found by ``fuzz_numpyrnn.py --target damage
-# --seed 4``): reading its ``model_config`` attribute, a variable-length string, does not return
-# within minutes; the time goes inside the HDF5 library's read (see tests/known_gaps.py).
+# --seed 4``): two objects of the global heap collection that holds the file's variable-length
+# attributes lose their index and size. HDF5's walk of that collection then never moves past the
+# first of them, and its read of ``model_config`` never returns.
 _HANGING_H5 = [("flip", 524288, 246, 63), ("zero", 370, 246, 6), ("zero", 16916, 69, 30), ("flip", 524288, 246, 63)]
 
 
-def test_damaged_keras2_h5_whose_attribute_read_never_returns(tmp_path):
+def test_damaged_keras2_h5_whose_heap_walk_never_advances_is_refused(tmp_path):
     pytest.importorskip("h5py", reason="the files extra")
     import subprocess
     import sys
@@ -286,10 +287,48 @@ def test_damaged_keras2_h5_whose_attribute_read_never_returns(tmp_path):
         f"open({str(src)!r}, 'wb').write(fz._damaged(data, {_HANGING_H5!r}))\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120, cwd=ROOT)
+    # in a child with a time limit: were the check missing, the read would not return
     read = (f"import numpyrnn\ntry:\n    numpyrnn.load_all({str(src)!r})\nexcept numpyrnn.LayoutError as e:\n"
             "    print('REFUSED', e)\n")
     try:
-        proc = subprocess.run([sys.executable, "-c", read], capture_output=True, text=True, timeout=20, cwd=ROOT)
+        proc = subprocess.run([sys.executable, "-c", read], capture_output=True, text=True, timeout=60, cwd=ROOT)
     except subprocess.TimeoutExpired:
-        pytest.fail("numpyrnn.load_all of the damaged .h5 did not return within 20 s")
-    assert proc.stdout.startswith("REFUSED m.h5: "), proc.stdout + proc.stderr
+        pytest.fail("numpyrnn.load_all of the damaged .h5 did not return within 60 s")
+    assert proc.stdout.strip() == (
+        "REFUSED m.h5: the HDF5 global heap collection at byte 2048 is damaged: its object at byte 2080 (index 0) "
+        "declares no bytes, so HDF5's walk of the collection never moves past it; refused before HDF5 reads it"
+    ), proc.stdout + proc.stderr
+
+
+def _collection(objects: list[tuple[int, int, bytes]], size: int = 4096) -> bytes:
+    """A global heap collection as HDF5 writes it (sizes of 8 bytes): ``objects`` as (index,
+    declared size, data), then one free-space object over the rest."""
+    out = bytearray(b"GCOL\x01\x00\x00\x00" + size.to_bytes(8, "little"))
+    for index, declared, data in objects:
+        out += index.to_bytes(2, "little") + (1).to_bytes(2, "little") + bytes(4) + declared.to_bytes(8, "little")
+        out += data + bytes(-len(data) % 8)
+    free = size - len(out)
+    out += (0).to_bytes(2, "little") + bytes(6) + free.to_bytes(8, "little")
+    return bytes(out + bytes(size - len(out)))
+
+
+@pytest.mark.parametrize("kind", ["bytes", "memoryview"])
+def test_global_heap_walk_accepts_whole_collections_and_refuses_broken_ones(kind):
+    from numpyrnn import safeio
+
+    def check(data: bytes) -> None:
+        safeio.check_global_heaps(data if kind == "bytes" else memoryview(data), "m.h5")
+
+    good = bytes(100) + _collection([(1, 5, b"2.2.4"), (2, 10, b"tensorflow")]) + bytes(50)
+    check(good)
+    check(good + b"GCOL\x01\x00\x00\x00" + (1 << 40).to_bytes(8, "little"))  # larger than the file: not read whole
+    check(good[:-60])  # cut inside the collection: HDF5's read of it fails; nothing to walk
+    with pytest.raises(LayoutError, match=r"^m\.h5: the HDF5 global heap collection at byte 100 is damaged: its object "
+                                          r"at byte 116 \(index 0\) declares no bytes"):
+        check(bytes(100) + _collection([(0, 0, b"")]))
+    with pytest.raises(LayoutError, match=r"^m\.h5: the HDF5 global heap collection at byte 0 is damaged: its object "
+                                          r"at byte 40 \(index 2\) declares 5000 bytes, past the collection's end "
+                                          r"at byte 4096; refused before HDF5 reads it$"):
+        check(_collection([(1, 5, b"2.2.4"), (2, 5000, b"x")]))
+    for h5 in sorted((__import__("pathlib").Path(__file__).parent / "data").rglob("*.h5")):
+        check(h5.read_bytes())  # every HDF5 file the tests hold: their collections walk to their ends
