@@ -205,16 +205,10 @@ def h5_mutations(draw):
 
 
 def _damage(path: Path, damage) -> None:
-    if damage is None:
-        return
-    how, at, bit = damage
-    data = bytearray(path.read_bytes())
-    at %= max(len(data), 1)
-    if how == "cut":
-        del data[at:]
-    else:
-        data[at] ^= 1 << bit
-    path.write_bytes(bytes(data))
+    """The file at ``path`` with one damage of :func:`_damaged` (a bit flipped, or cut short)."""
+    if damage is not None:
+        how, at, bit = damage
+        path.write_bytes(_damaged(path.read_bytes(), [(how, at, bit, 1)]))
 
 
 def _refused_only(fn) -> bool:
@@ -282,7 +276,21 @@ def _valid_files() -> dict[str, tuple[dict[str, bytes], str]]:
     from numpyrnn import cli
 
     os.environ.setdefault("KERAS_BACKEND", "torch")
-    folder = Path(tempfile.mkdtemp(prefix="numpyrnn-fuzz-"))
+    with tempfile.TemporaryDirectory(prefix="numpyrnn-fuzz-") as d:  # their bytes are kept; the folder goes
+        _write_valid(Path(d), numpyrnn, cli, importlib.util.find_spec)
+    for fmt, name in (("pdparams", "paddle_params/lstm_proj_bidirect.pdparams"),
+                      ("keras2-h5", "keras2_files/bi_cudnnlstm.h5")):
+        if (DATA / name).exists():
+            _VALID[fmt] = ({Path(name).name: (DATA / name).read_bytes()}, Path(name).name)
+    shards = sorted((DATA / "tf_checkpoints").glob("cudnn_lstm_bidir.ckpt.*"))
+    if shards:
+        _VALID["tf-checkpoint"] = ({f.name: f.read_bytes() for f in shards}, "cudnn_lstm_bidir.ckpt")
+    return _VALID
+
+
+def _write_valid(folder: Path, numpyrnn: Any, cli: Any, find_spec: Any) -> None:
+    """Write the valid files that numpyrnn and the installed frameworks make into ``folder``, and
+    keep their bytes in ``_VALID``."""
     # the same block, torch, ONNX and Flax files every run, so a seed reproduces a finding there;
     # Keras draws its own initial weights, so its files differ from run to run
     with torch.random.fork_rng():
@@ -293,15 +301,15 @@ def _valid_files() -> dict[str, tuple[dict[str, bytes], str]]:
     np.savez_compressed(folder / "c.npz", **arrays)
     written = {"npz": "w.npz", "npz-compressed": "c.npz"}
     outputs = [("pt", "w.pt")]
-    if importlib.util.find_spec("safetensors"):
+    if find_spec("safetensors"):
         outputs.append(("safetensors", "w.safetensors"))
     for fmt, name in outputs:
         _quiet_cli(cli, ["convert", str(folder / "w.npz"), "-o", str(folder / name), "--cell", "gru"])
         written[fmt] = name
-    if importlib.util.find_spec("onnx"):
+    if find_spec("onnx"):
         _quiet_cli(cli, ["export", str(folder / "w.pt"), "--to", "onnx", "--cell", "gru", "-o", str(folder / "w.onnx")])
         written["onnx"] = "w.onnx"
-    if importlib.util.find_spec("keras") and importlib.util.find_spec("h5py"):
+    if find_spec("keras") and find_spec("h5py"):
         import keras
 
         layers = [keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True)) for _ in range(2)]
@@ -309,7 +317,7 @@ def _valid_files() -> dict[str, tuple[dict[str, bytes], str]]:
         model.save(folder / "m.keras")
         model.save_weights(folder / "m.weights.h5")
         written.update({"keras": "m.keras", "weights.h5": "m.weights.h5"})
-    if importlib.util.find_spec("flax") and importlib.util.find_spec("jax"):
+    if find_spec("flax") and find_spec("jax"):
         import flax.linen as fnn
         import jax
         import jax.numpy as jnp
@@ -320,14 +328,6 @@ def _valid_files() -> dict[str, tuple[dict[str, bytes], str]]:
         written["flax"] = "f.msgpack"
     for fmt, name in written.items():
         _VALID[fmt] = ({name: (folder / name).read_bytes()}, name)
-    for fmt, name in (("pdparams", "paddle_params/lstm_proj_bidirect.pdparams"),
-                      ("keras2-h5", "keras2_files/bi_cudnnlstm.h5")):
-        if (DATA / name).exists():
-            _VALID[fmt] = ({Path(name).name: (DATA / name).read_bytes()}, Path(name).name)
-    shards = sorted((DATA / "tf_checkpoints").glob("cudnn_lstm_bidir.ckpt.*"))
-    if shards:
-        _VALID["tf-checkpoint"] = ({f.name: f.read_bytes() for f in shards}, "cudnn_lstm_bidir.ckpt")
-    return _VALID
 
 
 def _quiet_cli(cli: Any, argv: list[str]) -> None:

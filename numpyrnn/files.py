@@ -219,7 +219,10 @@ def read_npz(path: str | os.PathLike, *, mmap: bool = True) -> dict[str, np.ndar
     size = path.stat().st_size
     with zf:
         for info in zf.infolist():
-            if info.is_dir():
+            if not info.filename:  # zipfile cuts a name at its first NUL byte (``is_dir`` then fails)
+                raise _fail(path, "a member of the archive has an empty name (in its central directory); the "
+                                  "archive is corrupted")
+            if info.filename.endswith("/"):  # a folder
                 continue
             if not info.filename.endswith(".npy"):
                 raise _fail(path, f"member {info.filename!r} is not an .npy array")

@@ -179,6 +179,23 @@ def test_npz_member_with_a_compression_method_zipfile_cannot_read(tmp_path):
             read(src)
 
 
+def test_npz_member_whose_name_starts_with_a_nul_byte(tmp_path):
+    # found by the damage fuzz target (--seed 5): zipfile cuts a member's name at its first NUL, so
+    # the member's name is empty and ZipInfo.is_dir() raised IndexError
+    src = tmp_path / "w.npz"
+    np.savez(src, **_arrays())
+    _overwrite(src, _central_entry(src, "b.npy") + 46, b"\x00")  # the name's first byte
+    message = (r"w\.npz: a member of the archive has an empty name \(in its central directory\); the archive is "
+               r"corrupted")
+    for read in (files.read_npz, numpyrnn.load, numpyrnn.load_all):
+        with pytest.raises(LayoutError, match="^" + message):
+            read(src)
+    proc = run_cli("convert", src, "-o", tmp_path / "o.safetensors", "--cell", "gru")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "a member of the archive has an empty name" in proc.stderr, proc.stderr
+    assert not (tmp_path / "o.safetensors").exists()
+
+
 def test_zip_needing_a_newer_zip_version(tmp_path):
     src = tmp_path / "w.npz"
     np.savez(src, **_arrays())
