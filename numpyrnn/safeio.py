@@ -525,8 +525,8 @@ def _find_all(find: Any, needle: bytes) -> Iterator[int]:
 
 @contextlib.contextmanager
 def _file_bytes(source: Any) -> Iterator[Any]:
-    """The bytes of ``source`` (a path or an in-memory file) without a copy: a read-only mapping
-    of the file, or the file object's buffer."""
+    """The bytes of ``source`` (a path or a file object): a read-only mapping of a file, the value
+    of an ``io.BytesIO`` (no copy), or what another file object reads from its start."""
     if isinstance(source, (str, os.PathLike)):
         import mmap
 
@@ -537,10 +537,9 @@ def _file_bytes(source: Any) -> Iterator[Any]:
             with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
                 yield mm
         return
-    getbuffer = getattr(source, "getbuffer", None)
-    if getbuffer is not None:
-        with getbuffer() as view:
-            yield view
+    getvalue = getattr(source, "getvalue", None)
+    if getvalue is not None:  # io.BytesIO: the bytes it was made from, shared while it is unchanged
+        yield getvalue()
         return
     pos = source.tell()
     try:

@@ -349,3 +349,39 @@ def test_global_heap_walk_accepts_whole_collections_and_refuses_broken_ones(kind
         check(_collection([(1, 5, b"2.2.4"), (2, 5000, b"x")]))
     for h5 in sorted((__import__("pathlib").Path(__file__).parent / "data").rglob("*.h5")):
         check(h5.read_bytes())  # every HDF5 file the tests hold: their collections walk to their ends
+
+
+def _stall_first_heap(data: bytes) -> tuple[bytes, int, int]:
+    """``data`` (an HDF5 file) with the free-space object of its first global heap collection made
+    to declare no bytes; returns it, the collection's offset and the object's."""
+    pos = data.index(b"GCOL\x01\x00\x00\x00")
+    p, end = pos + 16, pos + int.from_bytes(data[pos + 8:pos + 16], "little")
+    while int.from_bytes(data[p:p + 2], "little"):  # objects of index > 0, to the free space
+        p += 16 + -(-int.from_bytes(data[p + 8:p + 16], "little") // 8) * 8
+    assert p + 16 <= end
+    return data[:p + 8] + bytes(8) + data[p + 16:], pos, p
+
+
+def test_keras3_files_with_a_stalled_global_heap_are_refused(tmp_path):
+    """The check reads a file on disk through a mapping, and a ``.keras`` member in memory."""
+    pytest.importorskip("h5py", reason="the files extra")
+    keras = pytest.importorskip("keras", reason="the interop extra")
+    model = keras.Sequential([keras.Input((None, 3)), keras.layers.GRU(4)])
+    model.save(tmp_path / "ok.keras")
+    model.save_weights(tmp_path / "ok.weights.h5")
+    data, pos, p = _stall_first_heap((tmp_path / "ok.weights.h5").read_bytes())
+    (tmp_path / "m.weights.h5").write_bytes(data)
+    message = (f"the HDF5 global heap collection at byte {pos} is damaged: its object at byte {p} (index 0) "
+               f"declares no bytes, so HDF5's walk of the collection never moves past it; refused before HDF5 "
+               f"reads it")
+    with pytest.raises(LayoutError, match="^m\\.weights\\.h5: " + __import__("re").escape(message)):
+        numpyrnn.load_all(tmp_path / "m.weights.h5")
+    with zipfile.ZipFile(tmp_path / "ok.keras") as src, zipfile.ZipFile(tmp_path / "m.keras", "w") as dst:
+        for info in src.infolist():
+            member = src.read(info)
+            if info.filename == "model.weights.h5":
+                member, pos, p = _stall_first_heap(member)
+            dst.writestr(info, member)
+    with pytest.raises(LayoutError, match=r"^m\.keras: the HDF5 global heap collection at byte \d+ is damaged"):
+        numpyrnn.load_all(tmp_path / "m.keras")
+    assert set(numpyrnn.load_all(tmp_path / "ok.keras")) == set(numpyrnn.load_all(tmp_path / "ok.weights.h5"))
