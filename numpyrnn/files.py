@@ -55,7 +55,9 @@ try:
 except ImportError:  # pragma: no cover - Python built without lzma
     class _LZMAError(Exception):  # type: ignore[no-redef]
         pass
-_STREAM_ERRORS: tuple[type[BaseException], ...] = (zipfile.BadZipFile, zlib.error, _LZMAError, NotImplementedError)
+# UnicodeDecodeError: a member name flagged as UTF-8 (bit 11 of its flags) that is not.
+_STREAM_ERRORS: tuple[type[BaseException], ...] = (zipfile.BadZipFile, zlib.error, _LZMAError, NotImplementedError,
+                                                   UnicodeDecodeError)
 _ZIP_ERRORS: tuple[type[BaseException], ...] = (*_STREAM_ERRORS, OSError, EOFError)
 _MEMBER_ERRORS: tuple[type[BaseException], ...] = (*_ZIP_ERRORS, ValueError)  # and a bad .npy in it
 _PASSED_ON: tuple[type[BaseException], ...] = (MemoryError, *_STREAM_ERRORS)  # through the .npy header reader
@@ -213,7 +215,7 @@ def read_npz(path: str | os.PathLike, *, mmap: bool = True) -> dict[str, np.ndar
         safeio.regular_file(path)
         zf = zipfile.ZipFile(path)
     except _ZIP_ERRORS as exc:
-        raise _fail(path, f"not a readable .npz archive ({_one_line(exc)})") from None
+        raise _fail(path, f"not a readable .npz archive ({_zip_why(exc)})") from None
     out: dict[str, np.ndarray] = {}
     mapped: Any = None
     size = path.stat().st_size
@@ -255,7 +257,7 @@ def read_npz(path: str | os.PathLike, *, mmap: bool = True) -> dict[str, np.ndar
                     raise LayoutError(f"{where}: is stored in a way Python's zipfile cannot read ({_one_line(exc)}); "
                                       "the archive is damaged, or was written by another zip tool: write it with "
                                       "np.savez or np.savez_compressed") from None
-                raise LayoutError(f"{where}: cannot be read ({_one_line(exc)}); the archive is corrupted") from None
+                raise LayoutError(f"{where}: cannot be read ({_zip_why(exc)}); the archive is corrupted") from None
             out[key] = arr.reshape(shape, order="F" if fortran else "C")
     return out
 
@@ -733,6 +735,13 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def _zip_why(exc: BaseException) -> str:
+    """What a zip reader's error says, in one line; a name that does not decode is said to be one."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"a member name flagged as UTF-8 is not UTF-8: {_one_line(exc)}"
+    return _one_line(exc)
+
+
 
 # --------------------------------------------------------------------------------------
 # whole files, byte ranges, zip members, HDF5
@@ -802,7 +811,7 @@ def zip_names(path: str | os.PathLike, *, what: str = "zip archive") -> list[str
         with zipfile.ZipFile(path) as zf:
             return zf.namelist()
     except _ZIP_ERRORS as exc:
-        raise _fail(path, f"not a readable {what} ({_one_line(exc)})") from None
+        raise _fail(path, f"not a readable {what} ({_zip_why(exc)})") from None
 
 
 def read_zip_member(path: str | os.PathLike, name: str, *, cap: int | None = None) -> bytes:
@@ -823,7 +832,7 @@ def read_zip_member(path: str | os.PathLike, name: str, *, cap: int | None = Non
                 raise _fail(path, f"the archive holds no {name!r} (it holds {', '.join(zf.namelist()) or 'nothing'})")
             return safeio.read_zip_member(zf, name, f"{path.name}[{name}]", cap=cap)
     except _ZIP_ERRORS as exc:
-        raise _fail(path, f"not a readable zip archive ({_one_line(exc)})") from None
+        raise _fail(path, f"not a readable zip archive ({_zip_why(exc)})") from None
 
 
 def read_json_member(path: str | os.PathLike, name: str) -> Any:

@@ -196,6 +196,41 @@ def test_npz_member_whose_name_starts_with_a_nul_byte(tmp_path):
     assert not (tmp_path / "o.safetensors").exists()
 
 
+def test_zip_member_name_flagged_utf8_that_is_not(tmp_path):
+    # found by the damage fuzz target (--seed 7): zipfile decodes a name whose flags say UTF-8 as
+    # UTF-8, and raised UnicodeDecodeError out of ZipFile() and ZipFile.open()
+    src = tmp_path / "w.npz"
+    np.savez(src, **_arrays())
+    entry = _central_entry(src, "b.npy")
+    flags = struct.unpack("<H", src.read_bytes()[entry + 8:entry + 10])[0]
+    _overwrite(src, entry + 8, struct.pack("<H", flags | 0x800))
+    _overwrite(src, entry + 46, b"\xfd")  # the name's first byte: never in UTF-8
+    why = (r"\(a member name flagged as UTF-8 is not UTF-8: 'utf-8' codec can't decode byte 0xfd in position 0: "
+           r"invalid start byte\)")
+    with pytest.raises(LayoutError, match=r"^w\.npz: not a readable \.npz archive " + why):
+        files.read_npz(src)
+    with pytest.raises(LayoutError, match=r"^w\.npz: not a readable zip archive " + why):
+        files.zip_names(src)
+    with pytest.raises(LayoutError, match=r"^w\.npz: not a readable zip archive " + why):
+        files.read_zip_member(src, "w.npy")
+    for read in (numpyrnn.load, numpyrnn.load_all):
+        with pytest.raises(LayoutError, match=r"^w\.npz: .*a member name flagged as UTF-8 is not UTF-8"):
+            read(src)
+
+
+def test_zip_local_header_name_flagged_utf8_that_is_not(tmp_path):
+    src = tmp_path / "w.npz"
+    np.savez(src, **_arrays())
+    start = _data_start(src, "b.npy")
+    local = src.read_bytes().rindex(b"PK\x03\x04", 0, start)
+    flags = struct.unpack("<H", src.read_bytes()[local + 6:local + 8])[0]
+    _overwrite(src, local + 6, struct.pack("<H", flags | 0x800))
+    _overwrite(src, local + 30, b"\xfd")
+    with pytest.raises(LayoutError, match=r"^w\.npz\['b'\]: cannot be read \(a member name flagged as UTF-8 is not "
+                                          r"UTF-8: .*\); the archive is corrupted"):
+        files.read_npz(src)
+
+
 def test_zip_needing_a_newer_zip_version(tmp_path):
     src = tmp_path / "w.npz"
     np.savez(src, **_arrays())
