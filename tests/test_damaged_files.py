@@ -231,6 +231,22 @@ def test_zip_local_header_name_flagged_utf8_that_is_not(tmp_path):
         files.read_npz(src)
 
 
+def test_pdparams_pickle_declaring_a_huge_bytearray(tmp_path, capfd):
+    # found by the damage fuzz target (--seed 6): five bytes overwritten with 0x96 (BYTEARRAY8) and
+    # the length that follows; the unpickler allocated it, failed, and CPython printed a SystemError
+    from .cli.conftest import ROOT
+
+    data = bytearray((ROOT / "tests/data/paddle_params/lstm_proj_bidirect.pdparams").read_bytes())
+    data[5457:5462] = b"\x96" * 5
+    src = tmp_path / "m.pdparams"
+    src.write_bytes(bytes(data))
+    capfd.readouterr()
+    with pytest.raises(LayoutError, match=r"m\.pdparams: not a readable \.pdparams pickle \(ValueError: expected "
+                                          r"\d+ bytes in a bytearray8, but only \d+ remain\)"):
+        numpyrnn.load_all(src)
+    assert capfd.readouterr().err == ""
+
+
 def test_zip_needing_a_newer_zip_version(tmp_path):
     src = tmp_path / "w.npz"
     np.savez(src, **_arrays())

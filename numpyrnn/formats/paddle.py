@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import pickletools
 import re
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -150,6 +151,31 @@ def _resolve(node: Any, path: str, where: Path) -> Any:
     return node
 
 
+class _Capped:
+    """A file read as :mod:`pickletools` reads it, where no read asks for more than the file holds."""
+
+    def __init__(self, fp: Any):
+        self.fp = fp
+        self.size = os.fstat(fp.fileno()).st_size
+        self.readline = fp.readline
+        self.tell = fp.tell
+
+    def read(self, n: int = -1) -> bytes:
+        left = max(0, self.size - self.fp.tell())
+        return self.fp.read(left if n < 0 else min(n, left))
+
+
+def _check_opcodes(fp: Any) -> None:
+    """Walk the pickle's opcodes (no object is built) so that every length it declares is checked
+    against the bytes that follow it. Python's unpickler allocates what a ``BINBYTES8`` or
+    ``BYTEARRAY8`` declares before it reads: a damaged length becomes a huge allocation, and
+    CPython's cleanup after the ``MemoryError`` prints ``SystemError: deallocated bytearray object
+    has exported buffers``. Raises what :mod:`pickletools` raises (``ValueError`` for a length
+    past the end or an unknown opcode)."""
+    for _ in pickletools.genops(_Capped(fp)):  # type: ignore[arg-type]  # read, readline and tell suffice
+        pass
+
+
 def read_pdparams(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """The arrays of a ``.pdparams`` file, by name, through the allow-list unpickler.
 
@@ -162,6 +188,8 @@ def read_pdparams(path: str | os.PathLike) -> dict[str, np.ndarray]:
     p = Path(path)
     try:
         with open_regular(p, str(p)) as fp:
+            _check_opcodes(fp)
+            fp.seek(0)
             tree = _AllowList(fp).load()
     except _Refused as exc:
         text = str(exc)
