@@ -290,6 +290,10 @@ class OnnxLayout(Layout):
                         f"stored in graph.initializer: pass computed or fed weights as arrays instead"
                     )
                 arrays[name] = leaf(numpy_helper.to_array(initializers[tensor]), paths[name])
+            for name, what in (("W", "input weights"), ("R", "recurrent weights")):
+                if name not in arrays:
+                    raise LayoutError(f"{where}: has no input {name} (the {what}), which ONNX's {n.op_type} requires; "
+                                      f"the model is damaged or incomplete")
             directions = {"forward": 1, "reverse": 1, "bidirectional": 2}[attrs.get("direction", "forward")]
             nodes.append(_Node(arrays, paths, mode=mode, where=where, hidden_size=attrs.get("hidden_size"),
                                directions=directions))
