@@ -530,7 +530,7 @@ def _file_bytes(source: Any) -> Iterator[Any]:
     if isinstance(source, (str, os.PathLike)):
         import mmap
 
-        with open(source, "rb") as fh:
+        with open_regular(source) as fh:  # as every reader opens a file: never blocks on a FIFO
             if not os.fstat(fh.fileno()).st_size:
                 yield b""
                 return
